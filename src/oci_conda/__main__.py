@@ -1,0 +1,3 @@
+from oci_conda.cli import main
+
+raise SystemExit(main())
