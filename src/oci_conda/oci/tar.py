@@ -1,0 +1,435 @@
+"""Deterministic layer tars: the same entries give the same bytes and digests on every machine and every run.
+
+One pass: tar bytes are hashed (diff_id) and compressed, the compressed bytes are hashed (digest) and written out
+as they are produced, so a layer of hundreds of MB never sits in memory or on disk twice.
+Headers are written here rather than by ``tarfile`` so that every byte is under our control: ustar (with the
+prefix field for long paths) and a PAX record only where ustar cannot say it (long or non-ASCII names, huge files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Literal
+
+from oci_conda.errors import ImageError
+
+MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_TYPE_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_TYPE_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MEDIA_TYPES = {"gzip": MEDIA_TYPE_GZIP, "zstd": MEDIA_TYPE_ZSTD, "none": MEDIA_TYPE_TAR}
+
+GZIP_LEVEL = 6
+ZSTD_LEVEL = 3
+CHUNK = 1 << 20  # read size for file contents
+FLUSH_AT = 1 << 20  # headers and small files are gathered until this many bytes, then hashed/compressed at once
+
+Compression = Literal["gzip", "zstd", "none"]
+
+
+@dataclass
+class TarEntry:
+    """One member of a layer; ``path`` is relative POSIX (``opt/conda/bin/x``), contents from ``source`` or ``data``.
+
+    ``opener`` (with ``size``) is a third way to supply file contents, used to stream blobs into archives.
+    """
+
+    path: str
+    kind: Literal["file", "dir", "symlink", "hardlink"]
+    mode: int = 0o644
+    size: int = 0
+    source: str | None = None
+    data: bytes | None = None
+    linkname: str = ""
+    opener: Callable[[], BinaryIO] | None = None
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What a manifest and a config need to know about a written layer."""
+
+    digest: str
+    size: int
+    diff_id: str
+    uncompressed_size: int
+    media_type: str
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# headers
+
+_TYPEFLAG = {"file": b"0", "hardlink": b"1", "symlink": b"2", "dir": b"5"}
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _is_ascii(b: bytes) -> bool:
+    return b.isascii()
+
+
+def _split_ustar(name: bytes) -> tuple[bytes, bytes] | None:
+    """(prefix, name) for ustar when ``name`` is too long for the 100-byte field, or None if it cannot be split."""
+    if len(name) > 256:
+        return None
+    # the prefix is everything before some '/', at most 155 bytes; the rest at most 100 bytes
+    i = name.rfind(b"/", 0, 156)
+    while i > 0:
+        if len(name) - i - 1 <= 100:
+            rest = name[i + 1 :]
+            return (name[:i], rest) if rest else None
+        i = name.rfind(b"/", 0, i)
+    return None
+
+
+def _pax_record(key: str, value: bytes) -> bytes:
+    k = key.encode("ascii")
+    base = len(k) + len(value) + 3  # ' ' '=' '\n'
+    n = base + len(str(base))
+    if len(str(n)) != len(str(base)):
+        n = base + len(str(n))
+    return str(n).encode("ascii") + b" " + k + b"=" + value + b"\n"
+
+
+def _ustar(name: bytes, prefix: bytes, mode: int, size: int, mtime: int, typeflag: bytes, linkname: bytes) -> bytes:
+    head = b"".join(
+        (
+            name.ljust(100, b"\0"),
+            _octal(mode, 8),
+            _octal(0, 8),  # uid
+            _octal(0, 8),  # gid
+            _octal(size, 12),
+            _octal(mtime, 12),
+            b"        ",  # checksum placeholder
+            typeflag,
+            linkname.ljust(100, b"\0"),
+            b"ustar\x0000",
+            b"\0" * 32,  # uname
+            b"\0" * 32,  # gname
+            _octal(0, 8),  # devmajor
+            _octal(0, 8),  # devminor
+            prefix.ljust(155, b"\0"),
+            b"\0" * 12,
+        )
+    )
+    chksum = b"%06o\0 " % sum(head)
+    return head[:148] + chksum + head[156:]
+
+
+def _header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: str) -> bytes:
+    name = path.encode("utf-8", "surrogateescape")
+    if kind == "dir":
+        name += b"/"
+    link = linkname.encode("utf-8", "surrogateescape")
+    pax: list[bytes] = []
+    prefix = b""
+    if len(name) > 100 or not _is_ascii(name):
+        split = _split_ustar(name) if _is_ascii(name) else None
+        if split is None:
+            pax.append(_pax_record("path", name))
+            name = name[:100] if _is_ascii(name[:100]) else b"././@LongName"
+        else:
+            prefix, name = split
+    if len(link) > 100 or not _is_ascii(link):
+        pax.append(_pax_record("linkpath", link))
+        link = b"././@LongLink"
+    hsize = size
+    if size >= 8**11:
+        pax.append(_pax_record("size", str(size).encode("ascii")))
+        hsize = 0
+    header = _ustar(name, prefix, mode, hsize, mtime, _TYPEFLAG[kind], link)
+    if not pax:
+        return header
+    records = b"".join(sorted(pax))
+    xhead = _ustar(b"././@PaxHeader", b"", 0o644, len(records), mtime, b"x", b"")
+    return xhead + records + b"\0" * (-len(records) % 512) + header
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the streaming sink: tar bytes -> sha256 (diff_id) -> compressor -> sha256 (digest) -> out
+
+
+class _Gzip:
+    """gzip without a name or a timestamp, so identical input gives identical bytes."""
+
+    def __init__(self) -> None:
+        self._z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15, 9)
+        self._crc = 0
+        self._len = 0
+        self._started = False
+
+    def compress(self, data: bytes) -> bytes:
+        self._crc = zlib.crc32(data, self._crc)
+        self._len += len(data)
+        out = self._z.compress(data)
+        if not self._started:
+            self._started = True
+            # magic, deflate, no flags, mtime 0, XFL 0, OS 255 (unknown)
+            return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + out
+        return out
+
+    def flush(self) -> bytes:
+        head = self.compress(b"") if not self._started else b""
+        return head + self._z.flush() + self._crc.to_bytes(4, "little") + (self._len & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+class _Plain:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+def _compressor(compression: str):  # noqa: ANN202 - three small duck-typed classes
+    if compression == "gzip":
+        return _Gzip()
+    if compression == "zstd":
+        import zstandard
+
+        # level fixed, single-threaded, no dictionary, no checksum: the bytes depend only on the input
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False).compressobj()
+    if compression == "none":
+        return _Plain()
+    raise ValueError(f"unknown compression {compression!r}")
+
+
+class _Sink:
+    def __init__(self, out: BinaryIO, compression: str):
+        self.out = out
+        self.comp = _compressor(compression)
+        self.tar_hash = hashlib.sha256()
+        self.out_hash = hashlib.sha256()
+        self.tar_size = 0
+        self.out_size = 0
+        self.buf = bytearray()
+        self.plain = compression == "none"
+
+    def _emit(self, data: bytes | bytearray | memoryview) -> None:
+        self.tar_hash.update(data)
+        self.tar_size += len(data)
+        c = data if self.plain else self.comp.compress(data)
+        if c:
+            if not self.plain:
+                self.out_hash.update(c)
+            self.out.write(c)
+            self.out_size += len(c)
+
+    def write(self, data: bytes | memoryview) -> None:
+        if len(data) >= FLUSH_AT:
+            if self.buf:
+                self._emit(bytes(self.buf))
+                self.buf.clear()
+            self._emit(data)
+        else:
+            self.buf += data
+            if len(self.buf) >= FLUSH_AT:
+                self._emit(bytes(self.buf))
+                self.buf.clear()
+
+    def finish(self) -> tuple[str, int, str, int]:
+        if self.buf:
+            self._emit(bytes(self.buf))
+            self.buf.clear()
+        tail = self.comp.flush()
+        if tail and not self.plain:
+            self.out_hash.update(tail)
+            self.out.write(tail)
+            self.out_size += len(tail)
+        diff_id = "sha256:" + self.tar_hash.hexdigest()
+        digest = diff_id if self.plain else "sha256:" + self.out_hash.hexdigest()
+        return digest, self.out_size, diff_id, self.tar_size
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# entry normalisation
+
+
+def _check_path(path: str, what: str = "path") -> str:
+    p = path[:-1] if path.endswith("/") and len(path) > 1 else path
+    if not p or p.startswith("/"):
+        raise ImageError(f"layer entry {what} {path!r} must be relative and non-empty")
+    parts = p.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ImageError(f"layer entry {what} {path!r} must not contain '.', '..' or empty components")
+    if "\0" in p:
+        raise ImageError(f"layer entry {what} {path!r} contains a NUL byte")
+    return p
+
+
+def _sort_key(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
+
+
+def _normalise(entries: Iterable[TarEntry]) -> list[TarEntry]:
+    """Validated, parent-completed, path-sorted entries with canonical modes and hardlinks to earlier paths."""
+    by_path: dict[str, TarEntry] = {}
+    for e in entries:
+        p = _check_path(e.path)
+        if p in by_path:
+            raise ImageError(f"duplicate layer entry {p!r}")
+        if e.kind not in _TYPEFLAG:
+            raise ImageError(f"layer entry {p!r} has unknown kind {e.kind!r}")
+        by_path[p] = e if p == e.path else TarEntry(p, e.kind, e.mode, e.size, e.source, e.data, e.linkname, e.opener)
+
+    # missing parent directories
+    for p in list(by_path):
+        parent = p.rpartition("/")[0]
+        while parent:
+            existing = by_path.get(parent)
+            if existing is None:
+                by_path[parent] = TarEntry(parent, "dir", 0o755)
+            elif existing.kind != "dir":
+                raise ImageError(f"layer entry {p!r} lies under {parent!r}, which is not a directory")
+            else:
+                break
+            parent = parent.rpartition("/")[0]
+
+    # hardlinks: every group of paths sharing one file is written as the smallest path (the file) + links to it
+    links = {p: e for p, e in by_path.items() if e.kind == "hardlink"}
+    if links:
+        groups: dict[str, list[str]] = {}
+        for p, e in links.items():
+            target = _check_path(e.linkname, "link target")
+            seen = {p}
+            while target in links:  # a link to a link: follow to the file
+                if target in seen:
+                    raise ImageError(f"hardlink {p!r} is part of a cycle")
+                seen.add(target)
+                target = _check_path(links[target].linkname, "link target")
+            t = by_path.get(target)
+            if t is None or t.kind != "file":
+                raise ImageError(f"hardlink {p!r} points to {target!r}, which is not a regular file in this layer")
+            groups.setdefault(target, []).append(p)
+        for target, members in groups.items():
+            file_entry = by_path[target]
+            first = min([target, *members], key=_sort_key)
+            if first != target:
+                by_path[first] = TarEntry(first, "file", file_entry.mode, file_entry.size, file_entry.source,
+                                          file_entry.data, "", file_entry.opener)
+            for p in [target, *members]:
+                if p != first:
+                    by_path[p] = TarEntry(p, "hardlink", file_entry.mode, 0, linkname=first)
+
+    out = []
+    for p in sorted(by_path, key=_sort_key):
+        e = by_path[p]
+        if e.kind == "dir":
+            mode = 0o755
+        elif e.kind == "symlink":
+            mode = 0o777
+            if not e.linkname:
+                raise ImageError(f"symlink {p!r} has an empty target")
+        else:
+            mode = 0o755 if e.mode & 0o111 else 0o644
+        if e.mode != mode:
+            e = TarEntry(e.path, e.kind, mode, e.size, e.source, e.data, e.linkname, e.opener)
+        out.append(e)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# writing
+
+
+def _write_file(sink: _Sink, e: TarEntry, mtime: int) -> None:
+    if e.data is not None:
+        sink.write(_header(e.path, "file", e.mode, len(e.data), mtime, ""))
+        sink.write(e.data)
+        sink.write(b"\0" * (-len(e.data) % 512))
+        return
+    if e.source is not None:
+        try:
+            f: BinaryIO = open(e.source, "rb", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            raise ImageError(f"cannot read {e.source}: {exc.strerror}") from exc
+        size = os.fstat(f.fileno()).st_size
+        name = e.source
+    elif e.opener is not None:
+        f = e.opener()
+        size = e.size
+        name = e.path
+    else:
+        f = None  # type: ignore[assignment]
+        size = 0
+        name = e.path
+    sink.write(_header(e.path, "file", e.mode, size, mtime, ""))
+    if f is None:
+        return
+    with f:
+        left = size
+        while left:
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                raise ImageError(f"{name} became shorter while it was being written into a layer")
+            sink.write(chunk)
+            left -= len(chunk)
+    sink.write(b"\0" * (-size % 512))
+
+
+def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compression, mtime: int) -> LayerInfo:
+    """Write a reproducible layer: sorted, owner 0, fixed mtime, canonical modes, deterministic compression."""
+    if compression not in MEDIA_TYPES:
+        raise ValueError(f"unknown compression {compression!r}")
+    mtime = int(mtime)
+    sink = _Sink(out, compression)
+    for e in _normalise(entries):
+        if e.kind == "file":
+            _write_file(sink, e, mtime)
+        else:
+            link = e.linkname if e.kind in ("symlink", "hardlink") else ""
+            sink.write(_header(e.path, e.kind, e.mode, 0, mtime, link))
+    sink.write(b"\0" * 1024)  # end-of-archive marker
+    digest, size, diff_id, usize = sink.finish()
+    return LayerInfo(digest, size, diff_id, usize, MEDIA_TYPES[compression])
+
+
+def layer_from_directory(root: Path, prefix: str = "") -> list[TarEntry]:
+    """Entries for everything under ``root`` (not ``root`` itself), placed under ``prefix`` in the layer.
+
+    Symlinks stay symlinks; files sharing an inode within the walk become hardlinks to the first path.
+    """
+    root = Path(root)
+    prefix = prefix.strip("/")
+    found: list[tuple[str, os.stat_result, str]] = []  # (layer path, lstat, disk path)
+
+    def walk(dirpath: str, rel: str) -> None:
+        try:
+            it = os.scandir(dirpath)
+        except OSError as exc:
+            raise ImageError(f"cannot read directory {dirpath}: {exc.strerror}") from exc
+        with it:
+            for de in it:
+                r = f"{rel}/{de.name}" if rel else de.name
+                st = de.stat(follow_symlinks=False)
+                found.append((r, st, de.path))
+                if stat.S_ISDIR(st.st_mode):
+                    walk(de.path, r)
+
+    walk(str(root), prefix)
+    found.sort(key=lambda t: _sort_key(t[0]))
+    entries: list[TarEntry] = []
+    inodes: dict[tuple[int, int], str] = {}
+    for rel, st, disk in found:
+        m = st.st_mode
+        perm = stat.S_IMODE(m)
+        if stat.S_ISDIR(m):
+            entries.append(TarEntry(rel, "dir", perm))
+        elif stat.S_ISLNK(m):
+            entries.append(TarEntry(rel, "symlink", 0o777, linkname=os.readlink(disk)))
+        elif stat.S_ISREG(m):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in inodes:
+                entries.append(TarEntry(rel, "hardlink", perm, linkname=inodes[key]))
+            else:
+                if st.st_nlink > 1:
+                    inodes[key] = rel
+                entries.append(TarEntry(rel, "file", perm, st.st_size, source=disk))
+        else:
+            raise ImageError(f"{disk} is not a file, directory or symlink and cannot go into a layer")
+    return entries
