@@ -1,0 +1,394 @@
+"""Unpack conda package files (``.conda`` and ``.tar.bz2``) into the shared cache, and read their ``info/`` metadata.
+
+Package archives come from the network, so extraction trusts nothing: member names must stay inside the package,
+links must point inside it, and only regular files, directories and links are accepted. An extracted directory
+appears atomically (built next to its final place, then renamed) and is trusted only when its marker file, written
+last, exists; several builds can extract the same package at once.
+"""
+
+from __future__ import annotations
+
+import bz2
+import json
+import os
+import posixpath
+import re
+import shlex
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from conda_package_streaming import package_streaming
+
+from ..cache import file_lock
+from ..errors import PackageError
+
+#: Written last into an extracted package dir; a dir without it is unfinished and never used.
+MARKER = ".oci-conda-extracted"
+
+#: The placeholder old conda-build wrote into ``info/has_prefix`` lines that name only a path.
+DEFAULT_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
+
+_READ_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class PathEntry:
+    """One entry of a package's file manifest (``info/paths.json``, or rebuilt from the legacy files)."""
+
+    path: str
+    path_type: str  # "hardlink" | "softlink" | "directory"
+    file_mode: str | None = None  # "text" | "binary"
+    prefix_placeholder: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    no_link: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# extraction
+
+
+def extract_package(pkg_file: Path, dest_root: Path, key: str) -> Path:
+    """Unpack ``pkg_file`` into ``dest_root/key`` once; return that dir (``info/`` + payload).
+
+    Safe against concurrent builds sharing ``dest_root`` and against hostile archives (PackageError).
+    """
+    pkg_file = Path(pkg_file)
+    dest_root = Path(dest_root)
+    if not key or "/" in key or key in (".", "..") or key.startswith("."):
+        raise ValueError(f"bad cache key {key!r}")
+    final = dest_root / key
+    if (final / MARKER).is_file():
+        return final
+    dest_root.mkdir(parents=True, exist_ok=True)
+    with file_lock(dest_root / f".{key}.lock"):
+        if (final / MARKER).is_file():  # another build finished it while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=dest_root))
+        try:
+            os.chmod(tmp, 0o755)
+            _extract_all(pkg_file, tmp)
+            (tmp / MARKER).write_bytes(b"")
+            if final.exists() or final.is_symlink():  # unfinished leftover of a crashed build
+                _rmtree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            _rmtree(tmp)
+            raise
+    return final
+
+
+def _rmtree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _package_format(pkg_file: Path) -> str:
+    name = pkg_file.name
+    if name.endswith(".conda"):
+        return "conda"
+    if name.endswith(".tar.bz2"):
+        return "tar.bz2"
+    try:  # cache files may be named by digest only: look at the magic bytes
+        with open(pkg_file, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise PackageError(f"{name}: cannot read package file: {e.strerror}") from None
+    if head.startswith(b"PK\x03\x04"):
+        return "conda"
+    if head.startswith(b"BZh"):
+        return "tar.bz2"
+    raise PackageError(f"{name}: not a conda package (neither .conda nor .tar.bz2)")
+
+
+def _tar_streams(pkg_file: Path) -> Iterator[tuple[str, Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]]]:
+    """Yield ``(where, member stream)`` for every tarball inside the package (info first for ``.conda``)."""
+    fmt = _package_format(pkg_file)
+    if fmt == "tar.bz2":
+        yield pkg_file.name, package_streaming.tar_generator(bz2.open(pkg_file, "rb"), closefd=True)
+        return
+    if package_streaming.zstd is None:  # pragma: no cover - conda-package-streaming always ships it on 3.11
+        raise PackageError(f"{pkg_file.name}: no zstd support to read .conda packages")
+    with zipfile.ZipFile(pkg_file) as zf:
+        # Find the two inner tarballs by their base name: some real archives were re-zipped under a directory.
+        found: dict[str, zipfile.ZipInfo] = {}
+        for zi in zf.infolist():
+            base = zi.filename.rsplit("/", 1)[-1]
+            for comp in ("info", "pkg"):
+                if base.startswith(comp + "-") and base.endswith(".tar.zst"):
+                    if comp in found:
+                        raise PackageError(f"{pkg_file.name}: two {comp} tarballs ({found[comp].filename}, {zi.filename})")
+                    found[comp] = zi
+        if "info" not in found:
+            raise PackageError(f"{pkg_file.name}: no info-*.tar.zst member (not a .conda package)")
+        for comp in ("info", "pkg"):
+            if comp in found:
+                reader = package_streaming.zstd.open(zf.open(found[comp]))
+                yield f"{pkg_file.name}:{found[comp].filename}", package_streaming.tar_generator(reader, closefd=True)
+
+
+def _extract_all(pkg_file: Path, root: Path) -> None:
+    where = pkg_file.name
+    ex = _Extractor(root)
+    try:
+        for where, stream in _tar_streams(pkg_file):
+            for tar, member in stream:
+                ex.member(tar, member, where)
+    except PackageError:
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, UnicodeDecodeError) as e:
+        raise PackageError(f"{where}: corrupt package archive ({type(e).__name__}: {e})") from None
+    except OSError as e:
+        # bz2/zstd report corrupt streams as OSError (or a subclass of it)
+        if e.filename:  # a real file-system problem, not corrupt data
+            raise
+        raise PackageError(f"{where}: corrupt package archive ({type(e).__name__}: {e})") from None
+    except Exception as e:
+        if type(e).__name__ == "ZstdError":  # not an OSError in every zstd backend
+            raise PackageError(f"{where}: corrupt package archive ({e})") from None
+        raise
+
+
+def _safe_name(name: str, where: str) -> str:
+    """The member name as a clean relative path, or PackageError."""
+    if name.startswith("/") or re.match(r"^[A-Za-z]:[/\\]", name):
+        raise PackageError(f"{where}: member {name!r} has an absolute path")
+    if "\0" in name:
+        raise PackageError(f"{where}: member {name!r} has a NUL byte in its name")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise PackageError(f"{where}: member {name!r} points outside the package ('..')")
+    if not parts:
+        raise PackageError(f"{where}: member {name!r} has an empty name")
+    return "/".join(parts)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+class _Extractor:
+    """Writes members under ``root``; remembers parent dirs already proven to lie inside it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.real_root = os.path.realpath(root)
+        self.good_dirs: set[str] = {""}
+
+    def _parent(self, rel: str, where: str, member: str) -> Path:
+        parent_rel = rel.rpartition("/")[0]
+        if parent_rel not in self.good_dirs:
+            cur = self.root
+            for part in parent_rel.split("/"):
+                cur = cur / part
+                if cur.is_symlink():
+                    continue
+                if not cur.exists():
+                    os.mkdir(cur)
+                    os.chmod(cur, 0o755)
+                elif not cur.is_dir():
+                    raise PackageError(f"{where}: member {member!r} needs {part!r} to be a directory, not a file")
+            if not _inside(os.path.realpath(self.root / parent_rel), self.real_root):
+                raise PackageError(f"{where}: member {member!r} is written through a link leading outside the package")
+            self.good_dirs.add(parent_rel)
+        return self.root / rel
+
+    def _forget(self, rel: str) -> None:
+        """A link now sits at ``rel``: dirs reached through it must be proven again."""
+        self.good_dirs = {d for d in self.good_dirs if not (d == rel or d.startswith(rel + "/"))}
+
+    @staticmethod
+    def _clear(dest: Path, where: str, member: str) -> None:
+        # a later member with the same name replaces the earlier one, as tar does
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        elif dest.is_dir():
+            raise PackageError(f"{where}: member {member!r} would replace a directory")
+
+    def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo, where: str) -> None:
+        rel = _safe_name(m.name, where)
+        if m.isreg():
+            dest = self._parent(rel, where, m.name)
+            self._clear(dest, where, m.name)
+            src = tar.extractfile(m)
+            assert src is not None
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(src, out, _READ_SIZE)
+            os.chmod(dest, 0o755 if m.mode & 0o111 else 0o644)
+        elif m.isdir():
+            dest = self._parent(rel, where, m.name)
+            if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+                raise PackageError(f"{where}: directory member {m.name!r} collides with a file or link")
+            if not dest.exists():
+                os.mkdir(dest)
+            os.chmod(dest, 0o755)
+        elif m.issym():
+            target = m.linkname
+            if not target:
+                raise PackageError(f"{where}: symlink {m.name!r} has an empty target")
+            if target.startswith("/"):
+                raise PackageError(f"{where}: symlink {m.name!r} points to absolute path {target!r} outside the package")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+            if resolved == ".." or resolved.startswith("../"):
+                raise PackageError(f"{where}: symlink {m.name!r} -> {target!r} points outside the package")
+            dest = self._parent(rel, where, m.name)
+            self._clear(dest, where, m.name)
+            os.symlink(target, dest)
+            self._forget(rel)
+            if not _inside(os.path.realpath(dest), self.real_root):
+                dest.unlink()
+                raise PackageError(f"{where}: symlink {m.name!r} -> {target!r} points outside the package")
+        elif m.islnk():
+            target_rel = _safe_name(m.linkname, where) if m.linkname else ""
+            if not target_rel:
+                raise PackageError(f"{where}: hardlink {m.name!r} has an empty target")
+            src_path = self.root / target_rel
+            if (
+                not _inside(os.path.realpath(src_path), self.real_root)
+                or src_path.is_symlink()
+                or not src_path.is_file()
+            ):
+                raise PackageError(f"{where}: hardlink {m.name!r} -> {m.linkname!r} does not name a file of the package")
+            dest = self._parent(rel, where, m.name)
+            self._clear(dest, where, m.name)
+            shutil.copyfile(src_path, dest, follow_symlinks=False)
+            os.chmod(dest, 0o755 if os.stat(src_path).st_mode & 0o111 else 0o644)
+        else:
+            kind = {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "FIFO"}.get(
+                m.type, f"tar entry of type {m.type!r}"
+            )
+            raise PackageError(f"{where}: member {m.name!r} is a {kind}; only files, directories and links are allowed")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# metadata
+
+
+def _load_json(pkg_dir: Path, rel: str) -> Any:
+    p = Path(pkg_dir) / rel
+    try:
+        with open(p, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PackageError(f"{Path(pkg_dir).name}: {rel} is not valid JSON ({e})") from None
+
+
+def read_index(pkg_dir: Path) -> dict:
+    """``info/index.json``: the package's own idea of its name, version, build, depends ..."""
+    d = _load_json(pkg_dir, "info/index.json")
+    if not isinstance(d, dict):
+        raise PackageError(f"{Path(pkg_dir).name}: info/index.json is missing or not an object")
+    return d
+
+
+def read_link_json(pkg_dir: Path) -> dict | None:
+    """``info/link.json`` (noarch type and entry points), falling back to the older names of the same file."""
+    for rel in ("info/link.json", "info/package_metadata.json", "info/noarch.json"):
+        d = _load_json(pkg_dir, rel)
+        if d is None:
+            continue
+        if not isinstance(d, dict):
+            raise PackageError(f"{Path(pkg_dir).name}: {rel} is not an object")
+        if rel == "info/noarch.json":  # very old: the noarch section itself
+            return {"noarch": d, "package_metadata_version": 1}
+        return d
+    return None
+
+
+def _check_rel(path: str, pkg: str, what: str) -> str:
+    if not isinstance(path, str) or not path or path.startswith("/") or "\0" in path:
+        raise PackageError(f"{pkg}: {what} lists invalid path {path!r}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise PackageError(f"{pkg}: {what} lists path {path!r} outside the prefix")
+    return "/".join(parts)
+
+
+def read_paths(pkg_dir: Path) -> list[PathEntry]:
+    """The package's file manifest: ``info/paths.json``, or the legacy ``info/files`` + ``has_prefix`` + ``no_link``."""
+    pkg_dir = Path(pkg_dir)
+    pkg = pkg_dir.name
+    pj = _load_json(pkg_dir, "info/paths.json")
+    if pj is not None:
+        if not isinstance(pj, dict) or not isinstance(pj.get("paths"), list):
+            raise PackageError(f"{pkg}: info/paths.json has no 'paths' list")
+        out = []
+        for raw in pj["paths"]:
+            if not isinstance(raw, dict):
+                raise PackageError(f"{pkg}: info/paths.json has a non-object entry")
+            path = _check_rel(raw.get("_path"), pkg, "info/paths.json")
+            path_type = raw.get("path_type") or "hardlink"
+            if path_type not in ("hardlink", "softlink", "directory"):
+                raise PackageError(f"{pkg}: info/paths.json: {path} has unsupported path_type {path_type!r}")
+            placeholder = raw.get("prefix_placeholder") or None
+            mode = raw.get("file_mode") or ("text" if placeholder else None)
+            if mode not in (None, "text", "binary"):
+                raise PackageError(f"{pkg}: info/paths.json: {path} has unknown file_mode {mode!r}")
+            out.append(
+                PathEntry(
+                    path=path,
+                    path_type=path_type,
+                    file_mode=mode if placeholder else None,
+                    prefix_placeholder=placeholder,
+                    sha256=raw.get("sha256"),
+                    size=raw.get("size_in_bytes"),
+                    no_link=bool(raw.get("no_link")),
+                )
+            )
+        return out
+
+    files_txt = pkg_dir / "info" / "files"
+    if not files_txt.is_file():
+        raise PackageError(f"{pkg}: neither info/paths.json nor info/files exists")
+    files = [_check_rel(line.strip(), pkg, "info/files") for line in _read_lines(files_txt) if line.strip()]
+    prefixes = read_has_prefix(pkg_dir)
+    no_link_file = pkg_dir / "info" / "no_link"
+    no_link = set()
+    if no_link_file.is_file():
+        no_link = {_check_rel(line.strip(), pkg, "info/no_link") for line in _read_lines(no_link_file) if line.strip()}
+    out = []
+    for f in files:
+        p = pkg_dir / f
+        path_type = "softlink" if p.is_symlink() else ("directory" if p.is_dir() else "hardlink")
+        placeholder, mode = prefixes.get(f, (None, None))
+        out.append(PathEntry(path=f, path_type=path_type, file_mode=mode, prefix_placeholder=placeholder, no_link=f in no_link))
+    return out
+
+
+def _read_lines(p: Path) -> list[str]:
+    return p.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+
+
+def read_has_prefix(pkg_dir: Path) -> dict[str, tuple[str, str]]:
+    """``info/has_prefix`` as ``{path: (placeholder, mode)}``; a bare path means the default placeholder, text mode."""
+    p = Path(pkg_dir) / "info" / "has_prefix"
+    if not p.is_file():
+        return {}
+    out: dict[str, tuple[str, str]] = {}
+    for n, line in enumerate(_read_lines(p), 1):
+        if not line.strip():
+            continue
+        try:
+            parts = [x.strip("\"'") for x in shlex.split(line, posix=False)]
+        except ValueError:
+            parts = []
+        if len(parts) == 1:
+            placeholder, mode, path = DEFAULT_PLACEHOLDER, "text", parts[0]
+        elif len(parts) == 3:
+            placeholder, mode, path = parts
+        else:
+            raise PackageError(f"{Path(pkg_dir).name}: info/has_prefix line {n} is not 'placeholder mode path': {line!r}")
+        if mode not in ("text", "binary"):
+            raise PackageError(f"{Path(pkg_dir).name}: info/has_prefix line {n} has unknown mode {mode!r}")
+        out[_check_rel(path, Path(pkg_dir).name, "info/has_prefix")] = (placeholder, mode)
+    return out
