@@ -1,0 +1,607 @@
+"""Solve conda requests with libsolv as the SAT engine and conda's semantics kept in Python.
+
+The ``solv`` wheel has no conda support (no ``DISTTYPE_CONDA``, no ``REL_CONDA``), so conda's version order and
+MatchSpec semantics never reach libsolv. Instead:
+
+* every record of a name gets an integer preference rank (fewest ``track_features``, then conda version order,
+  then ``build_number``, then ``timestamp``; with flexible priority the channel comes first) and that rank is the
+  solvable's evr, so libsolv's "best" is conda's best;
+* every distinct dependency string becomes exactly the set of records it matches, written as an OR of rank
+  intervals (``name >= a with name <= b``), computed once per string;
+* ``constrains`` become conflicts with the records of that name that do not match;
+* virtual packages are an installed, locked repo.
+
+Only names reachable from the request through ``depends`` are put into the pool, which keeps a conda-forge-sized
+index (600k records) down to the few thousand records that could matter.
+"""
+
+from __future__ import annotations
+
+import difflib
+import heapq
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Literal, Sequence
+
+import solv
+
+from ..errors import OciCondaError, SolveError
+from .matchspec import MatchSpec
+from .records import PackageRecord
+from .version import VersionOrder
+
+ChannelPriority = Literal["strict", "flexible", "disabled"]
+
+_GE = solv.REL_GT | solv.REL_EQ
+_LE = solv.REL_LT | solv.REL_EQ
+
+__all__ = ["solve", "dependency_order", "channel_matches", "ChannelPriority"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# channel names
+
+
+def channel_matches(spec_channel: str, record_channel: str) -> bool:
+    """Whether a spec's channel (``conda-forge``, ``pkgs/main``, a URL) names a record's channel URL.
+
+    Names compare by trailing path segments (``conda-forge`` matches ``https://host/conda-forge``); URLs compare
+    whole. Tokens and trailing slashes are ignored.
+    """
+    spec = spec_channel.strip().rstrip("/")
+    rec = record_channel.strip().rstrip("/")
+    if not spec:
+        return True
+    if spec == rec:
+        return True
+    if "://" in spec:
+        return _strip_token(spec) == _strip_token(rec)
+    rest = _strip_token(rec).split("://", 1)[-1]
+    return rest == spec or rest.endswith("/" + spec)
+
+
+def _strip_token(url: str) -> str:
+    head, sep, tail = url.partition("/t/")
+    if sep and "/" in tail:
+        return head + "/" + tail.split("/", 1)[1]
+    return url
+
+
+def _channel_label(url: str) -> str:
+    if url == "@":
+        return "the system (virtual package)"
+    rest = url.split("://", 1)[-1]
+    if url.startswith("file://"):
+        return url
+    parts = rest.split("/", 1)
+    return parts[1] if len(parts) == 2 and parts[1] else rest
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the index: records by name, built once per set of channel sequences
+
+
+@dataclass
+class _Index:
+    channels: tuple[Sequence[PackageRecord], ...]
+    lengths: tuple[int, ...]
+    by_name: dict[str, list[tuple[int, PackageRecord]]]
+
+
+_INDEX_CACHE: list[_Index] = []
+
+
+def _index(channels: Sequence[Sequence[PackageRecord]]) -> _Index:
+    """Group records by name; reused while the caller passes the very same (unchanged-length) sequences."""
+    chans = tuple(channels)
+    lengths = tuple(len(c) for c in chans)
+    for ix in _INDEX_CACHE:
+        if len(ix.channels) == len(chans) and ix.lengths == lengths and all(a is b for a, b in zip(ix.channels, chans)):
+            return ix
+    by_name: dict[str, list[tuple[int, PackageRecord]]] = defaultdict(list)
+    for ci, recs in enumerate(chans):
+        for r in recs:
+            by_name[r.name].append((ci, r))
+    ix = _Index(chans, lengths, dict(by_name))
+    _INDEX_CACHE.insert(0, ix)
+    del _INDEX_CACHE[2:]
+    return ix
+
+
+# --------------------------------------------------------------------------------------------------------------
+# matching
+
+
+_MS_CACHE: dict[str, MatchSpec | OciCondaError] = {}
+
+
+def _parse(spec: str) -> MatchSpec:
+    got = _MS_CACHE.get(spec)
+    if got is None:
+        try:
+            got = MatchSpec(spec)
+        except OciCondaError as e:
+            got = e
+        if len(_MS_CACHE) > 500_000:
+            _MS_CACHE.clear()
+        _MS_CACHE[spec] = got
+    if isinstance(got, OciCondaError):
+        raise got
+    return got
+
+
+def _matcher(ms: MatchSpec) -> Callable[[PackageRecord], bool]:
+    """A predicate for records of ``ms.name``; the channel is compared here because records carry URLs."""
+    chan = ms.channel
+    subdir = ms.subdir
+    mvb = ms.match_version_build
+    if chan is None and subdir is None:
+        return lambda r: mvb(r.version, r.build, r.build_number)
+
+    def pred(r: PackageRecord) -> bool:
+        if chan is not None and not channel_matches(chan, r.channel):
+            return False
+        if subdir is not None and r.subdir != subdir:
+            return False
+        return mvb(r.version, r.build, r.build_number)
+
+    return pred
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the problem: candidate records, ranks, the libsolv pool
+
+
+@dataclass
+class _Name:
+    records: list[PackageRecord]  # rank order: records[i] has rank i + 1 (higher is better)
+    channel_of: list[int]
+    ids: list[int] = field(default_factory=list)  # solvable ids, same order
+
+
+class _Problem:
+    def __init__(
+        self,
+        channels: Sequence[Sequence[PackageRecord]],
+        specs: Sequence[str],
+        virtual: Sequence[PackageRecord],
+        priority: ChannelPriority,
+    ) -> None:
+        if priority not in ("strict", "flexible", "disabled"):
+            raise SolveError(f"unknown channel priority {priority!r}; use strict, flexible or disabled")
+        self.priority = priority
+        self.index = _index(channels)
+        self.channel_urls = [self._url_of(c) for c in self.index.channels]
+        self.specs = sorted(dict.fromkeys(s.strip() for s in specs if s and s.strip()))
+        self.parsed = [(s, _parse(s)) for s in self.specs]
+        self.virtual = {r.name: r for r in virtual}
+        self.pinned_channel: dict[str, set[int]] = defaultdict(set)
+        for _s, ms in self.parsed:
+            if ms.channel is not None:
+                cis = {ci for ci, url in enumerate(self.channel_urls) if url and channel_matches(ms.channel, url)}
+                self.pinned_channel[ms.name] |= cis
+        self.names: dict[str, _Name] = {}
+        self.dep_strings: dict[int, str] = {}  # dep id -> original string, for explanations
+        self.conflict_strings: dict[int, str] = {}
+
+    @staticmethod
+    def _url_of(recs: Sequence[PackageRecord]) -> str:
+        for r in recs:
+            return r.channel
+        return ""
+
+    # -- candidates -------------------------------------------------------------------------------------------
+
+    def candidates(self, name: str) -> _Name | None:
+        got = self.names.get(name)
+        if got is not None or name in self.names:
+            return got
+        if name in self.virtual:
+            got = _Name([self.virtual[name]], [-1])
+        elif name.startswith("__"):
+            got = None  # a virtual package the target system does not have
+        else:
+            got = self._rank(self.index.by_name.get(name, ()), name)
+        self.names[name] = got  # type: ignore[assignment]
+        return got
+
+    def _rank(self, pairs: Iterable[tuple[int, PackageRecord]], name: str) -> _Name | None:
+        pairs = list(pairs)
+        if not pairs:
+            return None
+        if self.priority == "strict":
+            pinned = self.pinned_channel.get(name)
+            present = {ci for ci, _ in pairs}
+            allowed = (pinned & present) if pinned else present
+            if allowed:
+                best = min(allowed)
+                pairs = [(ci, r) for ci, r in pairs if ci == best]
+            else:
+                pairs = [(ci, r) for ci, r in pairs if ci == min(present)]
+        # a package published both as .conda and .tar.bz2 is one candidate: keep the .conda
+        uniq: dict[tuple, tuple[int, PackageRecord]] = {}
+        for ci, r in pairs:
+            key = (ci, r.subdir, r.version, r.build)
+            old = uniq.get(key)
+            if old is None or (old[1].ext != ".conda" and r.ext == ".conda"):
+                uniq[key] = (ci, r)
+        flexible = self.priority == "flexible"
+
+        def key(p: tuple[int, PackageRecord]) -> tuple:
+            ci, r = p
+            return (
+                -ci if flexible else 0,
+                -len(r.track_features),
+                VersionOrder(r.version),
+                r.build_number,
+                r.timestamp,
+                -ci,
+                r.subdir != "noarch",
+                r.build,
+            )
+
+        ranked = sorted(uniq.values(), key=key)
+        return _Name([r for _, r in ranked], [ci for ci, _ in ranked])
+
+    def reachable(self) -> list[str]:
+        """Names reachable from the request and the virtual packages through ``depends``."""
+        seen: set[str] = set()
+        todo = [ms.name for _, ms in self.parsed] + sorted(self.virtual)
+        dep_names: dict[str, str] = {}
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            cand = self.candidates(name)
+            if cand is None:
+                continue
+            for r in cand.records:
+                for d in r.depends:
+                    dn = dep_names.get(d)
+                    if dn is None:
+                        try:
+                            dn = _parse(d).name
+                        except OciCondaError:
+                            dn = ""
+                        dep_names[d] = dn
+                    if dn and dn not in seen:
+                        todo.append(dn)
+        return sorted(seen)
+
+    # -- the pool ---------------------------------------------------------------------------------------------
+
+    def build_pool(self) -> None:
+        pool = self.pool = solv.Pool()
+        names = self.reachable()
+        repo = pool.add_repo("channels")
+        vrepo = pool.add_repo("virtual")
+        self.solvable_record: dict[int, PackageRecord] = {}
+        self.rank_str: list[int] = []
+        str2id = pool.str2id
+        rel2id = pool.rel2id
+        self._rank_ids: list[int] = []
+        for name in names:
+            cand = self.candidates(name)
+            if cand is None:
+                continue
+            nid = str2id(name)
+            for i, (r, ci) in enumerate(zip(cand.records, cand.channel_of), 1):
+                s = (vrepo if ci < 0 else repo).add_solvable()
+                s.nameid = nid
+                s.evrid = self._rank_id(i)
+                s.add_deparray(solv.SOLVABLE_PROVIDES, rel2id(nid, s.evrid, solv.REL_EQ))
+                cand.ids.append(s.id)
+                self.solvable_record[s.id] = r
+        self._dep_cache: dict[str, int] = {}
+        self._con_cache: dict[str, int] = {}
+        for name in names:
+            cand = self.candidates(name)
+            if cand is None:
+                continue
+            for sid, r in zip(cand.ids, cand.records):
+                if not r.depends and not r.constrains:
+                    continue
+                s = pool.solvables[sid]
+                for d in r.depends:
+                    s.add_deparray(solv.SOLVABLE_REQUIRES, self.dep_id(d))
+                for c in r.constrains:
+                    cid = self.constrain_id(c)
+                    if cid:
+                        s.add_deparray(solv.SOLVABLE_CONFLICTS, cid)
+        repo.internalize()
+        vrepo.internalize()
+        pool.installed = vrepo
+        pool.createwhatprovides()
+
+    def _rank_id(self, rank: int) -> int:
+        ids = self._rank_ids
+        while len(ids) <= rank:
+            ids.append(self.pool.str2id(str(len(ids))))
+        return ids[rank]
+
+    def _ranks_dep(self, name: str, ranks: list[int], total: int) -> int:
+        """A dep matching exactly the records of ``name`` with these ranks (sorted, 1-based)."""
+        pool = self.pool
+        nid = pool.str2id(name)
+        if len(ranks) == total:
+            return nid
+        parts: list[int] = []
+        i = 0
+        while i < len(ranks):
+            j = i
+            while j + 1 < len(ranks) and ranks[j + 1] == ranks[j] + 1:
+                j += 1
+            lo, hi = ranks[i], ranks[j]
+            if lo == hi:
+                parts.append(pool.rel2id(nid, self._rank_id(lo), solv.REL_EQ))
+            elif lo == 1:
+                parts.append(pool.rel2id(nid, self._rank_id(hi), _LE))
+            elif hi == total:
+                parts.append(pool.rel2id(nid, self._rank_id(lo), _GE))
+            else:
+                parts.append(
+                    pool.rel2id(
+                        pool.rel2id(nid, self._rank_id(lo), _GE),
+                        pool.rel2id(nid, self._rank_id(hi), _LE),
+                        solv.REL_WITH,
+                    )
+                )
+            i = j + 1
+        dep = parts[0]
+        for p in parts[1:]:
+            dep = pool.rel2id(dep, p, solv.REL_OR)
+        return dep
+
+    def matching_ranks(self, spec: str) -> tuple[str, list[int], int] | None:
+        """(name, ranks of the candidates ``spec`` matches, number of candidates); None if it cannot parse."""
+        try:
+            ms = _parse(spec)
+        except OciCondaError:
+            return None
+        cand = self.candidates(ms.name)
+        if cand is None:
+            return ms.name, [], 0
+        pred = _matcher(ms)
+        return ms.name, [i for i, r in enumerate(cand.records, 1) if pred(r)], len(cand.records)
+
+    def dep_id(self, dep: str) -> int:
+        got = self._dep_cache.get(dep)
+        if got is not None:
+            return got
+        m = self.matching_ranks(dep)
+        if m is None or not m[1]:
+            did = self.pool.str2id(f"{dep} (no candidate)")
+        else:
+            did = self._ranks_dep(*m)
+        self._dep_cache[dep] = did
+        self.dep_strings.setdefault(did, dep)
+        return did
+
+    def constrain_id(self, con: str) -> int:
+        got = self._con_cache.get(con)
+        if got is not None:
+            return got
+        m = self.matching_ranks(con)
+        cid = 0
+        if m is not None and m[2]:
+            name, ranks, total = m
+            ok = set(ranks)
+            bad = [i for i in range(1, total + 1) if i not in ok]
+            if bad:
+                cid = self._ranks_dep(name, bad, total)
+                self.conflict_strings.setdefault(cid, con)
+        self._con_cache[con] = cid
+        return cid
+
+    # -- solving ----------------------------------------------------------------------------------------------
+
+    def check_request(self) -> None:
+        """Fail early, with suggestions, for names no channel has and specs nothing matches."""
+        problems: list[str] = []
+        chans = ", ".join(_channel_label(u) for u in self.channel_urls if u) or "no channels"
+        for spec, ms in self.parsed:
+            cand = self.candidates(ms.name)
+            if cand is None:
+                if ms.name.startswith("__"):
+                    have = ", ".join(f"{r.name} {r.version}" for r in self.virtual.values()) or "none"
+                    problems.append(
+                        f"virtual package {ms.name} is not available on the target platform (it has: {have}); "
+                        f"set it in the image section or with CONDA_OVERRIDE_{ms.name[2:].upper()}"
+                    )
+                    continue
+                close = difflib.get_close_matches(ms.name, self.index.by_name.keys(), n=3, cutoff=0.75)
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                problems.append(f"package {ms.name!r} not found in {chans}{hint}")
+                continue
+            pred = _matcher(ms)
+            if not any(pred(r) for r in cand.records):
+                versions = list(dict.fromkeys(r.version for r in reversed(cand.records)))
+                shown = ", ".join(versions[:8]) + (", ..." if len(versions) > 8 else "")
+                where = _channel_label(cand.records[0].channel) if self.priority == "strict" else chans
+                extra = ""
+                if ms.channel is not None and not self.pinned_channel.get(ms.name):
+                    extra = f" (no channel in the request is named {ms.channel!r})"
+                problems.append(f"nothing in {where} matches {spec!r}{extra}; available {ms.name} versions: {shown}")
+        if problems:
+            raise SolveError("; ".join(problems))
+
+    def run(self) -> list[PackageRecord]:
+        self.check_request()
+        self.build_pool()
+        pool = self.pool
+        jobs = []
+        for spec, ms in self.parsed:
+            cand = self.candidates(ms.name)
+            assert cand is not None
+            pred = _matcher(ms)
+            ids = [sid for sid, r in zip(cand.ids, cand.records) if pred(r)]
+            jobs.append(pool.Job(solv.Job.SOLVER_SOLVABLE_ONE_OF | solv.Job.SOLVER_INSTALL, pool.towhatprovides(ids)))
+        for s in pool.installed.solvables:
+            jobs.append(pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_LOCK, s.id))
+        solver = pool.Solver()
+        problems = solver.solve(jobs)
+        if problems:
+            raise SolveError(self.explain(problems))
+        chosen = [self.solvable_record[s.id] for s in solver.transaction().newsolvables()]
+        return dependency_order(chosen)
+
+    # -- explanations -----------------------------------------------------------------------------------------
+
+    def explain(self, problems: list) -> str:
+        """Turn libsolv's rule lists into a few grouped sentences naming the requested specs in conflict."""
+        out: list[str] = []
+        for problem in problems:
+            asked: list[str] = []
+            for sol in problem.solutions():
+                for el in sol.elements(False):
+                    if el.type in (solv.Solver.SOLVER_SOLUTION_JOB, solv.Solver.SOLVER_SOLUTION_POOLJOB):
+                        if 0 <= el.jobidx < len(self.parsed):
+                            asked.append(self.parsed[el.jobidx][0])
+            asked = sorted(dict.fromkeys(asked))
+            reasons = self._reasons(problem, asked)
+            head = (
+                "cannot install " + " together with ".join(repr(a) for a in asked)
+                if len(asked) > 1
+                else f"cannot install {asked[0]!r}"
+                if asked
+                else "the request cannot be satisfied"
+            )
+            out.append(head + (": " + "; ".join(reasons) if reasons else ""))
+        return " | ".join(dict.fromkeys(out))
+
+    def _reasons(self, problem, asked: list[str]) -> list[str]:
+        req: dict[tuple[str, str], list[PackageRecord]] = defaultdict(list)
+        missing: dict[tuple[str, str], list[PackageRecord]] = defaultdict(list)
+        cons: dict[tuple[str, str], list[PackageRecord]] = defaultdict(list)
+        same: set[str] = set()
+        for rule in problem.findallproblemrules():
+            for info in rule.allinfos():
+                rec = self.solvable_record.get(info.solvable.id) if info.solvable else None
+                t = info.type
+                if t == solv.Solver.SOLVER_RULE_PKG_REQUIRES and rec is not None:
+                    dep = self.dep_strings.get(info.dep_id, str(info.dep))
+                    req[(rec.name, dep)].append(rec)
+                elif t == solv.Solver.SOLVER_RULE_PKG_NOTHING_PROVIDES_DEP and rec is not None:
+                    dep = self.dep_strings.get(info.dep_id, str(info.dep))
+                    missing[(rec.name, dep)].append(rec)
+                elif t == solv.Solver.SOLVER_RULE_PKG_CONFLICTS and rec is not None:
+                    con = self.conflict_strings.get(info.dep_id, str(info.dep))
+                    cons[(rec.name, con)].append(rec)
+                elif t == solv.Solver.SOLVER_RULE_PKG_SAME_NAME and rec is not None:
+                    same.add(rec.name)
+        asked_names = {_parse(a).name: a for a in asked}
+        lines: list[str] = []
+        for (name, dep), recs in sorted(req.items(), key=lambda kv: (kv[0][0] not in asked_names, kv[0])):
+            line = f"{_describe(recs)} needs {dep}"
+            dn = self._safe_name(dep)
+            if dn in asked_names and asked_names[dn] != dep:
+                line += f", but you asked for {asked_names[dn]}"
+            elif dn in self.virtual:
+                v = self.virtual[dn]
+                line += f", but the target system has {v.name} {v.version}"
+            lines.append(line)
+        for (name, dep), recs in sorted(missing.items()):
+            dn = self._safe_name(dep)
+            if dn.startswith("__") and dn not in self.virtual:
+                why = f"the target system has no {dn} (set it with CONDA_OVERRIDE_{dn[2:].upper()})"
+            elif dn.startswith("__"):
+                v = self.virtual[dn]
+                why = f"the target system has {v.name} {v.version}"
+            elif self.candidates(dn) is None:
+                why = f"no channel has {dn}"
+            else:
+                why = "no available package matches it"
+            lines.append(f"{_describe(recs)} needs {dep}, but {why}")
+        for (name, con), recs in sorted(cons.items()):
+            line = f"{_describe(recs)} constrains {con}"
+            dn = self._safe_name(con)
+            if dn in asked_names:
+                line += f", but you asked for {asked_names[dn]}"
+            lines.append(line)
+        for name in sorted(same):
+            lines.append(f"only one {name} can be installed")
+        if len(lines) > 12:
+            lines = lines[:12] + [f"and {len(lines) - 12} more reasons"]
+        return lines
+
+    @staticmethod
+    def _safe_name(spec: str) -> str:
+        try:
+            return _parse(spec).name
+        except OciCondaError:
+            return spec.split()[0] if spec.split() else spec
+
+
+def _describe(recs: list[PackageRecord]) -> str:
+    """``numpy 2.1.0, 2.1.3`` or ``numpy 1.20.0 ... 2.1.3 (14 builds)`` for a group of records of one name."""
+    name = recs[0].name
+    versions = sorted({r.version for r in recs}, key=VersionOrder)
+    if len(versions) == 1:
+        builds = sorted({r.build for r in recs})
+        if len(builds) == 1:
+            return f"{name} {versions[0]} {builds[0]}"
+        return f"{name} {versions[0]}"
+    if len(versions) <= 3:
+        return f"{name} {', '.join(versions)}"
+    return f"{name} {versions[0]} ... {versions[-1]} ({len(versions)} versions)"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# public API
+
+
+def dependency_order(records: Sequence[PackageRecord]) -> list[PackageRecord]:
+    """Dependencies before dependents (install order); ties and cycles broken by name, so the order is stable."""
+    by_name = {r.name: r for r in records}
+    deps: dict[str, set[str]] = {}
+    for r in records:
+        ds = set()
+        for d in r.depends:
+            try:
+                dn = _parse(d).name
+            except OciCondaError:
+                continue
+            if dn in by_name and dn != r.name:
+                ds.add(dn)
+        deps[r.name] = ds
+    users: dict[str, list[str]] = defaultdict(list)
+    for n, ds in deps.items():
+        for d in ds:
+            users[d].append(n)
+    waiting = {n: len(ds) for n, ds in deps.items()}
+    ready = [n for n, k in waiting.items() if k == 0]
+    heapq.heapify(ready)
+    out: list[PackageRecord] = []
+    done: set[str] = set()
+    while len(out) < len(by_name):
+        if not ready:  # a cycle: release the smallest name among those left
+            n = min(n for n in by_name if n not in done)
+            waiting[n] = 0
+            heapq.heappush(ready, n)
+        n = heapq.heappop(ready)
+        if n in done:
+            continue
+        done.add(n)
+        out.append(by_name[n])
+        for u in users[n]:
+            waiting[u] -= 1
+            if waiting[u] == 0 and u not in done:
+                heapq.heappush(ready, u)
+    return out
+
+
+def solve(
+    channels: Sequence[Sequence[PackageRecord]],
+    specs: Sequence[str],
+    virtual_packages: Sequence[PackageRecord] = (),
+    channel_priority: Literal["strict", "flexible", "disabled"] = "strict",
+) -> list[PackageRecord]:
+    """Pick one record per needed name so that every request, depends and constrains holds, preferring newest.
+
+    ``channels[0]`` has the highest priority. Returns the records to install (no virtual packages) with
+    dependencies first. Raises ``SolveError`` naming the conflicting requests and the chain that causes it.
+    """
+    if not specs:
+        return []
+    return _Problem(channels, specs, virtual_packages, channel_priority).run()
