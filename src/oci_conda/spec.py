@@ -50,13 +50,24 @@ class BuildSpec:
     path: Path
     name: str | None
     channels: tuple[str, ...]
-    specs: tuple[str, ...]
+    selected_specs: tuple[tuple[str, str | None], ...]  # (spec, micromamba selector or None)
     variables: tuple[tuple[str, str], ...] = ()
     image: ImageSettings = field(default_factory=ImageSettings)
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    @property
+    def specs(self) -> tuple[str, ...]:
+        """All specs, whatever their selector (for messages and spec digests)."""
+        return tuple(s for s, _ in self.selected_specs)
+
+    def specs_for(self, subdir: str) -> tuple[str, ...]:
+        """The specs that apply to the target ``subdir`` (micromamba's ``sel(linux|osx|win|unix)``)."""
+        family = subdir.split("-", 1)[0]
+        ok = {None, family, "unix" if family in ("linux", "osx") else family}
+        return tuple(s for s, sel in self.selected_specs if sel in ok)
 
 
 @functools.lru_cache(maxsize=1)
@@ -176,17 +187,21 @@ def load_spec(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
         raise SpecError(f"{where}:{loc.line(p)}: {_field_name(p)}: {_schema_message(e)}")
 
     deps = doc.get("dependencies") or []
-    specs: list[str] = []
+    specs: list[tuple[str, str | None]] = []
     for i, d in enumerate(deps):
+        selector = None
         if isinstance(d, dict):
-            raise SpecError(
-                f"{where}:{loc.line(['dependencies', i])}: dependencies[{i}].pip: pip packages are not supported yet; "
-                "install them from conda packages or remove the pip: section"
-            )
+            if "pip" in d:
+                raise SpecError(
+                    f"{where}:{loc.line(['dependencies', i])}: dependencies[{i}].pip: pip packages are not supported "
+                    "yet; install them from conda packages or remove the pip: section"
+                )
+            (key, d), = d.items()
+            selector = key[4:-1]
         s = d.strip()
         if not s:
             raise SpecError(f"{where}:{loc.line(['dependencies', i])}: dependencies[{i}]: empty spec")
-        specs.append(s)
+        specs.append((s, selector))
     if not specs:
         raise SpecError(f"{where}:{loc.line(['dependencies']) or 1}: dependencies: nothing to install")
 
@@ -221,7 +236,7 @@ def load_spec(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
         path=path.resolve(),
         name=doc.get("name"),
         channels=tuple(channels),
-        specs=tuple(specs),
+        selected_specs=tuple(specs),
         variables=variables,
         image=image,
     )

@@ -1,0 +1,131 @@
+"""Command line: parse arguments, print progress and errors, choose exit codes. Knows how no stage works."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import OciCondaError
+from .progress import Reporter, choose_mode
+
+SUBDIRS = ("linux-64", "linux-aarch64", "linux-ppc64le", "linux-s390x", "linux-armv7l")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("env_file", metavar="ENV.yml", help="conda environment file (with an optional image: section)")
+    p.add_argument("-c", "--channel", dest="channels", action="append", default=[], metavar="CHANNEL",
+                   help="channel to use before the file's channels (name, URL or local path); repeatable")
+    p.add_argument("--platform", dest="platforms", action="append", choices=SUBDIRS, metavar="SUBDIR",
+                   help="target conda subdir (default linux-64)")
+    p.add_argument("--channel-alias", metavar="URL", help="where channel names live (default: conda's public alias; "
+                   "env OCI_CONDA_CHANNEL_ALIAS)")
+    p.add_argument("--offline", action="store_true", help="use only the cache; never open a network connection")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only warnings and errors")
+    p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oci-conda", description="Build OCI images from conda environments, "
+                                     "without a container daemon.")
+    parser.add_argument("--version", action="version", version=f"oci-conda {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="solve, fetch, install and pack an environment into an OCI image")
+    _common(b)
+    b.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="OUT.tar: OCI archive (also loadable by docker/podman load); otherwise an OCI layout directory")
+    b.add_argument("--tag", metavar="NAME:TAG", help="image name for index.json and docker load")
+    b.add_argument("--base", metavar="REF", help="scratch (default), oci-archive:PATH[:REF] or oci:DIR[:REF]")
+    b.add_argument("--prefix", metavar="PATH", help="where the environment lives in the image (default /opt/conda)")
+    b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="layer compression")
+    b.add_argument("--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
+
+    s = sub.add_parser("solve", help="print the packages an environment resolves to, without building")
+    _common(s)
+    return parser
+
+
+def _build(args: argparse.Namespace, reporter: Reporter) -> int:
+    from .build import BuildOptions, build_image
+    from .spec import load_spec, with_overrides
+
+    spec = with_overrides(load_spec(args.env_file), base=args.base, prefix=args.prefix, tag=args.tag,
+                          channels=args.channels)
+    opts = BuildOptions(
+        output=Path(args.output),
+        platforms=tuple(args.platforms or ("linux-64",)),
+        compression=args.compression,
+        offline=args.offline,
+        channel_alias=args.channel_alias,
+        jobs=max(1, args.jobs),
+    )
+    result = build_image(spec, opts, reporter)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    elif not args.quiet:
+        for line in result.summary_lines():
+            print(line, file=sys.stderr)
+    return 0
+
+
+def _solve(args: argparse.Namespace, reporter: Reporter) -> int:
+    from .build import BuildOptions, solve_environment
+    from .spec import load_spec, with_overrides
+
+    spec = with_overrides(load_spec(args.env_file), channels=args.channels)
+    opts = BuildOptions(output=Path(os.devnull), platforms=tuple(args.platforms or ("linux-64",)),
+                        offline=args.offline, channel_alias=args.channel_alias)
+    out = {}
+    for subdir in opts.platforms:
+        out[subdir] = solve_environment(spec, subdir, opts, reporter)
+    if args.json:
+        if len(out) == 1:
+            print(json.dumps([r.to_json() for r in next(iter(out.values()))], indent=2, sort_keys=True))
+        else:
+            print(json.dumps({k: [r.to_json() for r in v] for k, v in out.items()}, indent=2, sort_keys=True))
+        return 0
+    for subdir, records in out.items():
+        if len(out) > 1:
+            print(f"# {subdir}")
+        for r in sorted(records, key=lambda r: r.name):
+            print(f"{r.name} {r.version} {r.build} {_channel_label(r.channel)}/{r.subdir}")
+    return 0
+
+
+def _channel_label(url: str) -> str:
+    for prefix in ("https://conda.anaconda.org/",):
+        if url.startswith(prefix):
+            return url[len(prefix):]
+    return url
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    reporter = Reporter(choose_mode(args.quiet, args.json))
+    try:
+        if args.command == "build":
+            return _build(args, reporter)
+        if args.command == "solve":
+            return _solve(args, reporter)
+        parser.error(f"unknown command {args.command}")
+    except OciCondaError as e:
+        if args.debug:
+            traceback.print_exc()
+        msg = str(e)
+        print(f"oci-conda: error: {msg}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("oci-conda: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+
