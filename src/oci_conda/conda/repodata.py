@@ -132,6 +132,10 @@ def records_from_repodata(obj: Mapping[str, Any], channel: Channel, subdir: str,
     return list(out.values())
 
 
+def _records(body: bytes, channel: Channel, subdir: str, where: str) -> list[PackageRecord]:
+    return records_from_repodata(_parse(body, where), channel, subdir, where)
+
+
 # ---------------------------------------------------------------- local channels
 
 def _load_local(channel: Channel, subdir: str) -> tuple[dict[str, Any], str] | None:
@@ -185,7 +189,7 @@ def _read_cached(st: Mapping[str, Any], data_path: Path) -> bytes | None:
 
 
 def _fetch_http(channel: Channel, subdir: str, session: requests.Session,
-                offline: bool) -> tuple[dict[str, Any], str] | None:
+                offline: bool) -> list[PackageRecord] | None:
     canon = channel.subdir_url(subdir)
     auth = channel.subdir_url(subdir, auth=True)
     state_p, data_p, lock_p = _cache_files(canon)
@@ -198,7 +202,7 @@ def _fetch_http(channel: Channel, subdir: str, session: requests.Session,
                 return None
             if cached is None:
                 raise ChannelError(f"offline build: no cached repodata for {canon} (run once online to fill the cache)")
-            return _parse(cached, where), where
+            return _records(cached, channel, subdir, where)
         now = time.time()
         variants = ["zst", "json"]
         if now - float(st.get("zst_missing") or 0) < RECHECK_ZST_AFTER:
@@ -227,7 +231,7 @@ def _fetch_http(channel: Channel, subdir: str, session: requests.Session,
                     assert cached is not None
                     st = dict(st, fetched=now)
                     _write_state(state_p, st)
-                    return _parse(cached, where), where
+                    return _records(cached, channel, subdir, where)
                 if variant == "zst" and r.status_code in (403, 404):
                     if r.status_code == 404:
                         new_st["zst_missing"] = now
@@ -246,7 +250,7 @@ def _fetch_http(channel: Channel, subdir: str, session: requests.Session,
                     raise ChannelError(f"cannot read repodata from {where}: {describe_error(e)}") from None
                 etag, last_modified = r.headers.get("ETag"), r.headers.get("Last-Modified")
             body = _decompress(body, where)
-            obj = _parse(body, where)
+            recs = _records(body, channel, subdir, where)  # only repodata we can use goes into the cache
             with atomic_write(data_p) as f:
                 f.write(body)
             new_st.update(variant=variant, etag=etag, last_modified=last_modified,
@@ -254,7 +258,7 @@ def _fetch_http(channel: Channel, subdir: str, session: requests.Session,
             if variant == "zst":
                 new_st.pop("zst_missing", None)
             _write_state(state_p, new_st)
-            return obj, where
+            return recs
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -265,14 +269,10 @@ def _load_subdir(channel: Channel, subdir: str, session: requests.Session,
     """Records of one channel subdir, or None when the channel has no such subdir."""
     if channel.is_local:
         got = _load_local(channel, subdir)
-    elif channel.url.startswith(("http://", "https://")):
-        got = _fetch_http(channel, subdir, session, offline or is_offline(session))
-    else:
-        raise ChannelError(f"unsupported channel URL {redact_url(channel.url)}")
-    if got is None:
-        return None
-    obj, where = got
-    return records_from_repodata(obj, channel, subdir, where)
+        return None if got is None else records_from_repodata(got[0], channel, subdir, got[1])
+    if channel.url.startswith(("http://", "https://")):
+        return _fetch_http(channel, subdir, session, offline or is_offline(session))
+    raise ChannelError(f"unsupported channel URL {redact_url(channel.url)}")
 
 
 def load_repodata(channel: Channel, subdir: str, session: requests.Session, *,
