@@ -1,0 +1,228 @@
+"""Download package files into the content-addressed cache, verified, in parallel.
+
+A cache entry is ``cache_dir("pkgs")/<sha256><ext>`` (``<md5><ext>`` when the record only has an md5). A file only
+ever gets that name after its digest was checked, so an entry's name is its proof: a cache hit costs one ``stat``
+(plus a size check). Downloads stream into a temp file in the same directory while hashing, are fsynced and
+renamed into place; a per-digest lock lets concurrent builds share the cache without fetching a file twice.
+A transfer that breaks mid-way is resumed with an HTTP ``Range`` request when the server allows it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Callable, Sequence
+
+import requests
+
+from ..cache import cache_dir, file_lock
+from ..errors import FetchError
+from ..http import OfflineError, describe_error, is_offline, redact_url
+from .channel import file_url_to_path
+from .records import PackageRecord
+
+Progress = Callable[[PackageRecord, int, "int | None"], None]
+CHUNK = 1 << 18
+#: Attempts per file when a transfer breaks after it started (urllib3 already retries failed connects).
+MAX_ATTEMPTS = 3
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def _expected(rec: PackageRecord) -> tuple[str, str] | None:
+    """``(algorithm, hex digest)`` we verify against, sha256 preferred; None when the record has neither."""
+    for alg, value, length in (("sha256", rec.sha256, 64), ("md5", rec.md5, 32)):
+        if value:
+            v = value.strip().lower()
+            if len(v) != length or not _HEX.match(v):
+                raise FetchError(f"record for {rec.fn} from {redact_url(rec.channel)} has an invalid {alg}: {value!r}")
+            return alg, v
+    return None
+
+
+def cached_path(rec: PackageRecord) -> Path | None:
+    """Where ``rec`` lives in the package cache if it is there (verified when it was stored), else None."""
+    exp = _expected(rec)
+    if exp is None:
+        return None
+    p = cache_dir("pkgs") / f"{exp[1]}{rec.ext}"
+    return p if _entry_ok(p, rec) else None
+
+
+def _entry_ok(path: Path, rec: PackageRecord) -> bool:
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return rec.size is None or st.st_size == rec.size
+
+
+class _Sink:
+    """The temp file plus running digests; can restart from zero when a server ignores our Range request."""
+
+    def __init__(self, f: IO[bytes]):
+        self.f = f
+        self.reset()
+
+    def reset(self) -> None:
+        self.f.seek(0)
+        self.f.truncate()
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5()
+        self.done = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.f.write(chunk)
+        self.sha256.update(chunk)
+        self.md5.update(chunk)
+        self.done += len(chunk)
+
+
+def _copy_file(rec: PackageRecord, sink: _Sink, progress: Progress | None) -> None:
+    path = file_url_to_path(rec.url)
+    total = rec.size
+    try:
+        with open(path, "rb") as src:
+            while chunk := src.read(CHUNK):
+                sink.write(chunk)
+                if progress:
+                    progress(rec, sink.done, total)
+    except FileNotFoundError:
+        raise FetchError(f"package {rec.fn} not found at {path}") from None
+    except OSError as e:
+        raise FetchError(f"cannot read package {rec.fn} at {path}: {e.strerror}") from None
+
+
+def _stream_http(rec: PackageRecord, session: requests.Session, sink: _Sink, progress: Progress | None) -> None:
+    where = redact_url(rec.url)
+    attempt = 0
+    while True:
+        headers = {"Accept-Encoding": "identity"}
+        if sink.done:
+            headers["Range"] = f"bytes={sink.done}-"
+        try:
+            r = session.get(rec.url, stream=True, headers=headers)
+        except OfflineError:
+            raise FetchError(f"offline build: {rec.fn} is not in the package cache (needed from {where})") from None
+        except requests.RequestException as e:
+            raise FetchError(f"cannot download {rec.fn} from {where}: {describe_error(e)}") from None
+        with r:
+            if r.status_code == 404:
+                raise FetchError(f"package {rec.fn} not found (HTTP 404) at {where}")
+            if r.status_code == 206 and sink.done and \
+                    r.headers.get("Content-Range", "").startswith(f"bytes {sink.done}-"):
+                pass  # resumed where the broken transfer stopped
+            elif r.status_code == 200:
+                if sink.done:
+                    sink.reset()
+            else:
+                raise FetchError(f"cannot download {rec.fn} from {where}: HTTP {r.status_code}")
+            total = rec.size
+            if total is None and r.headers.get("Content-Length", "").isdigit():
+                total = sink.done + int(r.headers["Content-Length"])
+            try:
+                for chunk in r.iter_content(CHUNK):
+                    sink.write(chunk)
+                    if progress:
+                        progress(rec, sink.done, total)
+                return
+            except requests.RequestException as e:
+                attempt += 1
+                if attempt >= MAX_ATTEMPTS:
+                    raise FetchError(f"cannot download {rec.fn} from {where}: {describe_error(e)}") from None
+
+
+def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target: Path | None,
+              progress: Progress | None) -> Path:
+    """Fetch ``rec`` into a temp file, verify it and rename it to ``target`` (or to its computed sha256)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name if target else rec.fn}.", suffix=".part", dir=pkgs)
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            sink = _Sink(f)
+            if rec.url.startswith("file://"):
+                _copy_file(rec, sink, progress)
+            elif rec.url.startswith(("http://", "https://")):
+                _stream_http(rec, session, sink, progress)
+            else:
+                raise FetchError(f"unsupported URL for {rec.fn}: {redact_url(rec.url)}")
+            f.flush()
+            os.fsync(f.fileno())
+        channel = redact_url(rec.channel)
+        if rec.size is not None and sink.done != rec.size:
+            raise FetchError(f"size mismatch for {rec.fn} from {channel}: expected {rec.size} bytes, got {sink.done}")
+        exp = _expected(rec)
+        if exp is not None:
+            got = sink.sha256.hexdigest() if exp[0] == "sha256" else sink.md5.hexdigest()
+            if got != exp[1]:
+                raise FetchError(f"{exp[0]} mismatch for {rec.fn} from {channel}: expected {exp[1]}, got {got}")
+        else:
+            target = pkgs / f"{sink.sha256.hexdigest()}{rec.ext}"
+        assert target is not None
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        return target
+    except requests.RequestException as e:  # an OSError subclass: must not read as a disk problem
+        raise FetchError(f"cannot download {rec.fn} from {redact_url(rec.url)}: {describe_error(e)}") from None
+    except OSError as e:
+        raise FetchError(f"cannot write {rec.fn} to the package cache {pkgs}: {e.strerror or e}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _fetch_one(rec: PackageRecord, session: requests.Session, pkgs: Path, offline: bool,
+               progress: Progress | None) -> Path:
+    offline = offline and not rec.url.startswith("file://")  # local files need no network
+    exp = _expected(rec)
+    if exp is None:  # nothing to look a cache entry up by: download, and name it by what we got
+        if offline:
+            raise FetchError(f"offline build: {rec.fn} has no checksum, so the cache cannot supply it "
+                             f"(needed from {redact_url(rec.url)})")
+        return _download(rec, session, pkgs, None, progress)
+    target = pkgs / f"{exp[1]}{rec.ext}"
+    if not _entry_ok(target, rec):
+        if offline:
+            raise FetchError(f"offline build: {rec.fn} is not in the package cache (needed from {redact_url(rec.url)})")
+        with file_lock(pkgs / ".locks" / f"{exp[1]}.lock"):
+            if not _entry_ok(target, rec):  # another build may have stored it while we waited
+                with contextlib.suppress(FileNotFoundError):
+                    target.unlink()
+                return _download(rec, session, pkgs, target, progress)
+    if progress:
+        size = target.stat().st_size
+        progress(rec, size, size)
+    return target
+
+
+def fetch_packages(records: Sequence[PackageRecord], session: requests.Session, *, jobs: int = 8,
+                   offline: bool = False, progress: Progress | None = None) -> dict[str, Path]:
+    """``{record.url: verified file in the package cache}``; downloads what is missing with ``jobs`` threads.
+
+    ``progress(record, bytes_done, total_or_None)`` is called from worker threads as bytes arrive (and once for a
+    cache hit). Offline, anything not cached and not a ``file://`` URL is a :class:`FetchError`.
+    """
+    offline = offline or is_offline(session)
+    pkgs = cache_dir("pkgs")
+    unique: dict[str, PackageRecord] = {}
+    for rec in records:
+        unique.setdefault(rec.url, rec)
+    todo = list(unique.values())
+    if not todo:
+        return {}
+    if jobs <= 1 or len(todo) == 1:
+        return {rec.url: _fetch_one(rec, session, pkgs, offline, progress) for rec in todo}
+    out: dict[str, Path] = {}
+    with ThreadPoolExecutor(max_workers=min(jobs, len(todo)), thread_name_prefix="fetch") as pool:
+        futures = [pool.submit(_fetch_one, rec, session, pkgs, offline, progress) for rec in todo]
+        try:
+            for rec, fut in zip(todo, futures):  # the first failure in record order wins
+                out[rec.url] = fut.result()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return out
