@@ -118,16 +118,16 @@ class _Gen:
                 self.add("blas", "2.1" + v[-1], impl, 0, [f"libblas {v} *_{impl}", f"libcblas {v} *_{impl}"])
 
     def python(self) -> None:
-        deps = ["bzip2 >=1.0.8,<2.0a0", "libffi >=3.4,<4.0a0", "libgcc-ng >=12", "libsqlite >=3.0", "libuuid >=2.0",
-                "libzlib >=1.2.13,<2.0a0", "ncurses >=6.4,<7.0a0", "openssl >=3.0,<4.0a0", "readline >=8.0,<9.0a0",
-                "tk >=8.6.13,<8.7.0a0", "xz >=5.2.6,<6.0a0", "tzdata", "__glibc >=2.17"]
+        libs = dict(self.libs)
+        deps = [f"{n} {self.pin(libs[n][-3])}" if len(libs[n]) >= 3 else n
+                for n in ["bzip2", "libffi", "libsqlite", "libuuid", "libzlib", "ncurses", "openssl", "readline", "tk",
+                          "xz", "libnsl", "libxcrypt", "libexpat"]] + ["libgcc-ng >=12", "tzdata", "__glibc >=2.17"]
         for minor in PY_MINORS:
             for patch in range(self.rng.randint(3, 8)):
                 v = f"{minor}.{patch}"
                 for bn in range(2):
                     self.add("python", v, f"h{_hash7('py', v, bn)}_{bn}_cpython", bn,
-                             [d for d in deps if d.split()[0] in {n for n, _ in self.libs} | {"tzdata"}] +
-                             [f"python_abi {minor}.* *_cp{minor.replace('.', '')}"])
+                             deps + [f"python_abi {minor}.* *_cp{minor.replace('.', '')}"])
             self.add("python_abi", minor, f"4_cp{minor.replace('.', '')}", 4, [],
                      constrains=[f"python {minor}.* *_cpython"])
         self.add("tzdata", "2024a", "h0c530f3_0", 0, [], subdir="noarch", noarch="generic")
@@ -161,8 +161,9 @@ class _Gen:
                                              else "numpy >=1.22.4", "python-dateutil >=2.8.1", "pytz >=2020.1",
                                              "tzdata >=2022a", "libstdcxx-ng >=12"],
                              minors=[m for m in PY_MINORS if m != "3.13"])
-        for name in ["python-dateutil", "pytz", "six"]:
-            for v in self.versions(4):
+        for name, vers in [("python-dateutil", ["2.8.2", "2.9.0"]), ("pytz", ["2023.3", "2024.1"]),
+                           ("six", ["1.16.0", "1.17.0"])]:
+            for v in vers:
                 self.add(name, v, "pyhd8ed1ab_0", 0, ["python >=3.6"] + (["six >=1.5"] if name == "python-dateutil"
                                                                         else []), subdir="noarch", noarch="python")
 

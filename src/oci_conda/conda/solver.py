@@ -565,30 +565,75 @@ def dependency_order(records: Sequence[PackageRecord]) -> list[PackageRecord]:
             if dn in by_name and dn != r.name:
                 ds.add(dn)
         deps[r.name] = ds
-    users: dict[str, list[str]] = defaultdict(list)
+    # strongly connected components (cycles such as python <-> pip) are placed as one unit, members by name
+    comp_of = _components(sorted(deps), deps)
+    members: dict[int, list[str]] = defaultdict(list)
+    for n in sorted(deps):
+        members[comp_of[n]].append(n)
+    cdeps: dict[int, set[int]] = {c: set() for c in members}
     for n, ds in deps.items():
+        cdeps[comp_of[n]] |= {comp_of[d] for d in ds if comp_of[d] != comp_of[n]}
+    users: dict[int, list[int]] = defaultdict(list)
+    for c, ds in cdeps.items():
         for d in ds:
-            users[d].append(n)
-    waiting = {n: len(ds) for n, ds in deps.items()}
-    ready = [n for n, k in waiting.items() if k == 0]
+            users[d].append(c)
+    waiting = {c: len(ds) for c, ds in cdeps.items()}
+    ready = [(members[c][0], c) for c, k in waiting.items() if k == 0]
     heapq.heapify(ready)
     out: list[PackageRecord] = []
-    done: set[str] = set()
-    while len(out) < len(by_name):
-        if not ready:  # a cycle: release the smallest name among those left
-            n = min(n for n in by_name if n not in done)
-            waiting[n] = 0
-            heapq.heappush(ready, n)
-        n = heapq.heappop(ready)
-        if n in done:
-            continue
-        done.add(n)
-        out.append(by_name[n])
-        for u in users[n]:
+    while ready:
+        _, c = heapq.heappop(ready)
+        out.extend(by_name[n] for n in members[c])
+        for u in users[c]:
             waiting[u] -= 1
-            if waiting[u] == 0 and u not in done:
-                heapq.heappush(ready, u)
+            if waiting[u] == 0:
+                heapq.heappush(ready, (members[u][0], u))
     return out
+
+
+def _components(nodes: list[str], edges: dict[str, set[str]]) -> dict[str, int]:
+    """Tarjan's strongly connected components, iteratively (dependency chains can be long)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    comp: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    counter = 0
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            advanced = False
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(edges[w]))))
+                    advanced = True
+                    break
+                if w in on:
+                    low[v] = min(low[v], index[w])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp[w] = index[v]
+                    if w == v:
+                        break
+    return comp
 
 
 def solve(
