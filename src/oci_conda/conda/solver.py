@@ -28,7 +28,7 @@ import solv
 from ..errors import OciCondaError, SolveError
 from .matchspec import MatchSpec
 from .records import PackageRecord
-from .version import VersionOrder
+from .version import parse_version
 
 ChannelPriority = Literal["strict", "flexible", "disabled"]
 
@@ -226,13 +226,20 @@ class _Problem:
             if old is None or (old[1].ext != ".conda" and r.ext == ".conda"):
                 uniq[key] = (ci, r)
         flexible = self.priority == "flexible"
+        for k, (ci, r) in list(uniq.items()):
+            try:
+                parse_version(r.version)
+            except OciCondaError:  # conda cannot order it either; such a record is never a candidate
+                del uniq[k]
+        if not uniq:
+            return None
 
         def key(p: tuple[int, PackageRecord]) -> tuple:
             ci, r = p
             return (
                 -ci if flexible else 0,
                 -len(r.track_features),
-                VersionOrder(r.version),
+                parse_version(r.version),
                 r.build_number,
                 r.timestamp,
                 -ci,
@@ -536,7 +543,7 @@ class _Problem:
 def _describe(recs: list[PackageRecord]) -> str:
     """``numpy 2.1.0, 2.1.3`` or ``numpy 1.20.0 ... 2.1.3 (14 builds)`` for a group of records of one name."""
     name = recs[0].name
-    versions = sorted({r.version for r in recs}, key=VersionOrder)
+    versions = sorted({r.version for r in recs}, key=parse_version)
     if len(versions) == 1:
         builds = sorted({r.build for r in recs})
         if len(builds) == 1:
