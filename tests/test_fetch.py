@@ -232,6 +232,8 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if not srv.ranges:  # type: ignore[attr-defined]
+            rng = None  # a server without range support answers with the whole file
         start = int(rng.split("=")[1].rstrip("-")) if rng else 0
         self.send_response(206 if rng else 200)
         if rng:
@@ -241,12 +243,14 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data[start:])
 
 
-def test_broken_transfer_resumes_with_range(realdata: Path, cache_env) -> None:
+@pytest.mark.parametrize("ranges", [True, False])
+def test_broken_transfer_resumes_with_range(realdata: Path, cache_env, ranges: bool) -> None:
     src = realdata / PKGS / "libsqlite-3.46.0-hde9e2c9_0.conda"
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FlakyHandler)
+    httpd.ranges = ranges  # type: ignore[attr-defined]
     httpd.data = src.read_bytes()  # type: ignore[attr-defined]
     httpd.log = []  # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}"
         rec = PackageRecord(name="libsqlite", version="3.46.0", build="hde9e2c9_0", build_number=0,

@@ -155,7 +155,7 @@ def etag_server() -> Iterator:
         handler = lambda *a, **k: _ETagHandler(*a, directory=str(root), **k)  # noqa: E731
         httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         httpd.requests = []  # type: ignore[attr-defined]
-        t = threading.Thread(target=httpd.serve_forever, daemon=True)
+        t = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
         t.start()
         started.append(httpd)
         return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -334,16 +334,17 @@ GARBAGE = [
 ]
 
 
-@pytest.mark.parametrize("body", GARBAGE)
-def test_garbage_repodata_is_a_channel_error(tmp_path: Path, serve_dir, cache_env, body: bytes) -> None:
-    (tmp_path / "linux-64").mkdir()
-    (tmp_path / "linux-64" / "repodata.json").write_bytes(body)
+def test_garbage_repodata_is_a_channel_error(tmp_path: Path, serve_dir, cache_env) -> None:
+    for i, body in enumerate(GARBAGE):
+        (tmp_path / f"c{i}" / "linux-64").mkdir(parents=True)
+        (tmp_path / f"c{i}" / "linux-64" / "repodata.json").write_bytes(body)
     server = serve_dir(tmp_path)
-    for chan in (http_channel(server.url), resolve_channel(str(tmp_path), tmp_path)):
-        with pytest.raises(ChannelError) as ei:
-            load_repodata(chan, "linux-64", make_session())
-        msg = str(ei.value)
-        assert "\n" not in msg and f"{chan.url}/linux-64/repodata.json" in msg
+    for i, body in enumerate(GARBAGE):
+        for chan in (http_channel(f"{server.url}/c{i}"), resolve_channel(str(tmp_path / f"c{i}"), tmp_path)):
+            with pytest.raises(ChannelError) as ei:
+                load_repodata(chan, "linux-64", make_session())
+            msg = str(ei.value)
+            assert "\n" not in msg and f"{chan.url}/linux-64/repodata.json" in msg, body
     assert not [p for p in (cache_env / "repodata").glob("*.json") if not p.name.endswith(".state.json")]
 
 
@@ -361,7 +362,7 @@ class _FailingHandler(http.server.BaseHTTPRequestHandler):
 def test_server_errors_are_retried_then_reported(cache_env) -> None:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingHandler)
     httpd.hits = 0  # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/c"
         with pytest.raises(ChannelError, match="HTTP 503") as ei:

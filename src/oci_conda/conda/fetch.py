@@ -187,7 +187,11 @@ def _fetch_one(rec: PackageRecord, session: requests.Session, pkgs: Path, offlin
     if not _entry_ok(target, rec):
         if offline:
             raise FetchError(f"offline build: {rec.fn} is not in the package cache (needed from {redact_url(rec.url)})")
-        with file_lock(pkgs / ".locks" / f"{exp[1]}.lock"):
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(file_lock(pkgs / ".locks" / f"{exp[1]}.lock"))
+            except OSError as e:
+                raise FetchError(f"cannot lock the package cache {pkgs} for {rec.fn}: {e.strerror or e}") from None
             if not _entry_ok(target, rec):  # another build may have stored it while we waited
                 with contextlib.suppress(FileNotFoundError):
                     target.unlink()

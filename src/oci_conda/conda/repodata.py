@@ -57,8 +57,31 @@ def _parse(body: bytes, where: str) -> dict[str, Any]:
     return obj
 
 
+_STR_OR_NONE = (str, type(None))
+_NUM_OR_NONE = (int, float, type(None))
+
+
+def _entry_ok(fn: Any, raw: Any) -> bool:
+    """Fast path of :func:`_check_entry` (a big channel has ~10^6 entries): True when nothing is wrong."""
+    if type(fn) is not str or type(raw) is not dict or "/" in fn:
+        return False
+    g = raw.get
+    name, version, build, deps, cons = g("name"), g("version"), g("build"), g("depends"), g("constrains")
+    bn, size, ts = g("build_number"), g("size"), g("timestamp")
+    return (type(name) is str and type(version) is str and type(build) is str and name != "" and version != ""
+            and build != "" and (type(deps) is list or deps is None) and (type(cons) is list or cons is None)
+            and (type(bn) is int or bn is None) and type(size) in (int, type(None)) and isinstance(ts, _NUM_OR_NONE)
+            and type(g("sha256")) in _STR_OR_NONE and type(g("md5")) in _STR_OR_NONE
+            and type(g("subdir")) in _STR_OR_NONE and type(g("license")) in _STR_OR_NONE
+            and type(g("features")) in _STR_OR_NONE and type(g("noarch")) in (str, bool, type(None))
+            and type(g("track_features")) in (str, list, type(None))
+            and all(type(d) is str for d in deps or ()) and all(type(c) is str for c in cons or ()))
+
+
 def _check_entry(fn: Any, raw: Any) -> str | None:
     """What is wrong with one repodata entry, or None; keeps garbage from turning into tracebacks later."""
+    if _entry_ok(fn, raw):
+        return None
     if not isinstance(fn, str) or "/" in fn:
         return "bad file name"
     if not isinstance(raw, dict):
@@ -271,7 +294,13 @@ def _load_subdir(channel: Channel, subdir: str, session: requests.Session,
         got = _load_local(channel, subdir)
         return None if got is None else records_from_repodata(got[0], channel, subdir, got[1])
     if channel.url.startswith(("http://", "https://")):
-        return _fetch_http(channel, subdir, session, offline or is_offline(session))
+        try:
+            return _fetch_http(channel, subdir, session, offline or is_offline(session))
+        except requests.RequestException as e:  # an OSError too; normally caught where it happens
+            raise ChannelError(f"cannot reach channel {channel.url}: {describe_error(e)}") from None
+        except OSError as e:
+            raise ChannelError(f"cannot use the repodata cache {cache_dir('repodata')} for {channel.url}: "
+                               f"{e.strerror or e}") from None
     raise ChannelError(f"unsupported channel URL {redact_url(channel.url)}")
 
 
