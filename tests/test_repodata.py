@@ -18,9 +18,11 @@ import pytest
 import requests
 import zstandard
 
+import oci_conda
+
 from oci_conda.conda.channel import Channel, resolve_channel
 from oci_conda.conda.repodata import load_channels, load_repodata
-from oci_conda.errors import ChannelError
+from oci_conda.errors import ChannelError, FetchError
 from oci_conda.http import make_session
 
 PYPI_CHANNEL = Path("repodata/conda-pypi-local-channel")
@@ -300,6 +302,7 @@ def test_token_and_basic_auth_are_sent(realdata: Path, tmp_path: Path, serve_dir
     recs = load_repodata(chan, "linux-64", make_session())
     method, path, headers = server.requests[0]
     assert path == "/t/TOK/linux-64/repodata.json.zst" and headers["Authorization"].startswith("Basic ")
+    assert headers["User-Agent"] == f"oci-conda/{oci_conda.__version__}"
     assert all(r.channel == server.url and r.url.startswith(f"http://me:pw@{host}/t/TOK/") for r in recs)
 
 
@@ -357,6 +360,13 @@ class _FailingHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(503)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+
+def test_offline_session_refuses_every_request() -> None:
+    with pytest.raises(FetchError) as ei:
+        make_session(offline=True).get("http://me:pw@127.0.0.1:9/t/TOK/chan/noarch/repodata.json")
+    msg = str(ei.value)
+    assert "offline" in msg and "127.0.0.1:9/t/***/chan/noarch/repodata.json" in msg and "pw" not in msg
 
 
 def test_server_errors_are_retried_then_reported(cache_env) -> None:
