@@ -1,0 +1,422 @@
+"""Lay a solved package set out in a staging prefix exactly as conda would link it into ``target_prefix``.
+
+The staging dir is only where the files are written: every prefix placeholder is replaced with the *target* prefix
+(the path the image will use), so the staged tree can be copied verbatim into an image. Files are copied from the
+extracted package dirs (never hard-linked: the cache is shared and must stay immutable), modes are set explicitly so
+the result does not depend on the umask, and ``conda-meta/`` is written as conda writes it, so that conda, mamba and
+conda-pack (which reads managed files back from ``link.source``) accept the prefix.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import InstallError, PackageError
+from .package import PathEntry, read_index, read_link_json, read_paths
+from .records import PackageRecord
+
+#: Linux's limit on the ``#!`` line (conda uses the same number).
+MAX_SHEBANG_LENGTH = 127
+
+# The shebang conda recognises: "#!", optional spaces, the executable (escaped spaces allowed), the rest of the line.
+_SHEBANG_RE = re.compile(rb"^(#!(?:[ ]*)(/(?:\\ |[^ \n\r\t])*)(.*))$", re.MULTILINE)
+_ENTRY_POINT_RE = re.compile(r"^\s*([^=\s]+)\s*=\s*([\w.]+)\s*:\s*([\w.]+)\s*$")
+
+# conda's template for noarch: python entry points (conda/gateways/disk/create.py).
+_ENTRY_POINT_TEMPLATE = """\
+# -*- coding: utf-8 -*-
+import re
+import sys
+
+from {module} import {import_name}
+
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])
+    sys.exit({func}())
+"""
+
+_LINK_TYPE = 1  # conda's LinkType.hardlink, what a default conda install records (conda-pack reads only link.source)
+
+
+@dataclass
+class InstallReport:
+    """What happened that the caller may need to tell the user or act on."""
+
+    warnings: list[str] = field(default_factory=list)
+    #: prefix-relative paths of post-link / pre-unlink scripts that were NOT run
+    post_link_scripts: list[str] = field(default_factory=list)
+    #: dist name (``name-version-build``) -> sorted prefix-relative paths it owns (after clobbering)
+    files_by_package: dict[str, list[str]] = field(default_factory=dict)
+    #: prefix-relative path -> dist name of the package whose copy won, for paths claimed by several packages
+    clobbered: dict[str, str] = field(default_factory=dict)
+
+
+def install(
+    items: Sequence[tuple[PackageRecord, Path]],
+    staging: Path,
+    target_prefix: str,
+    *,
+    progress: Callable[[PackageRecord], None] | None = None,
+    requested_specs: Mapping[str, str] | None = None,
+    history_time: int | None = None,
+) -> InstallReport:
+    """Link ``items`` ((record, extracted dir), in dependency order) into ``staging`` as if it were ``target_prefix``.
+
+    ``requested_specs`` maps package names to the spec the user asked for (recorded in conda-meta and history);
+    ``history_time`` (seconds since the epoch) dates the history entry, default the newest package timestamp, so
+    the output is the same bytes for the same input.
+    """
+    staging = Path(staging)
+    if not target_prefix.startswith("/") or target_prefix != posixpath.normpath(target_prefix):
+        raise InstallError(f"target prefix {target_prefix!r} must be a normalised absolute path")
+    staging.mkdir(parents=True, exist_ok=True)
+    os.chmod(staging, 0o755)
+    linker = _Linker(staging, target_prefix)
+    python_version = _python_version(items)
+    report = InstallReport()
+    owner: dict[str, str] = {}  # prefix path -> dist name
+    metas: list[tuple[PackageRecord, Path, dict[str, Any], list[dict[str, Any]]]] = []
+
+    for record, pkg_dir in items:
+        pkg_dir = Path(pkg_dir)
+        dist = record.dist_name
+        index = read_index(pkg_dir)
+        link_json = read_link_json(pkg_dir) or {}
+        noarch_section = link_json.get("noarch") if isinstance(link_json.get("noarch"), dict) else {}
+        noarch = record.noarch or index.get("noarch") or noarch_section.get("type")
+        if noarch is True:
+            noarch = "generic"
+        if noarch not in (None, "generic", "python"):
+            raise InstallError(f"{dist}: unsupported noarch type {noarch!r}")
+        if noarch == "python" and python_version is None:
+            raise InstallError(f"{dist}: noarch: python package but the solution has no 'python' package")
+
+        paths_data: list[dict[str, Any]] = []
+        for entry in read_paths(pkg_dir):
+            target = _target_path(entry.path, noarch, python_version)
+            prev = owner.get(target)
+            if prev is not None and prev != dist and entry.path_type != "directory":
+                report.warnings.append(f"{target}: installed by {prev} and {dist}; the copy from {dist} is kept")
+                report.clobbered[target] = dist
+                for _r, _d, _i, pd in metas:
+                    pd[:] = [p for p in pd if p["_path"] != target]
+            owner[target] = dist
+            paths_data.append(linker.link(dist, pkg_dir, entry, target))
+            if _is_link_script(target):
+                report.post_link_scripts.append(target)
+
+        if noarch == "python":
+            for ep in noarch_section.get("entry_points") or ():
+                target, pd = linker.entry_point(dist, ep, python_version)
+                prev = owner.get(target)
+                if prev is not None and prev != dist:
+                    report.warnings.append(f"{target}: installed by {prev} and {dist}; the copy from {dist} is kept")
+                    report.clobbered[target] = dist
+                    for _r, _d, _i, opd in metas:
+                        opd[:] = [p for p in opd if p["_path"] != target]
+                owner[target] = dist
+                paths_data.append(pd)
+        metas.append((record, pkg_dir, index, paths_data))
+        if progress is not None:
+            progress(record)
+
+    meta_dir = staging / "conda-meta"
+    _mkdir(meta_dir)
+    for record, pkg_dir, index, paths_data in metas:
+        files = sorted(p["_path"] for p in paths_data)
+        report.files_by_package[record.dist_name] = files
+        doc = _prefix_record(record, pkg_dir, index, files, paths_data, (requested_specs or {}).get(record.name))
+        _write_file(meta_dir / f"{record.dist_name}.json", _dump_json(doc), 0o644)
+
+    when = history_time if history_time is not None else max((r.timestamp for r, _ in items), default=0) // 1000
+    _write_file(meta_dir / "history", _history(items, requested_specs, when).encode(), 0o644)
+    report.post_link_scripts.sort()
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _python_version(items: Sequence[tuple[PackageRecord, Path]]) -> str | None:
+    """``X.Y`` of the ``python`` package in the solution (it decides where noarch: python files go)."""
+    for record, _ in items:
+        if record.name == "python":
+            m = re.match(r"^(\d+)\.(\d+)", record.version)
+            if not m:
+                raise InstallError(f"{record.dist_name}: cannot read a python X.Y version from {record.version!r}")
+            return f"{m.group(1)}.{m.group(2)}"
+    return None
+
+
+def _target_path(path: str, noarch: str | None, python_version: str | None) -> str:
+    if noarch == "python":
+        if path.startswith("site-packages/"):
+            return f"lib/python{python_version}/{path}"
+        if path.startswith("python-scripts/"):
+            return "bin/" + path[len("python-scripts/") :]
+    return path
+
+
+def _is_link_script(target: str) -> bool:
+    return bool(re.match(r"^bin/\.[^/]+-(post-link|pre-unlink|pre-link)\.sh$", target))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _mkdir(d: Path) -> None:
+    if not d.is_dir():
+        d.mkdir()
+    os.chmod(d, 0o755)
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def _dump_json(doc: Any) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def replace_text_prefix(data: bytes, placeholder: str, target_prefix: str) -> bytes:
+    """conda's text-mode rewrite: every occurrence, spaces escaped in the shebang, over-long shebangs via env."""
+    ph = placeholder.encode()
+    nl = data.find(b"\n")
+    if nl > -1:
+        first, rest = data[:nl], data[nl:]
+        if b"#!" + ph in first:
+            first = first.replace(b"#!" + ph, b"#!" + target_prefix.replace(" ", "\\ ").encode())
+            data = first + rest
+    data = data.replace(ph, target_prefix.encode())
+    m = _SHEBANG_RE.match(data)
+    if m:
+        whole, executable, options = m.groups()
+        exe_dir, _, exe_name = executable.decode("utf-8", "surrogateescape").rpartition("/")
+        if len(whole) > MAX_SHEBANG_LENGTH or "\\ " in exe_dir:
+            new = b"#!/usr/bin/env " + exe_name.encode("utf-8", "surrogateescape") + options
+            data = data.replace(whole, new, 1)
+    return data
+
+
+def replace_binary_prefix(data: bytes, placeholder: str, target_prefix: str) -> bytes:
+    """conda's binary-mode rewrite: each NUL-terminated string holding the placeholder, NUL-padded to its length.
+
+    Raises ValueError when the target prefix is longer than the placeholder (the caller names the file).
+    """
+    ph, new = placeholder.encode(), target_prefix.encode()
+    if ph not in data:
+        return data
+    if len(new) > len(ph):
+        raise ValueError("target prefix longer than placeholder")
+
+    def repl(m: re.Match[bytes]) -> bytes:
+        s = m.group(0)
+        n = s.count(ph)
+        return s.replace(ph, new) + b"\0" * ((len(ph) - len(new)) * n)
+
+    out = re.sub(re.escape(ph) + rb"[^\0]*\0", repl, data)
+    assert len(out) == len(data)
+    return out
+
+
+class _Linker:
+    def __init__(self, staging: Path, target_prefix: str):
+        self.staging = staging
+        self.real_staging = os.path.realpath(staging)
+        self.target_prefix = target_prefix
+
+    # -- paths --------------------------------------------------------------------------------------------------
+
+    def _inside(self, p: str) -> bool:
+        return p == self.real_staging or p.startswith(self.real_staging + "/")
+
+    def _prepare(self, dist: str, target: str) -> Path:
+        """Create the parents of ``target`` (0755) inside the staging dir and clear the place for it."""
+        dest = self.staging / target
+        parent = dest.parent
+        if not parent.is_dir():
+            cur = self.staging
+            for part in Path(target).parts[:-1]:
+                cur = cur / part
+                if cur.is_symlink() or cur.is_dir():
+                    continue
+                if cur.exists():
+                    raise InstallError(f"{dist}: {target}: {cur.relative_to(self.staging)} is a file, not a directory")
+                cur.mkdir()
+                os.chmod(cur, 0o755)
+        if not self._inside(os.path.realpath(parent)):
+            raise PackageError(f"{dist}: {target}: written through a link that leads outside the prefix")
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        elif dest.is_dir():
+            raise InstallError(f"{dist}: {target}: a directory is in the way")
+        return dest
+
+    # -- one manifest entry ---------------------------------------------------------------------------------------
+
+    def link(self, dist: str, pkg_dir: Path, entry: PathEntry, target: str) -> dict[str, Any]:
+        src = pkg_dir / entry.path
+        pd: dict[str, Any] = {"_path": target, "path_type": entry.path_type}
+        if entry.sha256:
+            pd["sha256"] = entry.sha256
+        if entry.size is not None:
+            pd["size_in_bytes"] = entry.size
+        if entry.no_link:
+            pd["no_link"] = True
+
+        if entry.path_type == "directory":
+            dest = self.staging / target
+            if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+                raise InstallError(f"{dist}: {target}: a file is in the way of a directory")
+            if not dest.is_dir():
+                self._prepare(dist, target)
+                dest.mkdir()
+            os.chmod(dest, 0o755)
+            return pd
+
+        if entry.path_type == "softlink":
+            if not src.is_symlink():
+                raise PackageError(f"{dist}: {entry.path}: info/paths.json says softlink but the package has no link there")
+            link_target = os.readlink(src)
+            if link_target.startswith("/"):
+                raise PackageError(f"{dist}: {entry.path}: link to absolute path {link_target!r} outside the prefix")
+            lexical = posixpath.normpath(posixpath.join(posixpath.dirname(target), link_target))
+            if lexical == ".." or lexical.startswith("../"):
+                raise PackageError(f"{dist}: {entry.path}: link -> {link_target!r} points outside the prefix")
+            dest = self._prepare(dist, target)
+            os.symlink(link_target, dest)
+            if not self._inside(os.path.realpath(dest)):
+                dest.unlink()
+                raise PackageError(f"{dist}: {entry.path}: link -> {link_target!r} points outside the prefix")
+            return pd
+
+        # a regular file ("hardlink" in conda's words); always a copy
+        if src.is_symlink() or not src.is_file():
+            raise PackageError(f"{dist}: {entry.path}: listed in the manifest but not a regular file in the package")
+        data = src.read_bytes()
+        mode = 0o755 if os.stat(src).st_mode & 0o111 else 0o644
+        if entry.prefix_placeholder:
+            pd["prefix_placeholder"] = entry.prefix_placeholder
+            pd["file_mode"] = entry.file_mode or "text"
+            if (entry.file_mode or "text") == "binary":
+                try:
+                    data = replace_binary_prefix(data, entry.prefix_placeholder, self.target_prefix)
+                except ValueError:
+                    raise InstallError(
+                        f"{dist}: {target}: target prefix {self.target_prefix!r} ({len(self.target_prefix)} chars) is "
+                        f"longer than the binary placeholder ({len(entry.prefix_placeholder)} chars)"
+                    ) from None
+            else:
+                data = replace_text_prefix(data, entry.prefix_placeholder, self.target_prefix)
+            pd["sha256_in_prefix"] = _sha256(data)
+            pd["size_in_bytes"] = len(data)
+        dest = self._prepare(dist, target)
+        _write_file(dest, data, mode)
+        return pd
+
+    # -- noarch: python entry points ----------------------------------------------------------------------------
+
+    def entry_point(self, dist: str, ep: str, python_version: str | None) -> tuple[str, dict[str, Any]]:
+        m = _ENTRY_POINT_RE.match(ep) if isinstance(ep, str) else None
+        if not m:
+            raise PackageError(f"{dist}: info/link.json: cannot parse entry point {ep!r}")
+        command, module, func = m.groups()
+        if "/" in command or command in (".", ".."):
+            raise PackageError(f"{dist}: info/link.json: entry point name {command!r} is not a plain file name")
+        target = f"bin/{command}"
+        python = f"{self.target_prefix}/bin/python{python_version}"
+        shebang = f"#!{python}\n"
+        if len(shebang) > MAX_SHEBANG_LENGTH or " " in python:
+            # conda's fallback: a line that is valid shell and python at once
+            shebang = f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\" #'''\n"
+        text = shebang + _ENTRY_POINT_TEMPLATE.format(module=module, import_name=func.split(".")[0], func=func)
+        data = text.encode()
+        dest = self._prepare(dist, target)
+        _write_file(dest, data, 0o755)
+        return target, {"_path": target, "path_type": "unix_python_entry_point", "size_in_bytes": len(data)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# conda-meta
+
+
+def _clean_url(url: str) -> str:
+    """The record URL without credentials (``user:pass@``) or an anaconda-style ``/t/<token>`` segment."""
+    url = re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url)
+    return re.sub(r"/t/[^/]+/", "/", url, count=1)
+
+
+def _prefix_record(
+    record: PackageRecord,
+    pkg_dir: Path,
+    index: Mapping[str, Any],
+    files: list[str],
+    paths_data: list[dict[str, Any]],
+    requested_spec: str | None,
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {k: v for k, v in index.items() if k in ("arch", "platform", "license_family", "features")}
+    doc.update(
+        name=record.name,
+        version=record.version,
+        build=record.build,
+        build_number=record.build_number,
+        channel=_clean_url(record.channel),
+        subdir=record.subdir,
+        url=_clean_url(record.url),
+        fn=record.fn,
+        md5=record.md5,
+        sha256=record.sha256,
+        size=record.size,
+        depends=list(record.depends),
+        constrains=list(record.constrains),
+        license=record.license if record.license is not None else index.get("license"),
+        timestamp=record.timestamp,
+        track_features=" ".join(record.track_features),
+        files=files,
+        paths_data={"paths_version": 1, "paths": sorted(paths_data, key=lambda p: p["_path"])},
+        link={"source": str(pkg_dir), "type": _LINK_TYPE},
+        extracted_package_dir=str(pkg_dir),
+        package_tarball_full_path="",
+        requested_spec=requested_spec or "",
+        requested_specs=[requested_spec] if requested_spec else [],
+    )
+    if record.noarch:
+        doc["noarch"] = record.noarch
+    if record.features:
+        doc["features"] = record.features
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def _channel_name(channel: str) -> str:
+    """What conda's history calls a channel: the last path part of an http(s) channel, a file channel's URL."""
+    channel = _clean_url(channel).rstrip("/")
+    if channel.startswith(("http://", "https://")):
+        return channel.rsplit("/", 1)[-1]
+    return channel
+
+
+def _history(
+    items: Sequence[tuple[PackageRecord, Path]], requested_specs: Mapping[str, str] | None, when: int
+) -> str:
+    stamp = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    lines = [f"==> {stamp} <==", "# cmd: oci-conda build"]
+    dists = sorted(f"{_channel_name(r.channel)}/{r.subdir}::{r.dist_name}" for r, _ in items)
+    lines += [f"+{d}" for d in dists]
+    if requested_specs:
+        specs = sorted(requested_specs.values())
+        lines.append("# update specs: " + json.dumps(specs))
+    return "\n".join(lines) + "\n"
