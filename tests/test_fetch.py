@@ -31,7 +31,7 @@ def sha256_of(p: Path) -> str:
 
 
 def build_channel(realdata: Path, dst: Path) -> Path:
-    """The vendored conda-forge files laid out as a channel: each file under the subdir its repodata entry names."""
+    """The vendored conda-forge files laid out as a channel: each file under the subdir whose repodata lists it."""
     for sub in ("linux-64", "noarch"):
         (dst / sub).mkdir(parents=True, exist_ok=True)
         for v in ("repodata.json", "repodata.json.zst"):
@@ -40,7 +40,7 @@ def build_channel(realdata: Path, dst: Path) -> Path:
     for fn, entry in {**raw["packages"], **raw["packages.conda"]}.items():
         src = realdata / PKGS / fn
         if src.exists():  # python itself was too big to vendor
-            (dst / entry["subdir"] / fn).symlink_to(src)
+            (dst / "linux-64" / fn).symlink_to(src)
     return dst
 
 

@@ -83,7 +83,7 @@ def test_zst_preferred_and_noarch_records_keep_their_subdir(realdata: Path, tmp_
             entry["name"], entry["version"], entry["build"], entry["sha256"], entry["size"])
         assert r.subdir == entry["subdir"]
         assert r.channel == server.url
-        assert r.url == f"{server.url}/{entry['subdir']}/{r.fn}"
+        assert r.url == f"{server.url}/linux-64/{r.fn}"  # the listing subdir's URL, as conda builds it
     assert any(r.subdir == "noarch" for r in recs)  # pip, wheel, ... listed under linux-64 upstream
 
 
@@ -227,8 +227,9 @@ def test_file_url_and_path_channels(realdata: Path, tmp_path: Path) -> None:
     [recs] = load_channels([by_path], "linux-64", make_session(offline=True))
     want = expected_fns(src / "linux-64" / "repodata.json", src / "noarch" / "repodata.json")
     assert {r.fn for r in recs} == want
+    # every file is listed in linux-64/repodata.json (noarch/ is empty): URLs use the listing subdir
     for r in recs:
-        assert r.url == f"{by_path.url}/{r.subdir}/{r.fn}" and r.channel == by_path.url
+        assert r.url == f"{by_path.url}/linux-64/{r.fn}" and r.channel == by_path.url
 
 
 def test_local_zst_preferred_over_json(tmp_path: Path) -> None:

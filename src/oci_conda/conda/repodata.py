@@ -129,7 +129,8 @@ def records_from_repodata(obj: Mapping[str, Any], channel: Channel, subdir: str,
     """Records of one parsed ``repodata.json``; ``where`` names it in errors.
 
     URLs: CEP-15 ``info.base_url`` (resolved against the subdir URL) when given, otherwise
-    ``<channel>/<record's own subdir>/<fn>``: some channels list noarch files under a platform subdir.
+    ``<channel>/<subdir>/<fn>`` with the subdir whose index lists the file, as conda and rattler do; the record
+    keeps its own ``subdir`` (a noarch file may be listed under a platform subdir).
     """
     info = obj.get("info") or {}
     base_url = info.get("base_url")
@@ -146,7 +147,7 @@ def records_from_repodata(obj: Mapping[str, Any], channel: Channel, subdir: str,
                 raise ChannelError(f"invalid repodata at {redact_url(where)}: package {str(fn)[:100]!r}: {problem}")
             if not fn.endswith(_EXTS):
                 continue
-            base = fixed_base or channel.subdir_url(raw.get("subdir") or subdir, auth=True)
+            base = fixed_base or channel.subdir_url(subdir, auth=True)
             try:
                 rec = PackageRecord.from_repodata(fn, raw, channel.url, subdir, base)
             except (KeyError, TypeError, ValueError) as e:
