@@ -650,7 +650,8 @@ class MatchSpec:
         version_exact = False
         if self.version is not None and str(self.version) != "*":
             v = str(self.version)
-            if any(c in v for c in _CHECK_REGEX_CHARS):
+            if any(c in v for c in _CHECK_REGEX_CHARS) or "*" in v[:-2]:
+                # (an inner '*', e.g. '*.*' or '1.*.1', would be read back differently after '=' or '==')
                 brackets.append(f"version='{v}'")
             elif v[:2] in ("!=", "~="):
                 if self.build is not None:
@@ -659,8 +660,6 @@ class MatchSpec:
                     builder.append(v)
             elif v.endswith(".*"):
                 builder.append("=" + v[:-2])
-            elif v.endswith("*"):
-                builder.append("=" + v[:-1])
             elif v.startswith("=="):
                 builder.append(v)
                 version_exact = True
