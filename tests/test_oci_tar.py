@@ -230,14 +230,35 @@ def test_huge_size_goes_to_pax() -> None:
     assert len(small) == 512  # the largest ustar size needs no PAX header
 
 
-def test_source_is_streamed_not_slurped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_source_is_streamed_not_slurped(tmp_path: Path, compression: str) -> None:
     """A multi-MB source goes through in chunks; contents and digests match an independent hash of the file."""
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
         for i in range(24):
             f.write(hashlib.sha256(str(i).encode()).digest() * 32768)  # 1 MiB each
-    blob, info = _write([TarEntry("big.bin", "file", source=str(big))], "zstd")
-    raw = _decompress(blob, "zstd")
+    blob, info = _write([TarEntry("big.bin", "file", source=str(big))], compression)
+    raw = _decompress(blob, compression)
+    assert info.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
     members = _members(raw)
     assert hashlib.sha256(members["big.bin"][1]).digest() == hashlib.sha256(big.read_bytes()).digest()
     assert stat.S_IMODE(members["big.bin"][0].mode) == 0o644
+
+
+def test_gzip_bytes_do_not_depend_on_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gzip is deflated in parallel blocks; 1 or 3 threads must give the same bytes, and gunzip must read them."""
+    import random
+
+    from oci_conda.oci import tar as tar_mod
+
+    rng = random.Random(7)
+    words = [bytes(rng.choice(b"abcdefghij") for _ in range(rng.randint(1, 12))) for _ in range(500)]
+    entries = [TarEntry(f"d/{n:03d}", "file", data=b" ".join(rng.choice(words) for _ in range(rng.randint(0, 90000))))
+               for n in range(40)]  # ~ 8 MB of compressible text in files of varied sizes: many block boundaries
+    results = {}
+    for workers in (1, 3):
+        monkeypatch.setattr(tar_mod, "GZIP_WORKERS", workers)
+        results[workers] = _write(entries, "gzip")
+    assert results[1][0] == results[3][0] and results[1][1] == results[3][1]
+    raw = gzip.decompress(results[1][0])
+    assert _members(raw)["d/017"][1] == entries[17].data

@@ -12,9 +12,11 @@ import hashlib
 import os
 import stat
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Literal
+from typing import Any, BinaryIO, Callable, Iterable, Literal
 
 from oci_conda.errors import ImageError
 
@@ -154,28 +156,78 @@ def _header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: st
 # the streaming sink: tar bytes -> sha256 (diff_id) -> compressor -> sha256 (digest) -> out
 
 
-class _Gzip:
-    """gzip without a name or a timestamp, so identical input gives identical bytes."""
+GZIP_BLOCK = 1 << 20  # the input is deflated in independent blocks of this size (as pigz does)
+GZIP_WINDOW = 32 << 10
+GZIP_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
-    def __init__(self) -> None:
-        self._z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15, 9)
+
+def _deflate_block(data: bytes, zdict: bytes, last: bool) -> bytes:
+    z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict) if zdict else \
+        zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15, 9)
+    return z.compress(data) + z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+class _Gzip:
+    """gzip without a name or a timestamp, deflated in fixed 1 MiB blocks on several threads.
+
+    Each block is primed with the 32 KiB before it and ends byte-aligned, so the blocks concatenate into one
+    valid deflate stream. Block boundaries depend only on the input offset, so the bytes are the same whatever
+    the number of threads (zlib releases the GIL while compressing).
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self._workers = workers or GZIP_WORKERS
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[bytes]] = deque()
+        self._buf = bytearray()
+        self._window = b""
         self._crc = 0
         self._len = 0
         self._started = False
 
-    def compress(self, data: bytes) -> bytes:
-        self._crc = zlib.crc32(data, self._crc)
-        self._len += len(data)
-        out = self._z.compress(data)
+    def _submit(self, block: bytes, last: bool) -> None:
+        if self._workers == 1:
+            fut: Future[bytes] = Future()
+            fut.set_result(_deflate_block(block, self._window, last))
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="gzip")
+            fut = self._pool.submit(_deflate_block, block, self._window, last)
+        self._pending.append(fut)
+        self._window = block[-GZIP_WINDOW:]
+
+    def _drain(self, keep: int) -> bytes:
+        out = []
         if not self._started:
             self._started = True
             # magic, deflate, no flags, mtime 0, XFL 0, OS 255 (unknown)
-            return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + out
-        return out
+            out.append(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
+        while len(self._pending) > keep or (self._pending and self._pending[0].done()):
+            out.append(self._pending.popleft().result())
+        return b"".join(out)
+
+    def compress(self, data: bytes) -> bytes:
+        self._crc = zlib.crc32(data, self._crc)
+        self._len += len(data)
+        self._buf += data
+        while len(self._buf) >= GZIP_BLOCK:
+            self._submit(bytes(self._buf[:GZIP_BLOCK]), False)
+            del self._buf[:GZIP_BLOCK]
+        return self._drain(2 * self._workers)
 
     def flush(self) -> bytes:
-        head = self.compress(b"") if not self._started else b""
-        return head + self._z.flush() + self._crc.to_bytes(4, "little") + (self._len & 0xFFFFFFFF).to_bytes(4, "little")
+        self._submit(bytes(self._buf), True)
+        self._buf.clear()
+        tail = self._drain(0)
+        self.close()
+        return tail + self._crc.to_bytes(4, "little") + (self._len & 0xFFFFFFFF).to_bytes(4, "little")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for f in self._pending:
+                f.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 class _Plain:
@@ -185,6 +237,23 @@ class _Plain:
     def flush(self) -> bytes:
         return b""
 
+    def close(self) -> None:
+        pass
+
+
+class _Zstd:
+    def __init__(self, obj: Any):
+        self._obj = obj
+
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data)
+
+    def flush(self) -> bytes:
+        return self._obj.flush()
+
+    def close(self) -> None:
+        pass
+
 
 def _compressor(compression: str):  # noqa: ANN202 - three small duck-typed classes
     if compression == "gzip":
@@ -193,7 +262,7 @@ def _compressor(compression: str):  # noqa: ANN202 - three small duck-typed clas
         import zstandard
 
         # level fixed, single-threaded, no dictionary, no checksum: the bytes depend only on the input
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False).compressobj()
+        return _Zstd(zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False).compressobj())
     if compression == "none":
         return _Plain()
     raise ValueError(f"unknown compression {compression!r}")
@@ -377,15 +446,19 @@ def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compres
     if compression not in MEDIA_TYPES:
         raise ValueError(f"unknown compression {compression!r}")
     mtime = int(mtime)
+    normalised = _normalise(entries)
     sink = _Sink(out, compression)
-    for e in _normalise(entries):
-        if e.kind == "file":
-            _write_file(sink, e, mtime)
-        else:
-            link = e.linkname if e.kind in ("symlink", "hardlink") else ""
-            sink.write(_header(e.path, e.kind, e.mode, 0, mtime, link))
-    sink.write(b"\0" * 1024)  # end-of-archive marker
-    digest, size, diff_id, usize = sink.finish()
+    try:
+        for e in normalised:
+            if e.kind == "file":
+                _write_file(sink, e, mtime)
+            else:
+                link = e.linkname if e.kind in ("symlink", "hardlink") else ""
+                sink.write(_header(e.path, e.kind, e.mode, 0, mtime, link))
+        sink.write(b"\0" * 1024)  # end-of-archive marker
+        digest, size, diff_id, usize = sink.finish()
+    finally:
+        sink.comp.close()
     return LayerInfo(digest, size, diff_id, usize, MEDIA_TYPES[compression])
 
 
