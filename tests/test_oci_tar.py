@@ -252,9 +252,9 @@ def test_gzip_bytes_do_not_depend_on_thread_count(tmp_path: Path, monkeypatch: p
     from oci_conda.oci import tar as tar_mod
 
     rng = random.Random(7)
-    words = [bytes(rng.choice(b"abcdefghij") for _ in range(rng.randint(1, 12))) for _ in range(500)]
-    entries = [TarEntry(f"d/{n:03d}", "file", data=b" ".join(rng.choice(words) for _ in range(rng.randint(0, 90000))))
-               for n in range(40)]  # ~ 8 MB of compressible text in files of varied sizes: many block boundaries
+    text = b" ".join(bytes(rng.choice(b"abcdefghij") for _ in range(rng.randint(1, 12))) for _ in range(5000))
+    entries = [TarEntry(f"d/{n:03d}", "file", data=rng.randbytes(rng.randint(0, 60000)) + text * rng.randint(0, 6))
+               for n in range(40)]  # ~ 6 MB, part random, part compressible, varied sizes: many block boundaries
     results = {}
     for workers in (1, 3):
         monkeypatch.setattr(tar_mod, "GZIP_WORKERS", workers)
