@@ -585,3 +585,46 @@ def test_prefix_replacement_rules() -> None:
     assert out == b"X/o/lib:/o" + b"\0" * (2 * (len(ph) - 2)) + b"\0Y" and len(out) == len(data)
     with pytest.raises(ValueError):
         replace_binary_prefix(data, ph, "/" + "x" * len(ph))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the bundled example channel
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello"
+
+
+def test_example_channel_installs_and_runs(tmp_path: Path) -> None:
+    """examples/hello: both placeholders are rewritten; the static binary finds its data at the new prefix."""
+    import platform
+    import subprocess
+
+    chan = EXAMPLE / "channel"
+    fns = ["hello-data-1.0-0.conda", "hello-1.0-0.conda"]
+    staging = tmp_path / "env"
+    report, items = our_install(chan, fns, staging, str(staging), tmp_path / "cache")
+    assert report.warnings == []
+    # the channel is what build_channel.py says: a binary placeholder in hello, a text one in the greeting
+    modes = {e.path: e.file_mode for _, d in items for e in read_paths(d)}
+    assert modes == {"bin/hello": "binary", "share/hello/greeting.txt": "text"}
+    greeting = (staging / "share/hello/greeting.txt").read_text()
+    assert f"installed at {staging}/share/hello/greeting.txt" in greeting
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the example binary is linux-64")
+    out = subprocess.run([str(staging / "bin/hello")], capture_output=True, check=True, timeout=30)
+    assert out.stdout.decode() == greeting
+
+
+def test_example_channel_is_indexed(tmp_path: Path) -> None:
+    """The committed repodata matches the committed package files (sizes and hashes)."""
+    chan = EXAMPLE / "channel"
+    for sub in ("linux-64", "noarch"):
+        rd = json.loads((chan / sub / "repodata.json").read_text())
+        listed = {**rd["packages"], **rd["packages.conda"]}
+        files = sorted(p.name for p in (chan / sub).iterdir() if p.name.endswith((".conda", ".tar.bz2")))
+        assert sorted(listed) == files and files
+        for fn, rec in listed.items():
+            data = (chan / sub / fn).read_bytes()
+            assert rec["sha256"] == hashlib.sha256(data).hexdigest() and rec["size"] == len(data)
+    total = sum(p.stat().st_size for p in chan.rglob("*") if p.is_file())
+    assert total < 1_000_000
