@@ -290,6 +290,15 @@ def test_multi_platform_index(tmp_path: Path, realdata: Path) -> None:
     assert len(docker) == 1
     cfg = json.loads((lay / docker[0]["Config"]).read_text())
     assert cfg["architecture"] == "amd64"
+    # the same pair as a Docker manifest list (written by skopeo) is read the same way
+    run(skopeo, "copy", "--all", "--format", "v2s2", f"oci-archive:{tmp_path / 'm.tar'}:multi:1",
+        f"oci:{tmp_path / 'dl'}:list")
+    index = json.loads((tmp_path / "dl/index.json").read_text())
+    assert index["manifests"][0]["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    for plat in (AMD64, ARM64):
+        got = open_image(f"oci:{tmp_path / 'dl'}:list", plat)
+        want = next(i for i, _ in images if i.platform == plat)
+        assert got.platform == plat and got.layers[0].descriptor == want.layers[0].descriptor
 
 
 def test_docker_schema2_base(tmp_path: Path, realdata: Path) -> None:
