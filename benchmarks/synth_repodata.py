@@ -141,9 +141,10 @@ class _Gen:
                     constrains: list[str] | None = None) -> None:
         for i, v in enumerate(vers):
             lo = 1 + i * len(PY_MINORS) // (2 * len(vers))
+            n_builds = self.rng.randint(1, 2)  # a rebuild bumps the build number of every python variant
             for minor in (minors or PY_MINORS[lo:]):
                 cp = minor.replace(".", "")
-                for bn in range(self.rng.randint(0, 1) + 1):
+                for bn in range(n_builds):
                     self.add(name, v, f"py{cp}h{_hash7(name, v, minor, bn)}_{bn}", bn,
                              [f"python >={minor},<{_next_minor(minor)}.0a0",
                               f"python_abi {minor}.* *_cp{cp}", "libgcc-ng >=12"] + extra, constrains=constrains)

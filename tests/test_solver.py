@@ -14,7 +14,7 @@ import pytest
 
 from oci_conda.conda.matchspec import MatchSpec
 from oci_conda.conda.records import PackageRecord
-from oci_conda.conda.solver import channel_matches, dependency_order, solve
+from oci_conda.conda.solver import dependency_order, solve
 from oci_conda.conda.version import VersionOrder
 from oci_conda.conda.virtual import virtual_packages
 from oci_conda.errors import SolveError
@@ -269,16 +269,6 @@ def test_channel_priority() -> None:
     # an explicit channel wins over strict priority, for the request and for everything that depends on it
     assert solve([hi, lo], ["lo::foo"])[0].channel.endswith("/lo")
     assert solve([hi, lo], ["https://example.invalid/lo::foo"])[0].version == "2.0"
-
-
-def test_channel_matches() -> None:
-    assert channel_matches("conda-forge", "https://conda.anaconda.org/conda-forge")
-    assert channel_matches("conda-forge", "https://conda.anaconda.org/conda-forge/")
-    assert not channel_matches("forge", "https://conda.anaconda.org/conda-forge")
-    assert channel_matches("pkgs/main", "https://repo.anaconda.com/pkgs/main")
-    assert channel_matches("file:///srv/chan", "file:///srv/chan")
-    assert not channel_matches("file:///srv/chan", "file:///srv/chan2")
-    assert channel_matches("https://h/t/abc/conda-forge", "https://h/conda-forge")
 
 
 def test_virtual_packages_respected() -> None:

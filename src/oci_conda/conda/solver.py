@@ -35,46 +35,7 @@ ChannelPriority = Literal["strict", "flexible", "disabled"]
 _GE = solv.REL_GT | solv.REL_EQ
 _LE = solv.REL_LT | solv.REL_EQ
 
-__all__ = ["solve", "dependency_order", "channel_matches", "ChannelPriority"]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# channel names
-
-
-def channel_matches(spec_channel: str, record_channel: str) -> bool:
-    """Whether a spec's channel (``conda-forge``, ``pkgs/main``, a URL) names a record's channel URL.
-
-    Names compare by trailing path segments (``conda-forge`` matches ``https://host/conda-forge``); URLs compare
-    whole. Tokens and trailing slashes are ignored.
-    """
-    spec = spec_channel.strip().rstrip("/")
-    rec = record_channel.strip().rstrip("/")
-    if not spec:
-        return True
-    if spec == rec:
-        return True
-    if "://" in spec:
-        return _strip_token(spec) == _strip_token(rec)
-    rest = _strip_token(rec).split("://", 1)[-1]
-    return rest == spec or rest.endswith("/" + spec)
-
-
-def _strip_token(url: str) -> str:
-    head, sep, tail = url.partition("/t/")
-    if sep and "/" in tail:
-        return head + "/" + tail.split("/", 1)[1]
-    return url
-
-
-def _channel_label(url: str) -> str:
-    if url == "@":
-        return "the system (virtual package)"
-    rest = url.split("://", 1)[-1]
-    if url.startswith("file://"):
-        return url
-    parts = rest.split("/", 1)
-    return parts[1] if len(parts) == 2 and parts[1] else rest
+__all__ = ["solve", "dependency_order", "ChannelPriority"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -130,22 +91,26 @@ def _parse(spec: str) -> MatchSpec:
     return got
 
 
+def _channel_label(url: str) -> str:
+    """``conda-forge`` for ``https://host/conda-forge``; file URLs stay whole (their path is the name)."""
+    if url == "@":
+        return "the system (virtual package)"
+    if url.startswith("file://"):
+        return url
+    rest = url.split("://", 1)[-1]
+    parts = rest.split("/", 1)
+    return parts[1] if len(parts) == 2 and parts[1] else rest
+
+
+_FAST_FIELDS = frozenset({"name", "version", "build", "build_number"})
+
+
 def _matcher(ms: MatchSpec) -> Callable[[PackageRecord], bool]:
-    """A predicate for records of ``ms.name``; the channel is compared here because records carry URLs."""
-    chan = ms.channel
-    subdir = ms.subdir
-    mvb = ms.match_version_build
-    if chan is None and subdir is None:
+    """A predicate for records of ``ms.name``: the fast path unless the spec names a channel, subdir, md5, ..."""
+    if set(ms.fields()) <= _FAST_FIELDS:
+        mvb = ms.match_version_build
         return lambda r: mvb(r.version, r.build, r.build_number)
-
-    def pred(r: PackageRecord) -> bool:
-        if chan is not None and not channel_matches(chan, r.channel):
-            return False
-        if subdir is not None and r.subdir != subdir:
-            return False
-        return mvb(r.version, r.build, r.build_number)
-
-    return pred
+    return ms.match
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -175,12 +140,17 @@ class _Problem:
         self.specs = sorted(dict.fromkeys(s.strip() for s in specs if s and s.strip()))
         self.parsed = [(s, _parse(s)) for s in self.specs]
         self.virtual = {r.name: r for r in virtual}
+        # ``chan::name`` requests: under strict priority that channel provides the name (MatchSpec compares channels)
         self.pinned_channel: dict[str, set[int]] = defaultdict(set)
         for _s, ms in self.parsed:
             if ms.channel is not None:
-                cis = {ci for ci, url in enumerate(self.channel_urls) if url and channel_matches(ms.channel, url)}
-                self.pinned_channel[ms.name] |= cis
+                probe = MatchSpec(name=ms.name, channel=ms.channel)
+                self.pinned_channel[ms.name] |= {
+                    ci for ci, r in self.index.by_name.get(ms.name, ()) if probe.match(r)
+                }
         self.names: dict[str, _Name] = {}
+        self._top_cache: dict[str, tuple] = {}
+        self._desc_cache: dict[str, list[PackageRecord]] = {}
         self.dep_strings: dict[int, str] = {}  # dep id -> original string, for explanations
         self.conflict_strings: dict[int, str] = {}
 
@@ -236,19 +206,76 @@ class _Problem:
 
         def key(p: tuple[int, PackageRecord]) -> tuple:
             ci, r = p
-            return (
-                -ci if flexible else 0,
-                -len(r.track_features),
-                parse_version(r.version),
-                r.build_number,
-                r.timestamp,
-                -ci,
-                r.subdir != "noarch",
-                r.build,
-            )
+            return (-ci if flexible else 0, -len(r.track_features), parse_version(r.version), r.build_number)
 
-        ranked = sorted(uniq.values(), key=key)
+        def tiebreak(p: tuple[int, PackageRecord]) -> tuple:
+            ci, r = p
+            return (r.timestamp, -ci, r.subdir != "noarch", r.build)
+
+        ranked = sorted(uniq.values(), key=lambda p: (key(p), tiebreak(p)))
+        # builds of one version (numpy for py310, py311, py312) would otherwise be ordered by upload time; like
+        # conda and rattler, prefer the build whose dependencies allow the newest versions
+        out: list[tuple[int, PackageRecord]] = []
+        i = 0
+        while i < len(ranked):
+            j = i + 1
+            k = key(ranked[i])
+            while j < len(ranked) and key(ranked[j]) == k:
+                j += 1
+            group = ranked[i:j]
+            if len(group) > 1:
+                tops = [self._dep_tops(r) for _, r in group]
+                names = sorted({n for t in tops for n in t})
+                order = sorted(
+                    range(len(group)),
+                    key=lambda g: (tuple(tops[g].get(n, (0,)) for n in names), tiebreak(group[g])),
+                )
+                group = [group[g] for g in order]
+            out.extend(group)
+            i = j
+        ranked = out
         return _Name([r for _, r in ranked], [ci for ci, _ in ranked])
+
+    def _dep_tops(self, r: PackageRecord) -> dict[str, tuple]:
+        """For each dependency of ``r``: (1, newest version it allows) or (0,) if nothing matches."""
+        out: dict[str, tuple] = {}
+        for d in r.depends:
+            top = self._top_cache.get(d)
+            if top is None:
+                top = (0,)
+                try:
+                    ms = _parse(d)
+                except OciCondaError:
+                    ms = None
+                if ms is not None:
+                    pred = _matcher(ms)
+                    for cand in self._by_version_desc(ms.name):
+                        if pred(cand):
+                            top = (1, parse_version(cand.version))
+                            break
+                    out_name = ms.name
+                else:
+                    out_name = d
+                self._top_cache[d] = top = (out_name, top)  # type: ignore[assignment]
+            out[top[0]] = top[1]
+        return out
+
+    def _by_version_desc(self, name: str) -> list[PackageRecord]:
+        got = self._desc_cache.get(name)
+        if got is None:
+            if name in self.virtual:
+                got = [self.virtual[name]]
+            else:
+                recs = []
+                for _, r in self.index.by_name.get(name, ()):
+                    try:
+                        recs.append((parse_version(r.version), r.build_number, r))
+                    except OciCondaError:
+                        continue
+                recs.sort(key=lambda t: (t[0], t[1]), reverse=True)
+                got = [t[2] for t in recs]
+            self._desc_cache[name] = got
+        return got
 
     def reachable(self) -> list[str]:
         """Names reachable from the request and the virtual packages through ``depends``."""
@@ -450,8 +477,50 @@ class _Problem:
         problems = solver.solve(jobs)
         if problems:
             raise SolveError(self.explain(problems))
-        chosen = [self.solvable_record[s.id] for s in solver.transaction().newsolvables()]
-        return dependency_order(chosen)
+        chosen = [s.id for s in solver.transaction().newsolvables()]
+        chosen = self.maximise_requested(jobs, chosen)
+        return dependency_order([self.solvable_record[sid] for sid in chosen])
+
+    def _pref(self, ci: int, r: PackageRecord) -> tuple:
+        """The part of the rank that counts as "better" for a requested package: channel (flexible), features, version."""
+        return (-ci if self.priority == "flexible" else 0, -len(r.track_features), parse_version(r.version))
+
+    def maximise_requested(self, jobs: list, chosen: list[int]) -> list[int]:
+        """Raise the requested packages to the newest versions that still solve, one name at a time.
+
+        libsolv settles the jobs in order and keeps the first choice that works, so ``numpy`` may pin an older
+        ``python`` than ``python >=3.10`` allows. Conda maximises the requested packages' versions, so we try
+        newer versions of each (dependencies first: ``python`` before ``numpy`` before ``pandas``) and keep each
+        gain while improving the next.
+        """
+        pool = self.pool
+        preds: dict[str, list[Callable[[PackageRecord], bool]]] = defaultdict(list)
+        for _spec, ms in self.parsed:
+            preds[ms.name].append(_matcher(ms))
+        current = {self.solvable_record[sid].name: sid for sid in chosen}
+        order = [r.name for r in dependency_order([self.solvable_record[sid] for sid in chosen]) if r.name in preds]
+        extra: list = []
+        for name in order:
+            cand = self.candidates(name)
+            assert cand is not None
+            ok = [(sid, r, self._pref(ci, r)) for sid, r, ci in zip(cand.ids, cand.records, cand.channel_of)
+                  if all(p(r) for p in preds[name])]
+            pref_of = {sid: pref for sid, _r, pref in ok}
+            for _attempt in range(8):
+                cur_v = pref_of[current[name]]
+                higher = [sid for sid, _r, pref in ok if pref > cur_v]
+                if not higher:
+                    break
+                solver = pool.Solver()
+                job = pool.Job(solv.Job.SOLVER_SOLVABLE_ONE_OF | solv.Job.SOLVER_INSTALL, pool.towhatprovides(higher))
+                if solver.solve(jobs + extra + [job]):
+                    break
+                chosen = [s.id for s in solver.transaction().newsolvables()]
+                current = {self.solvable_record[sid].name: sid for sid in chosen}
+            cur_v = pref_of[current[name]]
+            keep = [sid for sid, _r, pref in ok if pref >= cur_v]
+            extra.append(pool.Job(solv.Job.SOLVER_SOLVABLE_ONE_OF | solv.Job.SOLVER_INSTALL, pool.towhatprovides(keep)))
+        return chosen
 
     # -- explanations -----------------------------------------------------------------------------------------
 
