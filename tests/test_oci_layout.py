@@ -22,7 +22,7 @@ from conftest import need_tool
 from oci_conda.errors import ImageError, OutputError
 from oci_conda.oci import layout
 from oci_conda.oci.blobs import BlobStore
-from oci_conda.oci.image import Descriptor, Image, Platform, append_layer, empty_image, set_config
+from oci_conda.oci.image import Descriptor, Image, Layer, Platform, append_layer, empty_image, set_config
 from oci_conda.oci.layout import ImageRef, open_image, parse_image_ref, write_oci_archive, write_oci_dir
 from oci_conda.oci.tar import TarEntry, write_layer
 
@@ -398,3 +398,33 @@ def test_parse_image_ref_and_transport_hook(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setitem(layout._TRANSPORTS, "registry", fake_registry)
     assert open_image("docker://host.test/a/b:1", ARM64).platform == ARM64
     assert seen == [(ImageRef("registry", "host.test/a/b:1"), ARM64)]
+
+
+def test_write_output_picks_format_and_reports_digests(tmp_path: Path, realdata: Path) -> None:
+    store = BlobStore(tmp_path / "store")
+    images = [add_file_layer(store, empty_image(plat), "etc/arch", str(plat).encode()) for plat in (AMD64, ARM64)]
+    # a layer given as a plain file, opened (and verified) by file_opener
+    blob = store.path(images[0].layers[0].descriptor.digest)
+    d = images[0].layers[0].descriptor
+    images[0] = Image(images[0].config, (Layer(d, images[0].layers[0].diff_id, layout.file_opener(blob, d.digest, d.size)),))
+    ann = {"org.opencontainers.image.title": "demo"}
+    res = layout.write_output(tmp_path / "img.tar", images, tag="demo:1", annotations=ann)
+    lay = extract(tmp_path / "img.tar", tmp_path / "lay")
+    validate_layout(realdata, lay)
+    index = json.loads((lay / "index.json").read_text())
+    assert index["annotations"] == ann and index["manifests"][0]["digest"] == res.digest
+    nested = json.loads((lay / "blobs/sha256" / res.digest.split(":")[1]).read_text())
+    assert [m["digest"] for m in nested["manifests"]] == res.manifest_digests
+    for digest in res.manifest_digests:
+        assert json.loads((lay / "blobs/sha256" / digest.split(":")[1]).read_text())["annotations"] == ann
+    single = layout.write_output(tmp_path / "dir-out", images[:1], tag="demo:1")
+    assert (tmp_path / "dir-out" / "oci-layout").is_file()
+    assert single.digest == single.manifest_digests[0] == single.descriptors[0].digest
+    man = json.loads((tmp_path / "dir-out/blobs/sha256" / single.digest.split(":")[1]).read_text())
+    assert "annotations" not in man
+    # a file blob that was changed after it was written is caught while copying
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="does not match digest|size"):
+        layout.write_output(tmp_path / "again.tar", images, tag="demo:1")

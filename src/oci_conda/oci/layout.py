@@ -536,3 +536,51 @@ def write_oci_archive(
             os.unlink(tmp)
         raise
     return plan.top
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# conveniences for the build
+
+
+def file_opener(path: Path, digest: str | None = None, size: int | None = None) -> Opener:
+    """An opener for a blob that is a plain file (e.g. a layer in the cache); verified as read if ``digest`` given."""
+    path = Path(path)
+
+    def _open() -> BinaryIO:
+        f = open(path, "rb")  # noqa: SIM115
+        if digest is None:
+            return f
+        return VerifyingReader(f, digest, size, f"blob {path}")  # type: ignore[return-value]
+
+    return _open
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What was written: ``digest`` is what index.json points at (a manifest, or an index for several platforms)."""
+
+    path: Path
+    digest: str
+    manifest_digests: list[str]
+    descriptors: list[Descriptor]
+
+
+def write_output(
+    out: Path, images: list[Image], tag: str | None = None, annotations: dict[str, str] | None = None, mtime: int = 0
+) -> WriteResult:
+    """``OUT.tar`` -> OCI archive (docker-loadable), anything else -> OCI layout directory; all images under ``tag``.
+
+    Several images (one per platform) become one multi-platform index; ``annotations`` go on every manifest and on
+    index.json.
+    """
+    from oci_conda.oci.image import manifest_descriptor, set_annotations
+
+    if annotations:
+        images = [set_annotations(img, annotations) for img in images]
+    pairs = [(img, tag) for img in images]
+    out = Path(out)
+    if out.name.endswith(".tar"):
+        top = write_oci_archive(out, pairs, annotations, mtime)
+    else:
+        top = write_oci_dir(out, pairs, annotations)
+    return WriteResult(out, top[0].digest, [manifest_descriptor(img).digest for img in images], top)
