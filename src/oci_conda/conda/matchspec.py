@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from oci_conda.conda.records import PackageRecord
 from oci_conda.conda.version import InvalidVersion, VersionSpec
 from oci_conda.errors import SpecError
 
@@ -92,6 +93,14 @@ def _is_pattern(value: str) -> bool:
 
 def _glob(value: str, lower: bool, orig: str) -> Callable[[str], bool] | None:
     """A matcher for a glob/``^regex$`` value, or None when ``value`` is a literal (compare with ==)."""
+    if not (value.startswith("^") and value.endswith("$")) and value.count("*") == 1 and not lower:
+        # the common build globs 'py39*' and '*_cpython' need no regex
+        if value.endswith("*"):
+            head = value[:-1]
+            return lambda s: s is not None and s.startswith(head)
+        if value.startswith("*"):
+            tail = value[1:]
+            return lambda s: s is not None and s.endswith(tail)
     try:
         if value.startswith("^") and value.endswith("$"):
             rx = re.compile(value)
@@ -571,14 +580,26 @@ class MatchSpec:
     # -- matching ------------------------------------------------------------------------------------------------
     def match(self, rec: Any) -> bool:
         """Does the record satisfy every field of this spec? (A record whose version conda cannot parse never does.)"""
-        if isinstance(rec, Mapping):
+        if rec.__class__ is not PackageRecord and isinstance(rec, Mapping):
             rec = _MappingRecord(rec)
         if self._name_eq is not None:
             if rec.name != self._name_eq:
                 return False
         elif self._name_m is not None and not self._name_m(rec.name):
             return False
-        if not self.match_version_build(rec.version, rec.build, rec.build_number):
+        v = self.version
+        if v is not None:
+            try:
+                if not v.match(rec.version):
+                    return False
+            except InvalidVersion:
+                return False
+        if self._build_eq is not None:
+            if rec.build != self._build_eq:
+                return False
+        elif self._build_m is not None and not self._build_m(rec.build):
+            return False
+        if self._bn_m is not None and not self._bn_m(rec.build_number):
             return False
         for check in self._extra:
             if not check(rec):

@@ -31,48 +31,51 @@ _INF = float("inf")
 _VALID = re.compile(r"^[*.+!_0-9a-z]+$")
 _RUNS = re.compile(r"[0-9]+|[*]+|[^0-9*]+")
 
-# Terminator of an encoded sequence: sorts above every string atom and below every positive atom, i.e. it behaves
-# exactly like the infinite run of zeros conda pads a shorter sequence with.
-_TERM = (1,)
+# Keys are flat tuples of ints and strings (fast to compare and hash). Each non-zero atom is written as a tag, the
+# count ``k`` of zero atoms in front of it, and the atom; a sequence ends with _END, which behaves exactly like the
+# infinite run of zeros conda pads a shorter sequence with: above every string atom, below every positive atom.
+_STR, _END, _POS = 0, 1, 2
 
 
 def _seq_key(atoms: tuple) -> tuple:
     """Encode atoms so that tuple order equals conda's order under zero padding.
 
-    Each non-zero atom becomes a pair-like tuple carrying the count ``k`` of zeros in front of it: strings as
-    ``(0, k, s)`` (more leading zeros -> greater, since 0 > string), numbers/``post`` as ``(1, -k, n)`` (more leading
-    zeros -> smaller); the sequence ends with ``_TERM``. Two equal-under-padding sequences give identical keys.
+    Strings become ``_STR, k, s`` (more leading zeros -> greater, since 0 > any string), numbers and ``post``
+    become ``_POS, -k, n`` (more leading zeros -> smaller); equal-under-padding sequences give identical keys. After
+    equal leading elements both keys are at the same place of this grammar, so flat tuple order is the intended one.
     """
-    out = []
+    out: list = []
     k = 0
     for a in atoms:
         if a.__class__ is str:
-            out.append((0, k, a))
+            out += (_STR, k, a)
             k = 0
         elif a == 0:
             k += 1
         else:
-            out.append((1, -k, a))
+            out += (_POS, -k, a)
             k = 0
-    out.append(_TERM)
+    out.append(_END)
     return tuple(out)
 
 
 def _comps_key(comps: tuple) -> tuple:
     """Same encoding one level up: components padded with all-zero components."""
-    out = []
+    out: list = []
     k = 0
     for c in comps:
         ck = _seq_key(c)
         if len(ck) == 1:  # all zeros
             k += 1
-        elif ck[0][0] == 0:  # starts below zero
-            out.append((0, k, ck))
+        elif ck[0] == _STR:  # starts below zero
+            out += (_STR, k)
+            out += ck
             k = 0
         else:
-            out.append((1, -k, ck))
+            out += (_POS, -k)
+            out += ck
             k = 0
-    out.append(_TERM)
+    out.append(_END)
     return tuple(out)
 
 
@@ -138,7 +141,7 @@ class VersionOrder:
         local = parts[1].replace("_", ".").split(".") if len(parts) == 2 else []
         self.version = tuple(_split_component(p, s) for p in [epoch, *pieces])
         self.local = tuple(_split_component(p, s) for p in local)
-        self._key = (_comps_key(self.version), _comps_key(self.local))
+        self._key = _comps_key(self.version) + _comps_key(self.local)
         self._hash = hash(self._key)
         self._nv = tuple(_strip0(c) for c in self.version)
         self._nl = tuple(_strip0(c) for c in self.local)
@@ -374,9 +377,17 @@ class _Literal(VersionSpec):
 
 
 class _And(VersionSpec):
-    __slots__ = ("parts",)
+    __slots__ = ("parts", "_cmps")
 
     def match(self, version: VersionLike) -> bool:
+        cmps = self._cmps
+        if cmps is not None:  # all parts are plain comparisons ('>=1,<2'): compare keys inline
+            v = version if version.__class__ is VersionOrder else parse_version(version)  # type: ignore[arg-type]
+            k = v._key  # type: ignore[union-attr]
+            for op, key in cmps:
+                if not op(k, key):
+                    return False
+            return True
         if version.__class__ is not VersionOrder:
             try:
                 version = parse_version(version)  # type: ignore[arg-type]
@@ -389,7 +400,7 @@ class _And(VersionSpec):
 
 
 class _Or(VersionSpec):
-    __slots__ = ("parts",)
+    __slots__ = ("parts", "_cmps")
 
     def match(self, version: VersionLike) -> bool:
         if version.__class__ is not VersionOrder:
@@ -424,6 +435,8 @@ def _from_tree(tree: tuple) -> VersionSpec:
     parts = tuple(_from_tree(c) if isinstance(c, tuple) else VersionSpec(c) for c in tree[1:])
     obj = object.__new__(_Or if tree[0] == "|" else _And)
     object.__setattr__(obj, "parts", parts)
+    simple = all(p.__class__ is _Cmp for p in parts)
+    object.__setattr__(obj, "_cmps", tuple((p._op, p._key) for p in parts) if simple else None)  # type: ignore
     return _init(obj, _untreeify(tree))
 
 
