@@ -358,3 +358,55 @@ def test_package_file_specs() -> None:
 def test_unparseable_record_version_never_matches() -> None:
     assert not MatchSpec("numpy >=1").match(_rec(version="1.0-1_2"))
     assert MatchSpec("numpy").match(_rec(version="1.0-1_2"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# rattler's MatchSpec parse snapshots (lenient mode, named specs); versions compared by meaning on probe versions
+# ---------------------------------------------------------------------------------------------------------------
+
+_RATTLER_SKIP = {
+    "blas *.* mkl": "conda: '*.*' is a glob that needs a '.', rattler simplifies it to '*'",
+    "python ==2.7.*.*|>=3.6": "conda: '==2.7.*.*' is '==' against VersionOrder('2.7.*'); rattler reads '2.7.*'",
+    "numpy>=2.*.*": "conda drops one '.*': '>=' VersionOrder('2.*'), which '2.0.dev1' passes ('*' < 'dev'); rattler: '>=2'",
+}
+
+
+def _rattler_cases() -> list:
+    p = VECTORS / "rattler_snapshots.json"
+    if not p.is_file():
+        return [pytest.param(None, None, id="no-realdata", marks=pytest.mark.skip(reason="vectors not found"))]
+    snaps = json.loads(p.read_text(encoding="utf-8"))["snapshots"]
+    out = []
+    for spec, want in snaps["rattler_conda_types__match_spec__parse__tests__test_from_string_Lenient"].items():
+        if "error" in want or "\\" in spec:  # rattler-only errors; Windows paths
+            continue
+        reason = _RATTLER_SKIP.get(spec)
+        out.append(pytest.param(spec, want, id=spec, marks=[pytest.mark.skip(reason=reason)] if reason else []))
+    return out
+
+
+_PROBES = ["0.1", "1.0", "1.0.0", "1.0.5", "1.0a1", "1.1", "2", "2.0.dev1", "2.7", "2.7.18", "3.6", "3.8.10", "3.9",
+           "3.9.1", "3.9.0a1", "3.10", "1!164.3095", "1!164.4000", "1!165", "164.3095", "0.6.1", "1.2.3", "1.2.4"]
+
+
+@pytest.mark.parametrize(("spec", "want"), _rattler_cases())
+def test_rattler_parse_snapshots(spec: str, want: dict) -> None:
+    rattler = pytest.importorskip("rattler")
+    ms = MatchSpec(spec)
+    assert ms.name == want["name"]
+    if "build" in want:
+        assert ms.build == want["build"]
+    if "subdir" in want:
+        assert ms.subdir == want["subdir"]
+    if "url" in want:
+        assert ms.url == want["url"]
+    if "build_number" in want:
+        assert str(ms.build_number).lstrip("=") == str(want["build_number"]).lstrip("=")
+    if "channel" in want:
+        assert ms.channel in (want["channel"]["name"], want["channel"]["base_url"])
+    if "version" in want:
+        theirs = rattler.VersionSpec(want["version"])
+        for probe in _PROBES:
+            assert ms.version.match(probe) == theirs.matches(rattler.Version(probe)), probe
+    elif "url" not in want:
+        assert ms.version is None

@@ -320,6 +320,8 @@ def test_version_spec_kinds() -> None:
     assert VersionSpec("=*").match("1.4") and VersionSpec("").match("0.1")
     assert VersionSpec("1.0@abc").match("1.0@abc") and not VersionSpec("1.0@abc").match("1.0")
     assert VersionSpec("~=1").match("3.0") and not VersionSpec("~=1").match("0.9")
+    assert VersionSpec(">=2.*.*").match("2.0.dev1")  # conda: '>=' VersionOrder('2.*'), and '*' sorts below 'dev'
+    assert not VersionSpec(">=2.*.*").match("1.9")
     assert VersionSpec(">=1,<2") is VersionSpec(">=1,<2")  # cached
     assert VersionSpec(">=1,<2") == VersionSpec(">=1,<2") and len({VersionSpec("1.2"), VersionSpec("1.2")}) == 1
     assert pickle.loads(pickle.dumps(VersionSpec(">=1,<2"))).match("1.5")
