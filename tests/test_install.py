@@ -140,6 +140,20 @@ def meta_files(prefix: Path) -> list[str]:
     return sorted(p.name for p in (prefix / "conda-meta").glob("*.json"))
 
 
+def assert_same_meta(ours: Path, theirs: Path) -> None:
+    """Same conda-meta/*.json names; per package the same ``files`` and the same (path, type) in ``paths_data``."""
+    assert meta_files(ours) == meta_files(theirs)
+    for name in meta_files(ours):
+        a = json.loads((ours / "conda-meta" / name).read_text())
+        b = json.loads((theirs / "conda-meta" / name).read_text())
+        assert sorted(a["files"]) == sorted(b["files"]), name
+        pa = sorted((p["_path"], p["path_type"]) for p in a["paths_data"]["paths"])
+        pb = sorted((p["_path"], p["path_type"]) for p in b["paths_data"]["paths"])
+        assert pa == pb, name
+        for key in ("name", "version", "build", "build_number", "sha256", "md5", "size", "depends", "subdir", "fn"):
+            assert a.get(key) == b.get(key), (name, key)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the fixture channel
 
@@ -261,7 +275,7 @@ def test_oracle_fixture_packages(fixture_channel: Path, tmp_path: Path, long_pre
     rattler_install(fixture_channel, FIXTURE_FNS, theirs, tmp_path / "rcache")
     report, _ = our_install(fixture_channel, FIXTURE_FNS, ours, str(theirs), tmp_path / "ocache")
     assert_same_tree(ours, theirs)
-    assert meta_files(ours) == meta_files(theirs)
+    assert_same_meta(ours, theirs)
     assert (ours / "conda-meta" / "history").is_file()
     if long_prefix:
         first = (ours / "bin/tool").read_bytes().split(b"\n")[0]
@@ -402,7 +416,7 @@ def test_oracle_real_conda_forge(realdata: Path, tmp_path: Path) -> None:
     rattler_install(chan, fns, theirs, tmp_path / "rcache")
     report, items = our_install(chan, fns, tmp_path / "ours", str(theirs), tmp_path / "ocache")
     assert_same_tree(tmp_path / "ours", theirs)
-    assert meta_files(tmp_path / "ours") == meta_files(theirs)
+    assert_same_meta(tmp_path / "ours", theirs)
     # the packages really had both kinds of placeholders, and all of them were rewritten
     kinds = {e.file_mode for _, d in items for e in read_paths(d) if e.prefix_placeholder}
     assert kinds == {"text", "binary"}
@@ -430,6 +444,7 @@ def test_oracle_real_defaults_2019_tar_bz2(realdata: Path, tmp_path: Path) -> No
     rattler_install(chan, names, theirs, tmp_path / "rcache")
     _, items = our_install(chan, names, tmp_path / "ours", str(theirs), tmp_path / "ocache")
     assert_same_tree(tmp_path / "ours", theirs)
+    assert_same_meta(tmp_path / "ours", theirs)
 
 
 def test_has_prefix_reader_agrees_with_paths_json(realdata: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import json
 import os
 import posixpath
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -307,23 +308,27 @@ class _Linker:
         # a regular file ("hardlink" in conda's words); always a copy
         if src.is_symlink() or not src.is_file():
             raise PackageError(f"{dist}: {entry.path}: listed in the manifest but not a regular file in the package")
-        data = src.read_bytes()
         mode = 0o755 if os.stat(src).st_mode & 0o111 else 0o644
-        if entry.prefix_placeholder:
-            pd["prefix_placeholder"] = entry.prefix_placeholder
-            pd["file_mode"] = entry.file_mode or "text"
-            if (entry.file_mode or "text") == "binary":
-                try:
-                    data = replace_binary_prefix(data, entry.prefix_placeholder, self.target_prefix)
-                except ValueError:
-                    raise InstallError(
-                        f"{dist}: {target}: target prefix {self.target_prefix!r} ({len(self.target_prefix)} chars) is "
-                        f"longer than the binary placeholder ({len(entry.prefix_placeholder)} chars)"
-                    ) from None
-            else:
-                data = replace_text_prefix(data, entry.prefix_placeholder, self.target_prefix)
-            pd["sha256_in_prefix"] = _sha256(data)
-            pd["size_in_bytes"] = len(data)
+        if not entry.prefix_placeholder:
+            dest = self._prepare(dist, target)
+            shutil.copyfile(src, dest, follow_symlinks=False)  # kernel-side copy where possible
+            os.chmod(dest, mode)
+            return pd
+        data = src.read_bytes()
+        mode_name = entry.file_mode or "text"
+        pd["prefix_placeholder"] = entry.prefix_placeholder
+        pd["file_mode"] = mode_name
+        if mode_name == "binary":
+            try:
+                data = replace_binary_prefix(data, entry.prefix_placeholder, self.target_prefix)
+            except ValueError:
+                raise InstallError(
+                    f"{dist}: {target}: target prefix {self.target_prefix!r} ({len(self.target_prefix)} chars) is "
+                    f"longer than the binary placeholder ({len(entry.prefix_placeholder)} chars)"
+                ) from None
+        else:
+            data = replace_text_prefix(data, entry.prefix_placeholder, self.target_prefix)
+        pd["sha256_in_prefix"] = _sha256(data)  # as conda: sha256/size_in_bytes stay those of the package file
         dest = self._prepare(dist, target)
         _write_file(dest, data, mode)
         return pd
@@ -347,7 +352,12 @@ class _Linker:
         data = text.encode()
         dest = self._prepare(dist, target)
         _write_file(dest, data, 0o755)
-        return target, {"_path": target, "path_type": "unix_python_entry_point", "size_in_bytes": len(data)}
+        return target, {
+            "_path": target,
+            "path_type": "unix_python_entry_point",
+            "sha256": _sha256(data),
+            "size_in_bytes": len(data),
+        }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -418,5 +428,5 @@ def _history(
     lines += [f"+{d}" for d in dists]
     if requested_specs:
         specs = sorted(requested_specs.values())
-        lines.append("# update specs: " + json.dumps(specs))
+        lines.append(f"# update specs: {specs!r}")  # conda writes the Python repr of the list
     return "\n".join(lines) + "\n"
