@@ -544,6 +544,29 @@ def test_clobber_later_package_wins(tmp_path: Path) -> None:
     assert meta_a["files"] == ["share/a.txt"]
 
 
+def test_clobbered_file_and_conda_pack(tmp_path: Path) -> None:
+    """conda-pack reads each package's own copy of a clobbered path (both end up in its file list); dropping the
+    losers by ``report.clobbered`` leaves exactly the staged (winning) copy. This is the recipe for pack.py."""
+    conda_pack = pytest.importorskip("conda_pack")
+    a = _extracted(tmp_path, "aa", files={"share/same.txt": "from a\n"})
+    b = _extracted(tmp_path, "bb", files={"share/same.txt": "from b\n"})
+    staging = tmp_path / "s"
+    report = install([a, b], staging, "/opt/conda")
+    env = conda_pack.CondaEnv.from_prefix(str(staging))
+    dirs = {rec.dist_name: str(d) for rec, d in (a, b)}
+    same = [f for f in env.files if f.target == "share/same.txt"]
+    assert len(same) == 2  # why the filter below is needed
+    kept = [
+        f for f in env.files
+        if f.target not in report.clobbered or f.source.startswith(dirs[report.clobbered[f.target]] + os.sep)
+    ]  # fmt: skip
+    out = tmp_path / "o.tar"
+    conda_pack.CondaEnv(env.prefix, kept).pack(output=str(out), dest_prefix="/opt/conda", format="tar")
+    with tarfile.open(out) as tf:
+        got = [tf.extractfile(m).read() for m in tf.getmembers() if m.name == "share/same.txt"]  # type: ignore[union-attr]
+    assert got == [(staging / "share/same.txt").read_bytes()] == [b"from b\n"]
+
+
 def test_binary_prefix_too_long(tmp_path: Path) -> None:
     item = _extracted(tmp_path, "short", placeholder=SHORT_PLACEHOLDER,
                       files={"lib/libs.so": b"\0" + SHORT_PLACEHOLDER.encode() + b"/lib\0"},
