@@ -100,16 +100,20 @@ def install(
         if noarch == "python" and python_version is None:
             raise InstallError(f"{dist}: noarch: python package but the solution has no 'python' package")
 
+        def claim(target: str, is_dir: bool = False) -> None:
+            """conda's clobber rule: the later package's copy wins; the earlier one no longer owns the path."""
+            prev = owner.get(target)
+            if prev is not None and prev != dist and not is_dir:
+                report.warnings.append(f"{target}: installed by {prev} and {dist}; the copy from {dist} is kept")
+                report.clobbered[target] = dist
+                for *_, earlier in metas:
+                    earlier[:] = [p for p in earlier if p["_path"] != target]
+            owner[target] = dist
+
         paths_data: list[dict[str, Any]] = []
         for entry in read_paths(pkg_dir):
             target = _target_path(entry.path, noarch, python_version)
-            prev = owner.get(target)
-            if prev is not None and prev != dist and entry.path_type != "directory":
-                report.warnings.append(f"{target}: installed by {prev} and {dist}; the copy from {dist} is kept")
-                report.clobbered[target] = dist
-                for _r, _d, _i, pd in metas:
-                    pd[:] = [p for p in pd if p["_path"] != target]
-            owner[target] = dist
+            claim(target, entry.path_type == "directory")
             paths_data.append(linker.link(dist, pkg_dir, entry, target))
             if _is_link_script(target):
                 report.post_link_scripts.append(target)
@@ -117,13 +121,7 @@ def install(
         if noarch == "python":
             for ep in noarch_section.get("entry_points") or ():
                 target, pd = linker.entry_point(dist, ep, python_version)
-                prev = owner.get(target)
-                if prev is not None and prev != dist:
-                    report.warnings.append(f"{target}: installed by {prev} and {dist}; the copy from {dist} is kept")
-                    report.clobbered[target] = dist
-                    for _r, _d, _i, opd in metas:
-                        opd[:] = [p for p in opd if p["_path"] != target]
-                owner[target] = dist
+                claim(target)
                 paths_data.append(pd)
         metas.append((record, pkg_dir, index, paths_data))
         if progress is not None:
@@ -132,6 +130,7 @@ def install(
     meta_dir = staging / "conda-meta"
     _mkdir(meta_dir)
     for record, pkg_dir, index, paths_data in metas:
+        paths_data = list({p["_path"]: p for p in paths_data}.values())  # a path listed twice: the last one counts
         files = sorted(p["_path"] for p in paths_data)
         report.files_by_package[record.dist_name] = files
         doc = _prefix_record(record, pkg_dir, index, files, paths_data, (requested_specs or {}).get(record.name))
