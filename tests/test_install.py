@@ -48,7 +48,10 @@ from oci_conda.conda.package import extract_package, read_paths  # noqa: E402
 from oci_conda.conda.records import PackageRecord  # noqa: E402
 from oci_conda.errors import InstallError, PackageError  # noqa: E402
 
-rattler = pytest.importorskip("rattler")
+
+def _rattler():
+    """py-rattler, the test-only oracle (tests that need it skip without it)."""
+    return pytest.importorskip("rattler")
 
 P = LONG_PLACEHOLDER
 
@@ -93,6 +96,7 @@ def records_from_channel(chan: Path) -> dict[str, tuple[PackageRecord, Path]]:
 
 
 def rattler_records(chan: Path, fns: list[str]) -> list:
+    rattler = _rattler()
     recs = []
     for rd in sorted(chan.glob("*/repodata.json")):
         recs += rattler.RepoData.from_path(rd).into_repo_data(rattler.Channel(f"file://{chan}"))
@@ -102,6 +106,7 @@ def rattler_records(chan: Path, fns: list[str]) -> list:
 
 def rattler_install(chan: Path, fns: list[str], prefix: Path, cache: Path) -> None:
     recs = rattler_records(chan, fns)
+    rattler = _rattler()
     asyncio.run(rattler.install(recs, target_prefix=prefix, cache_dir=cache, show_progress=False, execute_link_scripts=False))
 
 
@@ -286,8 +291,11 @@ def test_oracle_fixture_packages(fixture_channel: Path, tmp_path: Path, long_pre
 def test_fixture_install_details(fixture_channel: Path, tmp_path: Path) -> None:
     """What the oracle cannot see: conda-meta contents and the report."""
     target = "/opt/conda"
+    seen: list[str] = []
     report, items = our_install(fixture_channel, FIXTURE_FNS, tmp_path / "s", target, tmp_path / "cache",
-                                requested_specs={"pyfoo": "pyfoo", "textbin": "textbin >=1"})
+                                requested_specs={"pyfoo": "pyfoo", "textbin": "textbin >=1"},
+                                progress=lambda r: seen.append(r.fn))
+    assert seen == FIXTURE_FNS
     s = tmp_path / "s"
     # binary placeholder: same length, NUL padded, prefix in place
     so = (s / "lib/libtextbin.so.1.0").read_bytes()
