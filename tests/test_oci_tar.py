@@ -262,3 +262,17 @@ def test_gzip_bytes_do_not_depend_on_thread_count(tmp_path: Path, monkeypatch: p
     assert results[1][0] == results[3][0] and results[1][1] == results[3][1]
     raw = gzip.decompress(results[1][0])
     assert _members(raw)["d/017"][1] == entries[17].data
+
+
+def test_zstd_frame_records_content_size(tmp_path: Path) -> None:
+    blob, info = _write(_sample_entries(tmp_path), "zstd")
+    assert zstandard.get_frame_parameters(blob).content_size == info.uncompressed_size
+    assert zstandard.ZstdDecompressor().decompress(blob) == _decompress(blob, "zstd")  # one-shot needs the size
+
+
+def test_missing_source_fails_before_writing(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    with pytest.raises(ImageError, match="gone"):
+        write_layer([TarEntry("a", "file", data=b"a"), TarEntry("z", "file", source=str(tmp_path / "gone"))],
+                    out, "gzip", 0)
+    assert out.getvalue() == b""

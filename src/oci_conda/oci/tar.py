@@ -123,7 +123,8 @@ def _ustar(name: bytes, prefix: bytes, mode: int, size: int, mtime: int, typefla
     return head[:148] + chksum + head[156:]
 
 
-def _header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: str) -> bytes:
+def _fields(path: str, kind: str, size: int, linkname: str) -> tuple[bytes, bytes, bytes, int, bytes]:
+    """(name, prefix, linkname, header size field, PAX records) for one entry; records are empty if ustar suffices."""
     name = path.encode("utf-8", "surrogateescape")
     if kind == "dir":
         name += b"/"
@@ -144,10 +145,19 @@ def _header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: st
     if size >= 8**11:
         pax.append(_pax_record("size", str(size).encode("ascii")))
         hsize = 0
+    return name, prefix, link, hsize, b"".join(sorted(pax))
+
+
+def _header_len(path: str, kind: str, size: int, linkname: str) -> int:
+    records = _fields(path, kind, size, linkname)[4]
+    return 512 + (512 + len(records) + (-len(records) % 512) if records else 0)
+
+
+def _header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: str) -> bytes:
+    name, prefix, link, hsize, records = _fields(path, kind, size, linkname)
     header = _ustar(name, prefix, mode, hsize, mtime, _TYPEFLAG[kind], link)
-    if not pax:
+    if not records:
         return header
-    records = b"".join(sorted(pax))
     xhead = _ustar(b"././@PaxHeader", b"", 0o644, len(records), mtime, b"x", b"")
     return xhead + records + b"\0" * (-len(records) % 512) + header
 
@@ -255,23 +265,25 @@ class _Zstd:
         pass
 
 
-def _compressor(compression: str):  # noqa: ANN202 - three small duck-typed classes
+def _compressor(compression: str, total: int):  # noqa: ANN202 - three small duck-typed classes
     if compression == "gzip":
         return _Gzip()
     if compression == "zstd":
         import zstandard
 
         # level fixed, single-threaded, no dictionary, no checksum: the bytes depend only on the input
-        return _Zstd(zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False).compressobj())
+        # the tar's size is known before it is written, so the frame records it (as `zstd` on a file would)
+        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False, write_content_size=True)
+        return _Zstd(cctx.compressobj(size=total))
     if compression == "none":
         return _Plain()
     raise ValueError(f"unknown compression {compression!r}")
 
 
 class _Sink:
-    def __init__(self, out: BinaryIO, compression: str):
+    def __init__(self, out: BinaryIO, compression: str, total: int):
         self.out = out
-        self.comp = _compressor(compression)
+        self.comp = _compressor(compression, total)
         self.tar_hash = hashlib.sha256()
         self.out_hash = hashlib.sha256()
         self.tar_size = 0
@@ -406,39 +418,58 @@ def _normalise(entries: Iterable[TarEntry]) -> list[TarEntry]:
 # writing
 
 
-def _write_file(sink: _Sink, e: TarEntry, mtime: int) -> None:
+def _content_size(e: TarEntry) -> int:
+    if e.kind != "file":
+        return 0
     if e.data is not None:
-        sink.write(_header(e.path, "file", e.mode, len(e.data), mtime, ""))
-        sink.write(e.data)
-        sink.write(b"\0" * (-len(e.data) % 512))
+        return len(e.data)
+    if e.source is not None:
+        try:
+            return os.stat(e.source).st_size
+        except OSError as exc:
+            raise ImageError(f"cannot read {e.source}: {exc.strerror}") from exc
+    return e.size if e.opener is not None else 0
+
+
+def _write_file(sink: _Sink, e: TarEntry, size: int, mtime: int) -> None:
+    header = _header(e.path, "file", e.mode, size, mtime, "")
+    pad = b"\0" * (-size % 512)
+    if e.data is not None:
+        sink.write(header + e.data + pad if size < FLUSH_AT else header)
+        if size >= FLUSH_AT:
+            sink.write(e.data)
+            sink.write(pad)
         return
     if e.source is not None:
         try:
             f: BinaryIO = open(e.source, "rb", buffering=0)  # noqa: SIM115
         except OSError as exc:
             raise ImageError(f"cannot read {e.source}: {exc.strerror}") from exc
-        size = os.fstat(f.fileno()).st_size
         name = e.source
     elif e.opener is not None:
         f = e.opener()
-        size = e.size
         name = e.path
     else:
-        f = None  # type: ignore[assignment]
-        size = 0
-        name = e.path
-    sink.write(_header(e.path, "file", e.mode, size, mtime, ""))
-    if f is None:
+        sink.write(header)
         return
     with f:
-        left = size
-        while left:
-            chunk = f.read(min(CHUNK, left))
-            if not chunk:
-                raise ImageError(f"{name} became shorter while it was being written into a layer")
-            sink.write(chunk)
-            left -= len(chunk)
-    sink.write(b"\0" * (-size % 512))
+        if size < CHUNK:  # small file: one read, one write
+            data = f.read(size) if size else b""
+            if len(data) != size:
+                raise ImageError(f"{name} changed size while it was being written into a layer")
+            sink.write(header + data + pad)
+        else:
+            sink.write(header)
+            left = size
+            while left:
+                chunk = f.read(min(CHUNK, left))
+                if not chunk:
+                    raise ImageError(f"{name} changed size while it was being written into a layer")
+                sink.write(chunk)
+                left -= len(chunk)
+            sink.write(pad)
+        if e.source is not None and f.read(1):
+            raise ImageError(f"{name} changed size while it was being written into a layer")
 
 
 def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compression, mtime: int) -> LayerInfo:
@@ -447,11 +478,17 @@ def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compres
         raise ValueError(f"unknown compression {compression!r}")
     mtime = int(mtime)
     normalised = _normalise(entries)
-    sink = _Sink(out, compression)
+    # sizes first: missing sources fail before anything is written, and zstd can record the tar's size
+    sizes = [_content_size(e) for e in normalised]
+    total = 1024 + sum(
+        _header_len(e.path, e.kind, n, e.linkname if e.kind in ("symlink", "hardlink") else "") + n + (-n % 512)
+        for e, n in zip(normalised, sizes)
+    )
+    sink = _Sink(out, compression, total)
     try:
-        for e in normalised:
+        for e, n in zip(normalised, sizes):
             if e.kind == "file":
-                _write_file(sink, e, mtime)
+                _write_file(sink, e, n, mtime)
             else:
                 link = e.linkname if e.kind in ("symlink", "hardlink") else ""
                 sink.write(_header(e.path, e.kind, e.mode, 0, mtime, link))
@@ -459,6 +496,8 @@ def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compres
         digest, size, diff_id, usize = sink.finish()
     finally:
         sink.comp.close()
+    if usize != total:  # cannot happen unless the size arithmetic above is wrong
+        raise AssertionError(f"tar size {usize} != planned {total}")
     return LayerInfo(digest, size, diff_id, usize, MEDIA_TYPES[compression])
 
 
