@@ -674,3 +674,10 @@ def test_example_channel_is_indexed(tmp_path: Path) -> None:
             assert rec["sha256"] == hashlib.sha256(data).hexdigest() and rec["size"] == len(data)
     total = sum(p.stat().st_size for p in chan.rglob("*") if p.is_file())
     assert total < 1_000_000
+
+
+def test_write_through_dangling_link_is_an_install_error(tmp_path: Path) -> None:
+    a = _extracted(tmp_path, "la", files={"lib/plugins": Symlink("missing-dir")})
+    b = _extracted(tmp_path, "lb", files={"lib/plugins/p.so": b"\0"})
+    with pytest.raises(InstallError, match=r"lb-1\.0-0: lib/plugins/p\.so"):
+        install([a, b], tmp_path / "s", "/opt/conda")

@@ -114,7 +114,10 @@ def install(
         for entry in read_paths(pkg_dir):
             target = _target_path(entry.path, noarch, python_version)
             claim(target, entry.path_type == "directory")
-            paths_data.append(linker.link(dist, pkg_dir, entry, target))
+            try:
+                paths_data.append(linker.link(dist, pkg_dir, entry, target))
+            except OSError as e:  # e.g. a parent that is a dangling link, a read-only staging dir
+                raise InstallError(f"{dist}: {target}: cannot be written: {e.strerror or e}") from None
             if _is_link_script(target):
                 report.post_link_scripts.append(target)
 
