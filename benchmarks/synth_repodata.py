@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PY_MINORS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+PY_MINORS = ["3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
 _SYL = ["py", "lib", "ar", "tor", "ex", "qu", "ran", "zo", "mi", "cel", "dat", "geo", "net", "xml", "sci", "kit",
         "ui", "fast", "io", "plot", "stat", "ml", "bio", "ast", "jet", "num", "vox", "ter", "fa", "lo", "gra", "mu"]
 
@@ -100,7 +100,7 @@ class _Gen:
         self.libs.append(("libgcc-ng", ["11.2.0", "12.3.0", "13.2.0", "14.1.0"]))
         for name in ["libzlib", "openssl", "xz", "bzip2", "libffi", "ncurses", "readline", "tk", "libsqlite",
                      "libuuid", "libnsl", "libxcrypt", "libexpat"]:
-            vers = self.versions(self.rng.randint(4, 10))
+            vers = self.versions(self.rng.randint(15, 40))
             for v in vers:
                 for bn in range(self.rng.randint(1, 3)):
                     self.add(name, v, f"h{_hash7(name, v, bn)}_{bn}", bn, ["libgcc-ng >=12", "__glibc >=2.17"] +
@@ -123,7 +123,7 @@ class _Gen:
                 for n in ["bzip2", "libffi", "libsqlite", "libuuid", "libzlib", "ncurses", "openssl", "readline", "tk",
                           "xz", "libnsl", "libxcrypt", "libexpat"]] + ["libgcc-ng >=12", "tzdata", "__glibc >=2.17"]
         for minor in PY_MINORS:
-            for patch in range(self.rng.randint(3, 8)):
+            for patch in range(self.rng.randint(8, 20)):
                 v = f"{minor}.{patch}"
                 for bn in range(2):
                     self.add("python", v, f"h{_hash7('py', v, bn)}_{bn}_cpython", bn,
@@ -150,18 +150,35 @@ class _Gen:
                               f"python_abi {minor}.* *_cp{cp}", "libgcc-ng >=12"] + extra, constrains=constrains)
 
     def scipy_core(self) -> None:
+        # history: conda-forge keeps every old build, and old builds pin old libraries
+        for minor_v in range(10, 22):
+            for patch in range(5):
+                v = f"1.{minor_v}.{patch}"
+                lo = min(minor_v - 10, 12) * 4 // 12  # python window moves with numpy
+                self.compiled_py("numpy", [v], ["libblas >=3.8.0,<4.0a0", "libcblas >=3.8.0,<4.0a0",
+                                                "liblapack >=3.8.0,<4.0a0", "libstdcxx-ng >=7.5.0"],
+                                 minors=PY_MINORS[lo:lo + 4])
+        for minor_v in range(20, 26):
+            for patch in range(4):
+                self.compiled_py("pandas", [f"0.{minor_v}.{patch}"], ["numpy >=1.13.3", "python-dateutil >=2.5",
+                                                                      "pytz >=2017.2"], minors=PY_MINORS[:3])
+        for minor_v in range(0, 5):
+            for patch in range(4):
+                self.compiled_py("pandas", [f"1.{minor_v}.{patch}"], [f"numpy >=1.{16 + minor_v},<2.0a0",
+                                                                      "python-dateutil >=2.7.3", "pytz >=2017.3"],
+                                 minors=PY_MINORS[1 + minor_v // 2:6])
         np_vers = ["1.22.4", "1.23.5", "1.24.4", "1.25.2", "1.26.4", "2.0.2", "2.1.3"]
         for v in np_vers:
             self.compiled_py("numpy", [v], ["libblas >=3.9.0,<4.0a0", "libcblas >=3.9.0,<4.0a0",
                                             "liblapack >=3.9.0,<4.0a0", "libstdcxx-ng >=12"],
-                             minors=[m for m in PY_MINORS if not (v.startswith("2") and m == "3.8")
+                             minors=[m for m in PY_MINORS[2:] if not (v.startswith("2") and m == "3.8")
                                      and not (v < "1.26" and m in ("3.12", "3.13"))],
                              constrains=["numpy-base <0a0"])
         for v in ["1.5.3", "2.0.3", "2.1.4", "2.2.2"]:
             self.compiled_py("pandas", [v], [f"numpy >={'1.22.4' if v > '2' else '1.21'},<2.0a0" if v < "2.2"
                                              else "numpy >=1.22.4", "python-dateutil >=2.8.1", "pytz >=2020.1",
                                              "tzdata >=2022a", "libstdcxx-ng >=12"],
-                             minors=[m for m in PY_MINORS if m != "3.13"])
+                             minors=[m for m in PY_MINORS[2:] if m != "3.13"])
         for name, vers in [("python-dateutil", ["2.8.2", "2.9.0"]), ("pytz", ["2023.3", "2024.1"]),
                            ("six", ["1.16.0", "1.17.0"])]:
             for v in vers:

@@ -14,7 +14,7 @@ import pytest
 
 from oci_conda.conda.matchspec import MatchSpec
 from oci_conda.conda.records import PackageRecord
-from oci_conda.conda.solver import dependency_order, solve
+from oci_conda.conda.solver import _Problem, dependency_order, solve
 from oci_conda.conda.version import VersionOrder
 from oci_conda.conda.virtual import virtual_packages
 from oci_conda.errors import SolveError
@@ -379,7 +379,7 @@ def test_oracle_rattler(synth_channel, capsys) -> None:
             return f"{n} <{vs[-1]}"
         return f"{n} {'.'.join(v.split('.')[:2])}.*"
 
-    both = only_rattler = only_us = neither = same = 0
+    both = only_rattler = only_us = neither = same = same_unpruned = 0
     diffs: list[str] = []
     for _ in range(60):
         specs = sorted({random_spec() for _ in range(rng.randint(1, 4))})
@@ -390,6 +390,19 @@ def test_oracle_rattler(synth_channel, capsys) -> None:
             ours_recs = None
         if ours_recs is not None:
             check_valid(ours_recs, specs, LINUX_VP)
+        # pruning the pool before libsolv sees it must not change what is solvable nor the requested versions
+        try:
+            full = _Problem([recs], specs, LINUX_VP, "strict", prune=False).run()
+        except SolveError:
+            full = None
+        assert (full is None) == (ours_recs is None), specs
+        if full is not None and ours_recs is not None:
+            check_valid(full, specs, LINUX_VP)
+            fv, ov = pick(full), pick(ours_recs)
+            for s in specs:
+                n = MatchSpec(s).name
+                assert fv[n].split("-")[0] == ov[n].split("-")[0], (s, fv[n], ov[n])
+            same_unpruned += fv == ov
         if theirs is None and ours_recs is None:
             neither += 1
             continue
@@ -412,6 +425,7 @@ def test_oracle_rattler(synth_channel, capsys) -> None:
     assert only_us == 0, diffs
     with capsys.disabled():
         print(f"\noracle: {both} solved by both ({same} identical), {neither} unsatisfiable for both, "
-              f"{only_rattler} only rattler, {only_us} only us; differences:")
+              f"{only_rattler} only rattler, {only_us} only us; {same_unpruned} identical with the unpruned pool; "
+              "differences:")
         for d in diffs:
             print("  ", d)

@@ -21,6 +21,8 @@ import difflib
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import Callable, Iterable, Literal, Sequence
 
 import solv
@@ -42,28 +44,48 @@ __all__ = ["solve", "dependency_order", "ChannelPriority"]
 # the index: records by name, built once per set of channel sequences
 
 
-@dataclass
 class _Index:
-    channels: tuple[Sequence[PackageRecord], ...]
-    lengths: tuple[int, ...]
-    by_name: dict[str, list[tuple[int, PackageRecord]]]
+    """Records grouped by name, per channel; kept while the caller passes the very same sequences."""
+
+    def __init__(self, channels: tuple[Sequence[PackageRecord], ...]) -> None:
+        self.channels = channels
+        self.lengths = tuple(len(c) for c in channels)
+        self.per_channel: list[dict[str, list[PackageRecord]]] = []
+        for recs in channels:
+            d: dict[str, list[PackageRecord]] = {}
+            # repodata lists files sorted by name, so grouping runs first is several times faster than per record
+            for name, grp in groupby(recs, key=_NAME):
+                have = d.get(name)
+                if have is None:
+                    d[name] = list(grp)
+                else:
+                    have.extend(grp)
+            self.per_channel.append(d)
+        self._names: set[str] | None = None
+
+    def pairs(self, name: str) -> list[tuple[int, PackageRecord]]:
+        return [(ci, r) for ci, d in enumerate(self.per_channel) for r in d.get(name, ())]
+
+    def has(self, name: str) -> bool:
+        return any(name in d for d in self.per_channel)
+
+    def names(self) -> set[str]:
+        if self._names is None:
+            self._names = set().union(*(d.keys() for d in self.per_channel))
+        return self._names
 
 
+_NAME = attrgetter("name")
 _INDEX_CACHE: list[_Index] = []
 
 
 def _index(channels: Sequence[Sequence[PackageRecord]]) -> _Index:
-    """Group records by name; reused while the caller passes the very same (unchanged-length) sequences."""
     chans = tuple(channels)
     lengths = tuple(len(c) for c in chans)
     for ix in _INDEX_CACHE:
         if len(ix.channels) == len(chans) and ix.lengths == lengths and all(a is b for a, b in zip(ix.channels, chans)):
             return ix
-    by_name: dict[str, list[tuple[int, PackageRecord]]] = defaultdict(list)
-    for ci, recs in enumerate(chans):
-        for r in recs:
-            by_name[r.name].append((ci, r))
-    ix = _Index(chans, lengths, dict(by_name))
+    ix = _Index(chans)
     _INDEX_CACHE.insert(0, ix)
     del _INDEX_CACHE[2:]
     return ix
@@ -131,7 +153,9 @@ class _Problem:
         specs: Sequence[str],
         virtual: Sequence[PackageRecord],
         priority: ChannelPriority,
+        prune: bool = True,
     ) -> None:
+        self.do_prune = prune
         if priority not in ("strict", "flexible", "disabled"):
             raise SolveError(f"unknown channel priority {priority!r}; use strict, flexible or disabled")
         self.priority = priority
@@ -146,7 +170,7 @@ class _Problem:
             if ms.channel is not None:
                 probe = MatchSpec(name=ms.name, channel=ms.channel)
                 self.pinned_channel[ms.name] |= {
-                    ci for ci, r in self.index.by_name.get(ms.name, ()) if probe.match(r)
+                    ci for ci, r in self.index.pairs(ms.name) if probe.match(r)
                 }
         self.names: dict[str, _Name] = {}
         self._top_cache: dict[str, tuple] = {}
@@ -171,7 +195,7 @@ class _Problem:
         elif name.startswith("__"):
             got = None  # a virtual package the target system does not have
         else:
-            got = self._rank(self.index.by_name.get(name, ()), name)
+            got = self._rank(self.index.pairs(name), name)
         self.names[name] = got  # type: ignore[assignment]
         return got
 
@@ -267,7 +291,7 @@ class _Problem:
                 got = [self.virtual[name]]
             else:
                 recs = []
-                for _, r in self.index.by_name.get(name, ()):
+                for _, r in self.index.pairs(name):
                     try:
                         recs.append((parse_version(r.version), r.build_number, r))
                     except OciCondaError:
@@ -305,9 +329,128 @@ class _Problem:
 
     # -- the pool ---------------------------------------------------------------------------------------------
 
-    def build_pool(self) -> None:
+    def _match_idx(self, spec: str) -> tuple[str, list[int]] | None:
+        """(name, 0-based indices into the name's full candidate list that ``spec`` matches); None if unparseable."""
+        got = self._midx.get(spec, False)
+        if got is not False:
+            return got  # type: ignore[return-value]
+        try:
+            ms = _parse(spec)
+        except OciCondaError:
+            self._midx[spec] = None
+            return None
+        cand = self.candidates(ms.name)
+        if cand is None:
+            got = (ms.name, [])
+        else:
+            pred = _matcher(ms)
+            got = (ms.name, [i for i, r in enumerate(cand.records) if pred(r)])
+        self._midx[spec] = got
+        return got
+
+    def prune(self) -> list[str]:
+        """Drop candidates that can never be installed, so libsolv sees far fewer (its same-name rules are pairwise).
+
+        Removed, all soundly: records of a requested name that do not match every request for it; records with a
+        dependency nothing left can satisfy (to a fixpoint: a python 2.7 numpy goes once ``python >=3.10`` is asked
+        for); and all but the best of records that no depends/constrains/request can tell apart. Returns the names
+        still reachable from the request.
+        """
+        names = [n for n in self.reachable() if self.candidates(n) is not None]
+        cands = {n: self.candidates(n) for n in names}
+        alive = {n: [True] * len(c.records) for n, c in cands.items()}  # type: ignore[union-attr]
+        for _spec, ms in self.parsed:
+            a = alive.get(ms.name)
+            if a is None:
+                continue
+            pred = _matcher(ms)
+            for i, r in enumerate(cands[ms.name].records):  # type: ignore[union-attr]
+                if a[i] and not pred(r):
+                    a[i] = False
+        while True:
+            ok_cache: dict[str, bool] = {}
+            killed = 0
+            for n, c in cands.items():
+                a = alive[n]
+                for i, r in enumerate(c.records):  # type: ignore[union-attr]
+                    if not a[i]:
+                        continue
+                    for d in r.depends:
+                        ok = ok_cache.get(d)
+                        if ok is None:
+                            m = self._match_idx(d)
+                            ok = False
+                            if m is not None and m[0] in alive:
+                                ad = alive[m[0]]
+                                ok = any(ad[j] for j in m[1])
+                            ok_cache[d] = ok
+                        if not ok:
+                            a[i] = False
+                            killed += 1
+                            break
+            if not killed:
+                break
+        # interchangeable records: same depends and constrains, and matched by exactly the same strings
+        users: dict[str, set[str]] = defaultdict(set)
+        for n, c in cands.items():
+            a = alive[n]
+            for i, r in enumerate(c.records):  # type: ignore[union-attr]
+                if a[i]:
+                    for d in r.depends:
+                        users[self._safe_name(d)].add(d)
+                    for d in r.constrains:
+                        users[self._safe_name(d)].add(d)
+        for n, c in cands.items():
+            a = alive[n]
+            if sum(a) < 2:
+                continue
+            sig: list[list[int]] = [[] for _ in a]
+            for k, d in enumerate(sorted(users.get(n, ()))):
+                m = self._match_idx(d)
+                if m is not None:
+                    for j in m[1]:
+                        sig[j].append(k)
+            seen: set[tuple] = set()
+            for i in range(len(a) - 1, -1, -1):  # best first
+                if a[i]:
+                    r = c.records[i]  # type: ignore[union-attr]
+                    key = (frozenset(r.depends), frozenset(r.constrains), tuple(sig[i]))
+                    if key in seen:
+                        a[i] = False
+                    else:
+                        seen.add(key)
+        # keep the survivors, in preference order, and only names the request still reaches through them
+        self._remap: dict[str, list[int]] = {}
+        for n, c in cands.items():
+            a = alive[n]
+            remap, k = [], 0
+            for flag in a:
+                if flag:
+                    k += 1
+                    remap.append(k)
+                else:
+                    remap.append(0)
+            self._remap[n] = remap
+            self.names[n] = _Name([r for r, f in zip(c.records, a) if f], [ci for ci, f in zip(c.channel_of, a) if f])  # type: ignore[union-attr]
+        seen_names: set[str] = set()
+        todo = [ms.name for _, ms in self.parsed] + sorted(self.virtual)
+        while todo:
+            n = todo.pop()
+            if n in seen_names or n not in cands:
+                continue
+            seen_names.add(n)
+            for r in self.names[n].records:
+                for d in r.depends:
+                    dn = self._safe_name(d)
+                    if dn not in seen_names:
+                        todo.append(dn)
+        return sorted(seen_names)
+
+    def build_pool(self, prune: bool = True) -> None:
         pool = self.pool = solv.Pool()
-        names = self.reachable()
+        self._midx: dict[str, tuple[str, list[int]] | None] = {}
+        self._remap = {}
+        names = self.prune() if prune else self.reachable()
         repo = pool.add_repo("channels")
         vrepo = pool.add_repo("virtual")
         self.solvable_record: dict[int, PackageRecord] = {}
@@ -396,6 +539,11 @@ class _Problem:
         cand = self.candidates(ms.name)
         if cand is None:
             return ms.name, [], 0
+        remap = self._remap.get(ms.name)
+        if remap is not None:
+            m = self._match_idx(spec)
+            assert m is not None
+            return ms.name, [remap[j] for j in m[1] if remap[j]], len(cand.records)
         pred = _matcher(ms)
         return ms.name, [i for i, r in enumerate(cand.records, 1) if pred(r)], len(cand.records)
 
@@ -444,7 +592,7 @@ class _Problem:
                         f"set it in the image section or with CONDA_OVERRIDE_{ms.name[2:].upper()}"
                     )
                     continue
-                close = difflib.get_close_matches(ms.name, self.index.by_name.keys(), n=3, cutoff=0.75)
+                close = difflib.get_close_matches(ms.name, sorted(self.index.names()), n=3, cutoff=0.75)
                 hint = f"; did you mean {' or '.join(close)}?" if close else ""
                 problems.append(f"package {ms.name!r} not found in {chans}{hint}")
                 continue
@@ -460,25 +608,45 @@ class _Problem:
         if problems:
             raise SolveError("; ".join(problems))
 
-    def run(self) -> list[PackageRecord]:
-        self.check_request()
-        self.build_pool()
+    def _jobs(self) -> list | None:
+        """One install job per request (over the records it matches) and a lock per virtual package."""
         pool = self.pool
         jobs = []
-        for spec, ms in self.parsed:
+        for _spec, ms in self.parsed:
             cand = self.candidates(ms.name)
             assert cand is not None
             pred = _matcher(ms)
             ids = [sid for sid, r in zip(cand.ids, cand.records) if pred(r)]
+            if not ids:
+                return None
             jobs.append(pool.Job(solv.Job.SOLVER_SOLVABLE_ONE_OF | solv.Job.SOLVER_INSTALL, pool.towhatprovides(ids)))
         for s in pool.installed.solvables:
             jobs.append(pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_LOCK, s.id))
-        solver = pool.Solver()
+        return jobs
+
+    def run(self) -> list[PackageRecord]:
+        self.check_request()
+        self.build_pool(prune=self.do_prune)
+        jobs = self._jobs()
+        if jobs is not None:
+            solver = self.pool.Solver()
+            if not solver.solve(jobs):
+                chosen = [s.id for s in solver.transaction().newsolvables()]
+                chosen = self.maximise_requested(jobs, chosen)
+                return dependency_order([self.solvable_record[sid] for sid in chosen])
+        # unsatisfiable: solve again on the whole, unpruned pool so that libsolv can say why
+        self.names = {}
+        self.dep_strings = {}
+        self.conflict_strings = {}
+        self.build_pool(prune=False)
+        jobs = self._jobs()
+        assert jobs is not None  # check_request() saw a match for every request
+        solver = self.pool.Solver()
         problems = solver.solve(jobs)
         if problems:
             raise SolveError(self.explain(problems))
+        # pruning only removes what cannot be installed, so this is not reached; still return a valid answer
         chosen = [s.id for s in solver.transaction().newsolvables()]
-        chosen = self.maximise_requested(jobs, chosen)
         return dependency_order([self.solvable_record[sid] for sid in chosen])
 
     def _pref(self, ci: int, r: PackageRecord) -> tuple:
