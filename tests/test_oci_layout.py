@@ -384,6 +384,9 @@ def test_parse_image_ref_and_transport_hook(tmp_path: Path, monkeypatch: pytest.
     odd = tmp_path / "with:colon"
     odd.mkdir()
     assert parse_image_ref(f"oci:{odd}") == ImageRef("oci", str(odd), None)
+    # without a registry transport (oci/registry.py registers one when it exists) a registry ref is refused
+    monkeypatch.setattr(layout, "_PLUGINS", ())
+    monkeypatch.delitem(layout._TRANSPORTS, "registry", raising=False)
     with pytest.raises(ImageError, match="registry bases are not supported yet"):
         parse_image_ref("ghcr.io/owner/image:1.0")
     with pytest.raises(ImageError, match="missing path"):

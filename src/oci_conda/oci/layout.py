@@ -13,6 +13,7 @@ Both appear atomically (temp path, then rename) or not at all.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import platform as _host
@@ -91,6 +92,7 @@ def parse_image_ref(ref: str) -> ImageRef:
             if not path:
                 raise ImageError(f"base image {ref!r}: missing path after '{transport}:'")
             return ImageRef(transport, path, name)
+    _load_plugins()
     transport, sep, rest = ref.partition("://")
     if sep and transport in _TRANSPORTS:
         return ImageRef(transport, rest)
@@ -106,7 +108,11 @@ def parse_image_ref(ref: str) -> ImageRef:
 
 
 class BlobSource(Protocol):
-    """What a transport provides: small blobs as bytes (unverified; the caller checks), big ones as openers."""
+    """What a transport provides: small blobs as bytes (unverified; the caller checks), big ones as openers.
+
+    A registry transport implements this over HTTP, resolves its tag to the top manifest's bytes, and calls
+    ``resolve_image(source, Descriptor(media_type, digest_bytes(data), len(data)), platform, what)``.
+    """
 
     def fetch(self, desc: Descriptor) -> bytes: ...
 
@@ -337,6 +343,23 @@ def _open_scratch(ref: ImageRef, platform: Platform) -> Image:
 
 Transport = Callable[[ImageRef, Platform], Image]
 _TRANSPORTS: dict[str, Transport] = {"scratch": _open_scratch, "oci": _open_layout, "oci-archive": _open_archive}
+
+
+# modules that, when present, register more transports on import (oci/registry.py adds "registry")
+_PLUGINS: tuple[str, ...] = ("oci_conda.oci.registry",)
+_loaded: set[str] = set()
+
+
+def _load_plugins() -> None:
+    for module in _PLUGINS:
+        if module in _loaded:
+            continue
+        _loaded.add(module)
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
 
 
 def register_transport(name: str, transport: Transport) -> None:
