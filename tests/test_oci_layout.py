@@ -431,3 +431,27 @@ def test_write_output_picks_format_and_reports_digests(tmp_path: Path, realdata:
     blob.write_bytes(bytes(data))
     with pytest.raises(ImageError, match="does not match digest|size"):
         layout.write_output(tmp_path / "again.tar", images, tag="demo:1")
+
+
+def test_blob_store(tmp_path: Path, cache_env: Path) -> None:
+    import io
+
+    store = BlobStore.default()
+    assert store.root == cache_env / "blobs"
+    digest = store.add_bytes(b"hello")
+    assert digest == "sha256:" + hashlib.sha256(b"hello").hexdigest()
+    assert store.path(digest) == cache_env / "blobs" / "sha256" / digest.split(":")[1]
+    assert store.read(digest, 5) == b"hello" and store.has(digest)
+    # a stream that does not match the digest it claims leaves nothing behind
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(ImageError, match="does not match"):
+        store.add_stream(io.BytesIO(b"other"), wrong, 5)
+    assert not store.has(wrong)
+    assert sorted(p.name for p in (cache_env / "blobs" / "sha256").iterdir()) == [digest.split(":")[1]]
+    with pytest.raises(ImageError, match="invalid or unsupported digest"):
+        store.path("sha256:../../etc/passwd")
+    # a blob altered on disk is caught by the verifying opener
+    store.path(digest).write_bytes(b"HELLO")
+    with pytest.raises(ImageError, match="does not match digest"):
+        with store.opener(digest, 5)() as f:
+            f.read()
