@@ -124,6 +124,23 @@ def _channel_label(url: str) -> str:
     return parts[1] if len(parts) == 2 and parts[1] else rest
 
 
+_DEP_NAME: dict[str, str] = {}
+
+
+def _dep_name(spec: str) -> str:
+    """The package name a depends/constrains string is about ("" if it does not parse); cached."""
+    n = _DEP_NAME.get(spec)
+    if n is None:
+        try:
+            n = _parse(spec).name
+        except OciCondaError:
+            n = ""
+        if len(_DEP_NAME) > 500_000:
+            _DEP_NAME.clear()
+        _DEP_NAME[spec] = n
+    return n
+
+
 _FAST_FIELDS = frozenset({"name", "version", "build", "build_number"})
 
 
@@ -305,7 +322,9 @@ class _Problem:
         """Names reachable from the request and the virtual packages through ``depends``."""
         seen: set[str] = set()
         todo = [ms.name for _, ms in self.parsed] + sorted(self.virtual)
-        dep_names: dict[str, str] = {}
+        preds: dict[str, list[Callable[[PackageRecord], bool]]] = defaultdict(list)
+        for _s, ms in self.parsed:
+            preds[ms.name].append(_matcher(ms))
         while todo:
             name = todo.pop()
             if name in seen:
@@ -314,17 +333,15 @@ class _Problem:
             cand = self.candidates(name)
             if cand is None:
                 continue
+            deps: set[str] = set()
+            ps = preds.get(name)
             for r in cand.records:
-                for d in r.depends:
-                    dn = dep_names.get(d)
-                    if dn is None:
-                        try:
-                            dn = _parse(d).name
-                        except OciCondaError:
-                            dn = ""
-                        dep_names[d] = dn
-                    if dn and dn not in seen:
-                        todo.append(dn)
+                if ps is None or all(p(r) for p in ps):  # a requested name only through what the request allows
+                    deps.update(r.depends)
+            for d in deps:
+                dn = _dep_name(d)
+                if dn and dn not in seen:
+                    todo.append(dn)
         return sorted(seen)
 
     # -- the pool ---------------------------------------------------------------------------------------------
@@ -391,15 +408,16 @@ class _Problem:
             if not killed:
                 break
         # interchangeable records: same depends and constrains, and matched by exactly the same strings
-        users: dict[str, set[str]] = defaultdict(set)
+        strings: set[str] = set()
         for n, c in cands.items():
             a = alive[n]
             for i, r in enumerate(c.records):  # type: ignore[union-attr]
                 if a[i]:
-                    for d in r.depends:
-                        users[self._safe_name(d)].add(d)
-                    for d in r.constrains:
-                        users[self._safe_name(d)].add(d)
+                    strings.update(r.depends)
+                    strings.update(r.constrains)
+        users: dict[str, set[str]] = defaultdict(set)
+        for d in strings:
+            users[_dep_name(d)].add(d)
         for n, c in cands.items():
             a = alive[n]
             if sum(a) < 2:
@@ -439,11 +457,13 @@ class _Problem:
             if n in seen_names or n not in cands:
                 continue
             seen_names.add(n)
+            deps: set[str] = set()
             for r in self.names[n].records:
-                for d in r.depends:
-                    dn = self._safe_name(d)
-                    if dn not in seen_names:
-                        todo.append(dn)
+                deps.update(r.depends)
+            for d in deps:
+                dn = _dep_name(d)
+                if dn not in seen_names:
+                    todo.append(dn)
         return sorted(seen_names)
 
     def build_pool(self, prune: bool = True) -> None:
