@@ -17,7 +17,7 @@ from oci_conda.conda.records import PackageRecord
 from oci_conda.conda.solver import _Problem, dependency_order, solve
 from oci_conda.conda.version import VersionOrder
 from oci_conda.conda.virtual import virtual_packages
-from oci_conda.errors import SolveError
+from oci_conda.errors import SolveError, SpecError
 
 REPO = Path(__file__).resolve().parents[1]
 LINUX_VP = virtual_packages("linux-64", env={})
@@ -271,6 +271,17 @@ def test_channel_priority() -> None:
     assert solve([hi, lo], ["https://example.invalid/lo::foo"])[0].version == "2.0"
 
 
+def test_several_specs_for_one_name_and_bad_input() -> None:
+    chan = [rec("py", v) for v in ("3.8.1", "3.9.2", "3.10.4")] + [rec("odd", "1.0"), rec("odd", "not a version!")]
+    assert pick(solve([chan], ["py >=3.9", "py <3.10"])) == {"py": "3.9.2-0"}
+    assert pick(solve([chan], ["odd"])) == {"odd": "1.0-0"}  # a version conda cannot order is never picked
+    with pytest.raises(SpecError):
+        solve([chan], ["py >=>3"])
+    with pytest.raises(SolveError, match="channel priority"):
+        solve([chan], ["py"], channel_priority="sometimes")  # type: ignore[arg-type]
+    assert solve([chan], []) == []
+
+
 def test_virtual_packages_respected() -> None:
     chan = [rec("gpu", "2.0", depends=["__cuda >=12"]), rec("gpu", "1.0", depends=["__glibc >=2.17"]),
             rec("new", "1.0", depends=["__glibc >=2.34"])]
@@ -287,6 +298,11 @@ def test_dependency_order_ties_by_name() -> None:
     assert [r.name for r in dependency_order(recs)] == ["a", "b", "m", "z"]
     cyc = [rec("p", "1", depends=["q"]), rec("q", "1", depends=["p"]), rec("r", "1", depends=["q"])]
     assert [r.name for r in dependency_order(cyc)] == ["p", "q", "r"]
+    # python <-> pip (python's repodata lists pip): the interpreter first, noarch python packages after it
+    pip = PackageRecord(**{**rec("pip", "24", depends=["python >=3.8"]).to_json(), "noarch": "python",
+                           "depends": ("python >=3.8",), "constrains": (), "track_features": ()})
+    py = rec("python", "3.12.1", depends=["pip", "zlib"])
+    assert [r.name for r in dependency_order([pip, py, rec("zlib", "1")])] == ["zlib", "python", "pip"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -829,10 +829,12 @@ def dependency_order(records: Sequence[PackageRecord]) -> list[PackageRecord]:
             if dn in by_name and dn != r.name:
                 ds.add(dn)
         deps[r.name] = ds
-    # strongly connected components (cycles such as python <-> pip) are placed as one unit, members by name
+    # strongly connected components (cycles such as python <-> pip) are placed as one unit; inside one, compiled
+    # packages come before noarch: python ones (python before pip, which needs an interpreter to be linked), then
+    # by name
     comp_of = _components(sorted(deps), deps)
     members: dict[int, list[str]] = defaultdict(list)
-    for n in sorted(deps):
+    for n in sorted(deps, key=lambda n: (by_name[n].noarch == "python", n)):
         members[comp_of[n]].append(n)
     cdeps: dict[int, set[int]] = {c: set() for c in members}
     for n, ds in deps.items():
@@ -842,7 +844,7 @@ def dependency_order(records: Sequence[PackageRecord]) -> list[PackageRecord]:
         for d in ds:
             users[d].append(c)
     waiting = {c: len(ds) for c, ds in cdeps.items()}
-    ready = [(members[c][0], c) for c, k in waiting.items() if k == 0]
+    ready = [(min(members[c]), c) for c, k in waiting.items() if k == 0]
     heapq.heapify(ready)
     out: list[PackageRecord] = []
     while ready:
@@ -851,7 +853,7 @@ def dependency_order(records: Sequence[PackageRecord]) -> list[PackageRecord]:
         for u in users[c]:
             waiting[u] -= 1
             if waiting[u] == 0:
-                heapq.heappush(ready, (members[u][0], u))
+                heapq.heappush(ready, (min(members[u]), u))
     return out
 
 
