@@ -4,15 +4,18 @@ The ``solv`` wheel has no conda support (no ``DISTTYPE_CONDA``, no ``REL_CONDA``
 MatchSpec semantics never reach libsolv. Instead:
 
 * every record of a name gets an integer preference rank (fewest ``track_features``, then conda version order,
-  then ``build_number``, then ``timestamp``; with flexible priority the channel comes first) and that rank is the
-  solvable's evr, so libsolv's "best" is conda's best;
+  then ``build_number``, then the build whose dependencies allow the newest versions, then ``timestamp``; with
+  flexible priority the channel comes first) and that rank is the solvable's evr, so libsolv's "best" is conda's;
 * every distinct dependency string becomes exactly the set of records it matches, written as an OR of rank
   intervals (``name >= a with name <= b``), computed once per string;
 * ``constrains`` become conflicts with the records of that name that do not match;
 * virtual packages are an installed, locked repo.
 
-Only names reachable from the request through ``depends`` are put into the pool, which keeps a conda-forge-sized
-index (600k records) down to the few thousand records that could matter.
+Only names reachable from the request through ``depends`` are considered, and records that can never be installed
+(or that nothing can tell apart from a better one) are pruned before libsolv sees them: libsolv's one-per-name
+rules are pairwise, so 2000 numpy builds would otherwise cost two million rules. After libsolv's answer, the
+requested packages are raised to the newest versions that still solve (conda maximises what was asked for;
+libsolv keeps the first choice that works). Failures are re-solved on the unpruned pool and explained in one line.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ ChannelPriority = Literal["strict", "flexible", "disabled"]
 _GE = solv.REL_GT | solv.REL_EQ
 _LE = solv.REL_LT | solv.REL_EQ
 
-__all__ = ["solve", "dependency_order", "ChannelPriority"]
+__all__ = ["solve", "dependency_order", "clear_index_cache", "ChannelPriority"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -79,6 +82,11 @@ _NAME = attrgetter("name")
 _INDEX_CACHE: list[_Index] = []
 
 
+def clear_index_cache() -> None:
+    """Forget the name index of the last channels solved (it keeps their record lists alive)."""
+    _INDEX_CACHE.clear()
+
+
 def _index(channels: Sequence[Sequence[PackageRecord]]) -> _Index:
     chans = tuple(channels)
     lengths = tuple(len(c) for c in chans)
@@ -86,8 +94,7 @@ def _index(channels: Sequence[Sequence[PackageRecord]]) -> _Index:
         if len(ix.channels) == len(chans) and ix.lengths == lengths and all(a is b for a, b in zip(ix.channels, chans)):
             return ix
     ix = _Index(chans)
-    _INDEX_CACHE.insert(0, ix)
-    del _INDEX_CACHE[2:]
+    _INDEX_CACHE[:] = [ix]  # one entry: a re-solve of the same channels (e.g. a retry) reuses it
     return ix
 
 
@@ -623,7 +630,7 @@ class _Problem:
                 where = _channel_label(cand.records[0].channel) if self.priority == "strict" else chans
                 extra = ""
                 if ms.channel is not None and not self.pinned_channel.get(ms.name):
-                    extra = f" (no channel in the request is named {ms.channel!r})"
+                    extra = f" (none of the channels is {ms.channel!r})"
                 problems.append(f"nothing in {where} matches {spec!r}{extra}; available {ms.name} versions: {shown}")
         if problems:
             raise SolveError("; ".join(problems))
@@ -775,7 +782,10 @@ class _Problem:
             elif self.candidates(dn) is None:
                 why = f"no channel has {dn}"
             else:
-                why = "no available package matches it"
+                cand = self.candidates(dn)
+                versions = list(dict.fromkeys(r.version for r in reversed(cand.records))) if cand else []
+                shown = ", ".join(versions[:5]) + (", ..." if len(versions) > 5 else "")
+                why = f"no available package matches it (there is {dn} {shown})" if shown else "nothing matches it"
             lines.append(f"{_describe(recs)} needs {dep}, but {why}")
         for (name, con), recs in sorted(cons.items()):
             line = f"{_describe(recs)} constrains {con}"
