@@ -358,14 +358,18 @@ def synth_channel(tmp_path_factory) -> tuple[Path, list[PackageRecord]]:
     return d, recs
 
 
-def _rattler_solve(chan_dir: Path, specs: list[str], vps: Sequence[PackageRecord]) -> dict[str, tuple[str, str]] | None:
+def _rattler_solve(chan_dirs: Path | Sequence[Path], specs: list[str], vps: Sequence[PackageRecord],
+                   priority: str = "strict") -> dict[str, tuple[str, str]] | None:
     rattler = pytest.importorskip("rattler")
-    ch = rattler.Channel(chan_dir.as_uri())
-    srcs = [rattler.SparseRepoData(ch, sd, str(chan_dir / sd / "repodata.json")) for sd in ("linux-64", "noarch")]
+    srcs = []
+    for chan_dir in [chan_dirs] if isinstance(chan_dirs, Path) else chan_dirs:
+        ch = rattler.Channel(chan_dir.as_uri())
+        srcs += [rattler.SparseRepoData(ch, sd, str(chan_dir / sd / "repodata.json")) for sd in ("linux-64", "noarch")]
     vp = [rattler.GenericVirtualPackage(rattler.PackageName(r.name), rattler.Version(r.version),
                                         rattler.BuildString(r.build)) for r in vps]
+    prio = {"strict": rattler.ChannelPriority.Strict, "disabled": rattler.ChannelPriority.Disabled}[priority]
     try:
-        got = asyncio.run(rattler.solve_with_sparse_repodata(specs, srcs, virtual_packages=vp))
+        got = asyncio.run(rattler.solve_with_sparse_repodata(specs, srcs, virtual_packages=vp, channel_priority=prio))
     except Exception as e:  # rattler's SolverError: unsatisfiable
         if "solve" not in type(e).__name__.lower() and "unsat" not in str(e).lower() and "cannot" not in str(e).lower():
             raise
@@ -445,3 +449,46 @@ def test_oracle_rattler(synth_channel, capsys) -> None:
               "differences:")
         for d in diffs:
             print("  ", d)
+
+
+def test_oracle_rattler_two_channels(tmp_path: Path) -> None:
+    synth = _synth()
+    dirs = [synth.write_channel(tmp_path / "a", 2000, seed=11), synth.write_channel(tmp_path / "b", 3000, seed=12)]
+    chans = [load_repodata(d / "linux-64" / "repodata.json", d.as_uri()) +
+             load_repodata(d / "noarch" / "repodata.json", d.as_uri(), "noarch") for d in dirs]
+    first_channel: dict[str, str] = {}
+    for recs in chans:
+        for r in recs:
+            first_channel.setdefault(r.name, r.channel)
+    names = sorted(first_channel)
+    shared = sorted({r.name for r in chans[0]} & {r.name for r in chans[1]})
+    rng = random.Random(2)
+    solved = 0
+    for priority in ("strict", "disabled"):
+        for _ in range(25):
+            specs = sorted({rng.choice(shared if rng.random() < 0.5 else names) for _ in range(rng.randint(1, 3))})
+            theirs = _rattler_solve(dirs, specs, LINUX_VP, priority)
+            try:
+                ours = solve(chans, specs, LINUX_VP, channel_priority=priority)  # type: ignore[arg-type]
+            except SolveError:
+                ours = None
+            assert (ours is None) == (theirs is None), (priority, specs)
+            if ours is None or theirs is None:
+                continue
+            solved += 1
+            check_valid(ours, specs, LINUX_VP)
+            for s in specs:
+                n = MatchSpec(s).name
+                assert VersionOrder(pick(ours)[n].split("-")[0]) >= VersionOrder(theirs[n][0]), (s, priority)
+            if priority == "strict":  # every name from the first channel that has it
+                assert all(r.channel == first_channel[r.name] for r in ours)
+    assert solved >= 20
+
+
+def test_features_minimised_through_dependencies() -> None:
+    # only the mkl libblas carries track_features: the blas metapackage must follow the featureless variant
+    chan = [rec("libblas", "3.9.0", "20_openblas", 20), rec("libblas", "3.9.0", "21_mkl", 21, track_features=("blas_mkl",)),
+            rec("blas", "2.0", "openblas", depends=["libblas 3.9.0 *_openblas"], timestamp=1),
+            rec("blas", "2.0", "mkl", depends=["libblas 3.9.0 *_mkl"], timestamp=2)]
+    assert pick(solve([chan], ["blas"])) == {"blas": "2.0-openblas", "libblas": "3.9.0-20_openblas"}
+    assert pick(solve([chan], ["blas * mkl"])) == {"blas": "2.0-mkl", "libblas": "3.9.0-21_mkl"}

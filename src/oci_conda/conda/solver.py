@@ -285,7 +285,11 @@ class _Problem:
         return _Name([r for _, r in ranked], [ci for ci, _ in ranked])
 
     def _dep_tops(self, r: PackageRecord) -> dict[str, tuple]:
-        """For each dependency of ``r``: (1, newest version it allows) or (0,) if nothing matches."""
+        """For each dependency of ``r``: (1, -features, newest version) of the best record it allows, or (0,).
+
+        Features count first, as conda minimises them over the whole environment: ``blas * openblas`` beats
+        ``blas * mkl`` when only the mkl ``libblas`` carries ``track_features``.
+        """
         out: dict[str, tuple] = {}
         for d in r.depends:
             top = self._top_cache.get(d)
@@ -299,7 +303,7 @@ class _Problem:
                     pred = _matcher(ms)
                     for cand in self._by_version_desc(ms.name):
                         if pred(cand):
-                            top = (1, parse_version(cand.version))
+                            top = (1, -len(cand.track_features), parse_version(cand.version))
                             break
                     out_name = ms.name
                 else:
@@ -320,7 +324,7 @@ class _Problem:
                         recs.append((parse_version(r.version), r.build_number, r))
                     except OciCondaError:
                         continue
-                recs.sort(key=lambda t: (t[0], t[1]), reverse=True)
+                recs.sort(key=lambda t: (-len(t[2].track_features), t[0], t[1]), reverse=True)
                 got = [t[2] for t in recs]
             self._desc_cache[name] = got
         return got
