@@ -151,6 +151,11 @@ def test_corrupt_archives(tmp_path: Path, arena) -> None:
         f.write_bytes(data)
         with pytest.raises(PackageError, match=rf"^{name.replace('.', '[.]')}"):
             extract_package(f, cache, name.split("-")[0])
+    # a cache file named by digest: the label names the package in the message
+    digest_named = tmp_path / ("0" * 64 + ".tar.bz2")
+    digest_named.write_bytes(cases["garbage-1.0-0.tar.bz2"])
+    with pytest.raises(PackageError, match=r"^garbage-1\.0-0\.tar\.bz2: corrupt"):
+        extract_package(digest_named, cache, "digest", label="garbage-1.0-0.tar.bz2")
     check()
 
 

@@ -53,10 +53,11 @@ class PathEntry:
 # extraction
 
 
-def extract_package(pkg_file: Path, dest_root: Path, key: str) -> Path:
+def extract_package(pkg_file: Path, dest_root: Path, key: str, *, label: str | None = None) -> Path:
     """Unpack ``pkg_file`` into ``dest_root/key`` once; return that dir (``info/`` + payload).
 
-    Safe against concurrent builds sharing ``dest_root`` and against hostile archives (PackageError).
+    Safe against concurrent builds sharing ``dest_root`` and against hostile archives (PackageError). ``label``
+    names the package in error messages (e.g. its ``fn`` when the cache file is named by digest).
     """
     pkg_file = Path(pkg_file)
     dest_root = Path(dest_root)
@@ -72,7 +73,7 @@ def extract_package(pkg_file: Path, dest_root: Path, key: str) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=dest_root))
         try:
             os.chmod(tmp, 0o755)
-            _extract_all(pkg_file, tmp)
+            _extract_all(pkg_file, tmp, label or pkg_file.name)
             (tmp / MARKER).write_bytes(b"")
             if final.exists() or final.is_symlink():  # unfinished leftover of a crashed build
                 _rmtree(final)
@@ -90,11 +91,10 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _package_format(pkg_file: Path) -> str:
-    name = pkg_file.name
-    if name.endswith(".conda"):
+def _package_format(pkg_file: Path, name: str) -> str:
+    if pkg_file.name.endswith(".conda"):
         return "conda"
-    if name.endswith(".tar.bz2"):
+    if pkg_file.name.endswith(".tar.bz2"):
         return "tar.bz2"
     try:  # cache files may be named by digest only: look at the magic bytes
         with open(pkg_file, "rb") as f:
@@ -108,14 +108,14 @@ def _package_format(pkg_file: Path) -> str:
     raise PackageError(f"{name}: not a conda package (neither .conda nor .tar.bz2)")
 
 
-def _tar_streams(pkg_file: Path) -> Iterator[tuple[str, Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]]]:
+def _tar_streams(pkg_file: Path, name: str) -> Iterator[tuple[str, Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]]]:
     """Yield ``(where, member stream)`` for every tarball inside the package (info first for ``.conda``)."""
-    fmt = _package_format(pkg_file)
+    fmt = _package_format(pkg_file, name)
     if fmt == "tar.bz2":
-        yield pkg_file.name, package_streaming.tar_generator(bz2.open(pkg_file, "rb"), closefd=True)
+        yield name, package_streaming.tar_generator(bz2.open(pkg_file, "rb"), closefd=True)
         return
     if package_streaming.zstd is None:  # pragma: no cover - conda-package-streaming always ships it on 3.11
-        raise PackageError(f"{pkg_file.name}: no zstd support to read .conda packages")
+        raise PackageError(f"{name}: no zstd support to read .conda packages")
     with zipfile.ZipFile(pkg_file) as zf:
         # Find the two inner tarballs by their base name: some real archives were re-zipped under a directory.
         found: dict[str, zipfile.ZipInfo] = {}
@@ -124,21 +124,21 @@ def _tar_streams(pkg_file: Path) -> Iterator[tuple[str, Iterator[tuple[tarfile.T
             for comp in ("info", "pkg"):
                 if base.startswith(comp + "-") and base.endswith(".tar.zst"):
                     if comp in found:
-                        raise PackageError(f"{pkg_file.name}: two {comp} tarballs ({found[comp].filename}, {zi.filename})")
+                        raise PackageError(f"{name}: two {comp} tarballs ({found[comp].filename}, {zi.filename})")
                     found[comp] = zi
         if "info" not in found:
-            raise PackageError(f"{pkg_file.name}: no info-*.tar.zst member (not a .conda package)")
+            raise PackageError(f"{name}: no info-*.tar.zst member (not a .conda package)")
         for comp in ("info", "pkg"):
             if comp in found:
                 reader = package_streaming.zstd.open(zf.open(found[comp]))
-                yield f"{pkg_file.name}:{found[comp].filename}", package_streaming.tar_generator(reader, closefd=True)
+                yield f"{name}:{found[comp].filename}", package_streaming.tar_generator(reader, closefd=True)
 
 
-def _extract_all(pkg_file: Path, root: Path) -> None:
-    where = pkg_file.name
+def _extract_all(pkg_file: Path, root: Path, name: str) -> None:
+    where = name
     ex = _Extractor(root)
     try:
-        for where, stream in _tar_streams(pkg_file):
+        for where, stream in _tar_streams(pkg_file, name):
             for tar, member in stream:
                 ex.member(tar, member, where)
     except PackageError:
