@@ -291,6 +291,7 @@ def test_virtual_packages_respected() -> None:
     with pytest.raises(SolveError, match=r"__glibc >=2.34.*__glibc 2.28"):
         solve([chan], ["new"], LINUX_VP)
     assert solve([chan], ["new"], virtual_packages("linux-64", {"glibc": "2.36"}, env={}))
+    assert solve([chan], ["__glibc >=2.17"], LINUX_VP) == []  # a virtual request is checked, never installed
 
 
 def test_dependency_order_ties_by_name() -> None:
@@ -329,6 +330,7 @@ CONFLICT_CHAN = [
     (["numpy 9.*"], ["numpy 9.*", "2.1.0", "1.26.4"]),
     (["elsewhere::numpy"], ["elsewhere", "numpy"]),
     (["__cuda"], ["__cuda", "not available"]),
+    (["__glibc >=2.30", "top"], ["__glibc 2.28", "'__glibc >=2.30'", "CONDA_OVERRIDE_GLIBC"]),
 ])
 def test_unsat_explained(specs, needles) -> None:
     with pytest.raises(SolveError) as ei:

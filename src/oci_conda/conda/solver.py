@@ -628,6 +628,13 @@ class _Problem:
                 problems.append(f"package {ms.name!r} not found in {chans}{hint}")
                 continue
             pred = _matcher(ms)
+            if ms.name in self.virtual and not pred(self.virtual[ms.name]):
+                v = self.virtual[ms.name]
+                problems.append(
+                    f"the target system has {v.name} {v.version}, which does not match {spec!r}; set it in the image "
+                    f"section or with CONDA_OVERRIDE_{ms.name[2:].upper()}"
+                )
+                continue
             if not any(pred(r) for r in cand.records):
                 versions = list(dict.fromkeys(r.version for r in reversed(cand.records)))
                 shown = ", ".join(versions[:8]) + (", ..." if len(versions) > 8 else "")
