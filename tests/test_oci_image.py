@@ -15,6 +15,7 @@ import referencing.exceptions
 from referencing.jsonschema import DRAFT4
 
 from oci_conda.errors import ImageError
+from oci_schema import SCHEMAS, oci_validator  # noqa: F401
 from oci_conda.oci.image import (
     Descriptor,
     Image,
@@ -31,29 +32,6 @@ from oci_conda.oci.image import (
     set_annotations,
     set_config,
 )
-
-SCHEMAS = {
-    "manifest": "image-manifest-schema.json",
-    "index": "image-index-schema.json",
-    "config": "config-schema.json",
-    "descriptor": "content-descriptor.json",
-    "layout": "image-layout-schema.json",
-}
-
-
-def oci_validator(realdata: Path, kind: str) -> jsonschema.Draft4Validator:
-    """A validator for one OCI schema; ``$ref``s between the schema files resolve to the files next to it."""
-    root = realdata / "oci-schemas"
-
-    def retrieve(uri: str) -> referencing.Resource:
-        p = root / uri.rstrip("/").rsplit("/", 1)[-1]
-        if not p.is_file():
-            raise referencing.exceptions.NoSuchResource(uri)
-        return DRAFT4.create_resource(json.loads(p.read_text()))
-
-    schema = json.loads((root / SCHEMAS[kind]).read_text())
-    return jsonschema.Draft4Validator(schema, registry=referencing.Registry(retrieve=retrieve))  # type: ignore[call-arg]
-
 
 def _layer(n: int) -> tuple[Descriptor, str, Any]:
     payload = f"layer {n}".encode()

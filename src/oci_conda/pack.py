@@ -14,6 +14,7 @@ import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from conda_pack.core import CondaEnv, CondaPackException, Packer
 
@@ -83,17 +84,25 @@ class _EntrySink:
         return out
 
 
-def pack_prefix(staging: Path, dest_prefix: str) -> PackedEnv:
-    """conda-pack ``staging`` as if it lived at ``dest_prefix``; entries are rooted at ``dest_prefix``."""
+def pack_prefix(staging: Path, dest_prefix: str, clobbered: Mapping[str, Path] | None = None) -> PackedEnv:
+    """conda-pack ``staging`` as if it lived at ``dest_prefix``; entries are rooted at ``dest_prefix``.
+
+    ``clobbered`` maps a path two packages both ship to the extracted directory of the package whose copy won at
+    install time: conda-pack lists every package's own copy, so the losers are dropped here.
+    """
     arcroot = dest_prefix.strip("/")
     sink = _EntrySink(arcroot)
     caught: list[str] = []
+    clobbered = clobbered or {}
     try:
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
             env = CondaEnv.from_prefix(str(staging))
             packer = Packer(str(staging), sink, dest_prefix=dest_prefix)
             for f in env.files:
+                winner = clobbered.get(f.target)
+                if winner is not None and not f.source.startswith(str(winner) + os.sep):
+                    continue
                 packer.add(f)
             packer.finish()
         caught = [str(x.message).strip() for x in w]

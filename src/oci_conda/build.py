@@ -1,0 +1,306 @@
+"""Run the stages in order for each platform. The only module that knows the whole pipeline.
+
+spec → channels/repodata → solve → fetch → extract → install (staging prefix) → conda-pack → layer → image → output
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cache import cache_dir
+from .conda.channel import resolve_channels
+from .conda.fetch import fetch_packages
+from .conda.install import install
+from .conda.matchspec import MatchSpec
+from .conda.package import extract_package
+from .conda.records import PackageRecord
+from .conda.repodata import load_channels
+from .conda.solver import solve
+from .conda.virtual import virtual_packages
+from .errors import OutputError, SpecError
+from .http import make_session, redact_url
+from .oci import image as oci_image
+from .oci import layout as oci_layout
+from .oci.tar import LayerInfo, write_layer
+from .pack import pack_prefix
+from .progress import Reporter, human_size
+from .spec import BuildSpec
+
+DEFAULT_EPOCH = 0  # used only when no package has a timestamp and SOURCE_DATE_EPOCH is unset
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    output: Path
+    platforms: tuple[str, ...] = ("linux-64",)
+    compression: str = "gzip"
+    offline: bool = False
+    channel_alias: str | None = None
+    jobs: int = 8
+
+
+@dataclass
+class PlatformResult:
+    subdir: str
+    manifest_digest: str
+    packages: list[PackageRecord]
+    layers: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    digest: str  # what the output's index.json points at: the manifest (one platform) or the image index
+    platforms: list[PlatformResult]
+    timings: dict[str, float]
+    output_size: int
+
+    @property
+    def manifest_digest(self) -> str:
+        return self.platforms[0].manifest_digest
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": str(self.output),
+            "digest": self.digest,
+            "manifest_digest": self.manifest_digest,
+            "output_size": self.output_size,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "platforms": [
+                {
+                    "platform": p.subdir,
+                    "manifest_digest": p.manifest_digest,
+                    "layers": p.layers,
+                    "packages": [
+                        {"name": r.name, "version": r.version, "build": r.build, "channel": redact_url(r.channel),
+                         "subdir": r.subdir, "sha256": r.sha256}
+                        for r in p.packages
+                    ],
+                    "warnings": p.warnings,
+                }
+                for p in self.platforms
+            ],
+        }
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for p in self.platforms:
+            lines.append(f"{p.subdir}: {len(p.packages)} packages, {len(p.layers)} layers, manifest {p.manifest_digest}")
+            for layer in p.layers:
+                lines.append(f"    layer {layer['digest'][:19]}  {human_size(layer['size']):>10} compressed  "
+                             f"{human_size(layer['uncompressed_size']):>10} tar  {layer['source']}")
+        phases = "  ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
+        lines.append(f"wrote {self.output} ({human_size(self.output_size)}); {phases}")
+        return lines
+
+
+def source_date_epoch(records: list[PackageRecord]) -> int:
+    """SOURCE_DATE_EPOCH, else the newest package timestamp: the same lock gives the same image, any day."""
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is not None and env.strip():
+        try:
+            v = int(env)
+        except ValueError:
+            raise SpecError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {env!r}") from None
+        if v < 0:
+            raise SpecError(f"SOURCE_DATE_EPOCH must not be negative, got {v}")
+        return v
+    newest = max((r.timestamp for r in records), default=0)
+    return newest // 1000 if newest else DEFAULT_EPOCH
+
+
+def solve_environment(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter: Reporter,
+                      session: Any | None = None) -> list[PackageRecord]:
+    """Channels → repodata → libsolv: the records to install for ``subdir``."""
+    session = session or make_session(opts.offline)
+    channels = resolve_channels(spec.channels, spec.base_dir, channel_alias=opts.channel_alias)
+    with reporter.phase("repodata", f"{len(channels)} channel(s), {subdir}"):
+        per_channel = load_channels(channels, subdir, session, offline=opts.offline, jobs=opts.jobs)
+    specs = spec.specs_for(subdir)
+    if not specs:
+        raise SpecError(f"{spec.path}: no dependency applies to {subdir} (all are behind sel(...) for other platforms)")
+    with reporter.phase("solve", " ".join(specs)):
+        vps = virtual_packages(subdir, dict(spec.image.virtual_packages))
+        return solve(per_channel, list(specs), vps)
+
+
+def _check_output(path: Path) -> None:
+    """Fail before the slow work if the output cannot be written."""
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"{path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: directory {parent} is not writable")
+    if path.exists() and path.is_dir() and str(path).endswith(".tar"):
+        raise OutputError(f"{path}: is a directory")
+
+
+def _env_layer(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
+               reporter: Reporter, session: Any, mtime: int, warnings: list[str]) -> tuple[LayerInfo, Path]:
+    """Fetch, extract, install and pack the solution into one layer blob in the cache; returns it and its path."""
+    with reporter.phase("fetch", f"{len(records)} packages"):
+        total = sum(r.size or 0 for r in records)
+        reporter.start(total, "download")
+        files = fetch_packages(records, session, jobs=opts.jobs, offline=opts.offline,
+                               progress=lambda rec, n, _t: reporter.advance(n))
+    extract_root = cache_dir("extracted")
+    with reporter.phase("extract"):
+        def one(r: PackageRecord) -> Path:
+            return extract_package(files[r.url], extract_root, _cache_key(r), label=r.fn)
+
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2)) as pool:
+            extracted = list(pool.map(one, records))
+    prefix = spec.image.prefix
+    with tempfile.TemporaryDirectory(prefix="oci-conda-stage-") as tmp:
+        staging = Path(tmp) / "prefix"
+        with reporter.phase("install", f"into {prefix}"):
+            reporter.start(len(records), "install")
+            as_recorded = _portable_records(spec, records, opts)
+            report = install(list(zip(as_recorded, extracted)), staging, prefix, progress=lambda _r: reporter.advance(1),
+                             requested_specs=_requested(spec, subdir, records), history_time=mtime)
+            warnings.extend(report.warnings)
+            if report.post_link_scripts:
+                warnings.append("post-link scripts not run: " + ", ".join(sorted(report.post_link_scripts)))
+        with reporter.phase("pack"):
+            dirs = {r.dist_name: d for r, d in zip(records, extracted)}
+            packed = pack_prefix(staging, prefix, {p: dirs[dist] for p, dist in report.clobbered.items()})
+            warnings.extend(packed.warnings)
+        with reporter.phase("compress", opts.compression):
+            blobs = cache_dir("blobs", "sha256")
+            fd, tmpname = tempfile.mkstemp(prefix=".layer-", dir=blobs)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    info = write_layer(packed.entries, f, opts.compression, mtime)
+                    f.flush()
+                    os.fsync(f.fileno())
+                final = blobs / info.digest.split(":", 1)[1]
+                os.replace(tmpname, final)
+            except BaseException:
+                if os.path.exists(tmpname):
+                    os.unlink(tmpname)
+                raise
+    return info, final
+
+
+def _portable_records(spec: BuildSpec, records: list[PackageRecord], opts: BuildOptions) -> list[PackageRecord]:
+    """Records as conda-meta inside the image states them.
+
+    A channel the environment file names by a relative path (``./channel``) is recorded with that spelling, not as
+    ``file:///where/the/checkout/happens/to/be``: the same inputs must give the same bytes in any directory.
+    """
+    relative = {}
+    for c in spec.channels:
+        if c.startswith(".") and "://" not in c:
+            url = resolve_channels([c], spec.base_dir, channel_alias=opts.channel_alias)[0].url
+            relative[url] = c.rstrip("/")
+    if not relative:
+        return records
+    out = []
+    for r in records:
+        spelled = relative.get(r.channel)
+        if spelled is not None:
+            r = dataclasses.replace(r, channel=spelled, url=spelled + r.url[len(r.channel):])
+        out.append(r)
+    return out
+
+
+def _requested(spec: BuildSpec, subdir: str, records: list[PackageRecord]) -> dict[str, str]:
+    """name -> the spec the user wrote for it (conda-meta ``requested_spec`` and history)."""
+    names = {r.name for r in records}
+    out = {}
+    for s in spec.specs_for(subdir):
+        name = MatchSpec(s).name
+        if name in names:
+            out[name] = s
+    return out
+
+
+def _cache_key(r: PackageRecord) -> str:
+    return f"{r.sha256 or r.md5 or r.fn}-{r.dist_name}"
+
+
+def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> BuildResult:
+    """The whole build; nothing appears at ``opts.output`` unless everything succeeded."""
+    t_start = time.perf_counter()
+    _check_output(opts.output)
+    session = make_session(opts.offline)
+    images = []
+    results: list[PlatformResult] = []
+    for subdir in opts.platforms:
+        records = solve_environment(spec, subdir, opts, reporter, session)
+        warnings: list[str] = []
+        mtime = source_date_epoch(records)
+        info, blob = _env_layer(spec, records, subdir, opts, reporter, session, mtime, warnings)
+        with reporter.phase("image"):
+            platform = oci_image.platform_for_subdir(subdir)
+            img = oci_layout.open_image(spec.image.base, platform)
+            img = oci_image.append_layer(
+                img, oci_image.Descriptor(info.media_type, info.digest, info.size), info.diff_id,
+                oci_layout.file_opener(blob),
+                history={"created": _rfc3339(mtime), "created_by": f"oci-conda: conda environment {spec.name or ''}".strip(),
+                         "comment": " ".join(spec.specs)},
+            )
+            img = oci_image.set_config(img, **_config_changes(spec, img, mtime))
+        images.append(img)
+        for w in warnings:
+            reporter.warn(w)
+        results.append(PlatformResult(subdir=subdir, manifest_digest="", packages=records, warnings=warnings,
+                                      layers=[{"digest": info.digest, "size": info.size, "diff_id": info.diff_id,
+                                               "uncompressed_size": info.uncompressed_size,
+                                               "source": f"conda environment ({len(records)} packages)"}]))
+    with reporter.phase("write", str(opts.output)):
+        annotations = dict(spec.image.annotations)
+        tag = spec.image.tag or f"{_repo_name(spec.name)}:latest"
+        written = oci_layout.write_output(opts.output, images, tag=tag, annotations=annotations)
+    for res, digest in zip(results, written.manifest_digests):
+        res.manifest_digest = digest
+    reporter.timings["total"] = time.perf_counter() - t_start
+    size = _tree_size(opts.output)
+    return BuildResult(output=opts.output, digest=written.digest, platforms=results, timings=dict(reporter.timings),
+                       output_size=size)
+
+
+def _config_changes(spec: BuildSpec, img: Any, mtime: int) -> dict[str, Any]:
+    prefix = spec.image.prefix
+    env = [f"PATH={prefix}/bin", f"CONDA_PREFIX={prefix}"]
+    if spec.name:
+        env.append(f"CONDA_DEFAULT_ENV={spec.name}")
+    env += [f"{k}={v}" for k, v in spec.variables]
+    env += [f"{k}={v}" for k, v in spec.image.env]
+    labels = dict(spec.image.labels)
+    return {
+        "env": env,
+        "entrypoint": list(spec.image.entrypoint) if spec.image.entrypoint is not None else None,
+        "cmd": list(spec.image.cmd) if spec.image.cmd is not None else None,
+        "workdir": spec.image.workdir,
+        "user": spec.image.user,
+        "labels": labels or None,
+        "created": _rfc3339(mtime),
+    }
+
+
+def _repo_name(name: str | None) -> str:
+    """A default image name from the environment's name, made valid as a repository name."""
+
+    repo = re.sub(r"[^a-z0-9._-]+", "-", (name or "").lower()).strip("._-")
+    return repo or "oci-conda"
+
+
+def _rfc3339(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _tree_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
