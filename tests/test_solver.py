@@ -271,6 +271,39 @@ def test_channel_priority() -> None:
     assert solve([hi, lo], ["https://example.invalid/lo::foo"])[0].version == "2.0"
 
 
+def test_channel_as_lazy_mapping() -> None:
+    # a channel grouped by name (as sharded repodata would give it) is only asked for names the request reaches
+    from collections.abc import Mapping
+
+    class Lazy(Mapping):
+        def __init__(self, recs):
+            self.by = {}
+            for r in recs:
+                self.by.setdefault(r.name, []).append(r)
+            self.asked: set[str] = set()
+
+        def __getitem__(self, name):
+            self.asked.add(name)
+            return self.by[name]
+
+        def get(self, name, default=None):
+            self.asked.add(name)
+            return self.by.get(name, default)
+
+        def __iter__(self):
+            raise AssertionError("the solver should not list every name on a successful solve")
+
+        def __len__(self):
+            return len(self.by)
+
+    recs = CONFLICT_CHAN + [rec(f"unrelated{i}", "1.0") for i in range(50)]
+    lazy = Lazy(recs)
+    sol = solve([lazy], ["numpy", "a"], LINUX_VP)
+    assert pick(sol) == pick(solve([recs], ["numpy", "a"], LINUX_VP))
+    assert not any(n.startswith("unrelated") for n in lazy.asked)
+    assert {"numpy", "python", "a", "c"} <= lazy.asked
+
+
 def test_several_specs_for_one_name_and_bad_input() -> None:
     chan = [rec("py", v) for v in ("3.8.1", "3.9.2", "3.10.4")] + [rec("odd", "1.0"), rec("odd", "not a version!")]
     assert pick(solve([chan], ["py >=3.9", "py <3.10"])) == {"py": "3.9.2-0"}

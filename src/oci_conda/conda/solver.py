@@ -26,7 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Mapping, Sequence
 
 import solv
 
@@ -53,8 +53,11 @@ class _Index:
     def __init__(self, channels: tuple[Sequence[PackageRecord], ...]) -> None:
         self.channels = channels
         self.lengths = tuple(len(c) for c in channels)
-        self.per_channel: list[dict[str, list[PackageRecord]]] = []
+        self.per_channel: list[Mapping[str, Sequence[PackageRecord]]] = []
         for recs in channels:
+            if isinstance(recs, Mapping):  # already grouped by name (possibly lazily): use as is
+                self.per_channel.append(recs)  # type: ignore[arg-type]
+                continue
             d: dict[str, list[PackageRecord]] = {}
             # repodata lists files sorted by name, so grouping runs first is several times faster than per record
             for name, grp in groupby(recs, key=_NAME):
@@ -184,7 +187,6 @@ class _Problem:
             raise SolveError(f"unknown channel priority {priority!r}; use strict, flexible or disabled")
         self.priority = priority
         self.index = _index(channels)
-        self.channel_urls = [self._url_of(c) for c in self.index.channels]
         self.specs = sorted(dict.fromkeys(s.strip() for s in specs if s and s.strip()))
         self.parsed = [(s, _parse(s)) for s in self.specs]
         self.virtual = {r.name: r for r in virtual}
@@ -202,11 +204,17 @@ class _Problem:
         self.dep_strings: dict[int, str] = {}  # dep id -> original string, for explanations
         self.conflict_strings: dict[int, str] = {}
 
-    @staticmethod
-    def _url_of(recs: Sequence[PackageRecord]) -> str:
-        for r in recs:
-            return r.channel
-        return ""
+    @property
+    def channel_urls(self) -> list[str]:
+        """Each channel's URL, for messages (taken from its first record)."""
+        out = []
+        for c in self.index.channels:
+            url = ""
+            for r in (next(iter(c.values()), ()) if isinstance(c, Mapping) else c):  # type: ignore[arg-type]
+                url = r.channel
+                break
+            out.append(url)
+        return out
 
     # -- candidates -------------------------------------------------------------------------------------------
 
@@ -612,7 +620,10 @@ class _Problem:
     def check_request(self) -> None:
         """Fail early, with suggestions, for names no channel has and specs nothing matches."""
         problems: list[str] = []
-        chans = ", ".join(_channel_label(u) for u in self.channel_urls if u) or "no channels"
+
+        def chans() -> str:
+            return ", ".join(_channel_label(u) for u in self.channel_urls if u) or "no channels"
+
         for spec, ms in self.parsed:
             cand = self.candidates(ms.name)
             if cand is None:
@@ -625,7 +636,7 @@ class _Problem:
                     continue
                 close = difflib.get_close_matches(ms.name, sorted(self.index.names()), n=3, cutoff=0.75)
                 hint = f"; did you mean {' or '.join(close)}?" if close else ""
-                problems.append(f"package {ms.name!r} not found in {chans}{hint}")
+                problems.append(f"package {ms.name!r} not found in {chans()}{hint}")
                 continue
             pred = _matcher(ms)
             if ms.name in self.virtual and not pred(self.virtual[ms.name]):
@@ -638,7 +649,7 @@ class _Problem:
             if not any(pred(r) for r in cand.records):
                 versions = list(dict.fromkeys(r.version for r in reversed(cand.records)))
                 shown = ", ".join(versions[:8]) + (", ..." if len(versions) > 8 else "")
-                where = _channel_label(cand.records[0].channel) if self.priority == "strict" else chans
+                where = _channel_label(cand.records[0].channel) if self.priority == "strict" else chans()
                 extra = ""
                 if ms.channel is not None and not self.pinned_channel.get(ms.name):
                     extra = f" (none of the channels is {ms.channel!r})"
@@ -931,7 +942,9 @@ def solve(
 ) -> list[PackageRecord]:
     """Pick one record per needed name so that every request, depends and constrains holds, preferring newest.
 
-    ``channels[0]`` has the highest priority. Returns the records to install (no virtual packages) with
+    ``channels[0]`` has the highest priority. A channel may also be given as a ``Mapping`` from package name to
+    that name's records (for instance one that parses repodata shards on first access): then only the names the
+    request can reach are ever looked up, instead of every record being scanned once. Returns the records to install (no virtual packages) with
     dependencies first. Raises ``SolveError`` naming the conflicting requests and the chain that causes it.
     """
     if not specs:
