@@ -493,7 +493,6 @@ class _Problem:
         repo = pool.add_repo("channels")
         vrepo = pool.add_repo("virtual")
         self.solvable_record: dict[int, PackageRecord] = {}
-        self.rank_str: list[int] = []
         str2id = pool.str2id
         rel2id = pool.rel2id
         self._rank_ids: list[int] = []
