@@ -4,7 +4,9 @@
 
 Each solver runs in its own process (so peak RSS is its own): it loads the channel, solves once cold (empty caches)
 and then warm (same records again, as a second platform or a re-solve in one build would). Loading repodata into
-records is timed apart from solving, since the repodata stage does it for us. Needs py-rattler for the comparison.
+records is timed apart from solving, since the repodata stage does it for us. "oci (lazy)" passes the channel as a
+name -> records mapping that makes PackageRecords only for the names the solver asks for (as sparse/sharded
+repodata allows); its "load" is reading the JSON and grouping the raw entries by name. Needs py-rattler.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -63,6 +66,57 @@ def worker_ours(chan: Path, specs: list[str]) -> dict:
             "picked": picked, "rss_after_load_mb": rss_loaded, "peak_rss_mb": _rss_mb()}
 
 
+class _LazyChannel(Mapping):
+    """name -> records, made from the raw repodata entries on first access (what sharded/sparse repodata allows)."""
+
+    def __init__(self, chan: Path) -> None:
+        import orjson
+
+        self.url = chan.as_uri()
+        self.raw: dict[str, list[tuple[str, str, dict]]] = {}
+        for sd in ("linux-64", "noarch"):
+            data = orjson.loads((chan / sd / "repodata.json").read_bytes())
+            for key in ("packages", "packages.conda"):
+                for fn, d in (data.get(key) or {}).items():
+                    self.raw.setdefault(d["name"], []).append((sd, fn, d))
+        self.made: dict[str, list] = {}
+
+    def __getitem__(self, name: str) -> list:
+        got = self.made.get(name)
+        if got is None:
+            from oci_conda.conda.records import PackageRecord
+
+            got = [PackageRecord.from_repodata(fn, d, self.url, sd, f"{self.url}/{sd}") for sd, fn, d in self.raw[name]]
+            self.made[name] = got
+        return got
+
+    def __iter__(self):
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+def worker_ours_lazy(chan: Path, specs: list[str]) -> dict:
+    from oci_conda.conda.solver import solve
+    from oci_conda.conda.virtual import virtual_packages
+
+    t0 = time.perf_counter()
+    lazy = _LazyChannel(chan)
+    t_load = time.perf_counter() - t0
+    rss_loaded = _rss_mb()
+    vp = virtual_packages("linux-64", env={})
+    t0 = time.perf_counter()
+    sol = solve([lazy], specs, vp)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    solve([lazy], specs, vp)
+    warm = time.perf_counter() - t0
+    picked = {r.name: r.version for r in sol if r.name in ("python", "numpy", "pandas")}
+    return {"load_s": t_load, "cold_s": cold, "warm_s": warm, "n_solution": len(sol), "picked": picked,
+            "rss_after_load_mb": rss_loaded, "peak_rss_mb": _rss_mb(), "records_made": sum(map(len, lazy.made.values()))}
+
+
 def worker_rattler(chan: Path, specs: list[str]) -> dict:
     import rattler
 
@@ -101,12 +155,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000")
     ap.add_argument("--dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "oci-conda-bench"))
     ap.add_argument("--specs", nargs="*", default=DEFAULT_SPECS)
-    ap.add_argument("--worker", choices=["ours", "rattler"])
+    ap.add_argument("--worker", choices=["ours", "ours-lazy", "rattler"])
     ap.add_argument("--chan")
     ap.add_argument("--no-rattler", action="store_true")
     args = ap.parse_args()
     if args.worker:
-        fn = worker_ours if args.worker == "ours" else worker_rattler
+        fn = {"ours": worker_ours, "ours-lazy": worker_ours_lazy, "rattler": worker_rattler}[args.worker]
         print(json.dumps(fn(Path(args.chan), args.specs)), flush=True)
         os._exit(0)  # py-rattler 0.28 can crash in interpreter teardown; the figures are already out
 
@@ -121,9 +175,10 @@ def main() -> None:
             write_channel(chan, n, seed=0)
             print(f"generated {n} records in {time.perf_counter() - t0:.1f}s -> {chan}")
         ours = _run_worker("ours", chan, args.specs)
+        lazy = _run_worker("ours-lazy", chan, args.specs)
         theirs = {} if args.no_rattler else _run_worker("rattler", chan, args.specs)
         print(f"\n== {n} records ==")
-        for name, r in (("oci-conda", ours), ("py-rattler", theirs)):
+        for name, r in (("oci-conda", ours), ("oci (lazy)", lazy), ("py-rattler", theirs)):
             if not r:
                 continue
             if "error" in r:
