@@ -57,8 +57,10 @@ def test_quick_start_image_runs(hello: dict, tmp_path: Path) -> None:
     podman = Podman(tmp_path / "podman")
     try:
         r = podman("run", "--rm", f"oci-archive:{hello['out']}")
-        # the greeting file is found through a path rewritten from the build placeholder to /opt/conda
-        assert "/opt/conda" in r.stdout or "Hello" in r.stdout or "hello" in r.stdout.lower()
+        # the binary found its data through a path rewritten from the build placeholder (binary prefix), and the
+        # data file names its own location (text prefix)
+        assert "Hello from a conda package in an OCI image!" in r.stdout
+        assert "installed at /opt/conda/share/hello/greeting.txt" in r.stdout
     finally:
         podman.cleanup()
 
