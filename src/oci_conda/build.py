@@ -166,7 +166,7 @@ def _env_layer(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts:
             reporter.start(len(records), "install")
             as_recorded = _portable_records(spec, records, opts)
             report = install(list(zip(as_recorded, extracted)), staging, prefix, progress=lambda _r: reporter.advance(1),
-                             requested_specs=_requested(spec, subdir, records), history_time=mtime)
+                             requested_specs=_requested(spec, subdir, records), history_time=mtime, hardlink=True)
             warnings.extend(report.warnings)
             if report.post_link_scripts:
                 warnings.append("post-link scripts not run: " + ", ".join(sorted(report.post_link_scripts)))

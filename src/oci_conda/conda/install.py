@@ -16,6 +16,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -68,19 +69,22 @@ def install(
     progress: Callable[[PackageRecord], None] | None = None,
     requested_specs: Mapping[str, str] | None = None,
     history_time: int | None = None,
+    hardlink: bool = False,
 ) -> InstallReport:
     """Link ``items`` ((record, extracted dir), in dependency order) into ``staging`` as if it were ``target_prefix``.
 
     ``requested_specs`` maps package names to the spec the user asked for (recorded in conda-meta and history);
     ``history_time`` (seconds since the epoch) dates the history entry, default the newest package timestamp, so
-    the output is the same bytes for the same input.
+    the output is the same bytes for the same input. ``hardlink``: files that need no prefix rewrite are hard
+    links to the extracted package (as conda links them) instead of copies; only for a staging prefix that nothing
+    writes into afterwards, since the package cache is shared.
     """
     staging = Path(staging)
     if not target_prefix.startswith("/") or target_prefix != posixpath.normpath(target_prefix):
         raise InstallError(f"target prefix {target_prefix!r} must be a normalised absolute path")
     staging.mkdir(parents=True, exist_ok=True)
     os.chmod(staging, 0o755)
-    linker = _Linker(staging, target_prefix)
+    linker = _Linker(staging, target_prefix, hardlink)
     python_version = _python_version(items)
     report = InstallReport()
     owner: dict[str, str] = {}  # prefix path -> dist name
@@ -237,10 +241,11 @@ def replace_binary_prefix(data: bytes, placeholder: str, target_prefix: str) -> 
 
 
 class _Linker:
-    def __init__(self, staging: Path, target_prefix: str):
+    def __init__(self, staging: Path, target_prefix: str, hardlink: bool = False):
         self.staging = staging
         self.real_staging = os.path.realpath(staging)
         self.target_prefix = target_prefix
+        self.hardlink = hardlink
 
     # -- paths --------------------------------------------------------------------------------------------------
 
@@ -307,12 +312,19 @@ class _Linker:
                 raise PackageError(f"{dist}: {entry.path}: link -> {link_target!r} points outside the prefix")
             return pd
 
-        # a regular file ("hardlink" in conda's words); always a copy
+        # a regular file ("hardlink" in conda's words)
         if src.is_symlink() or not src.is_file():
             raise PackageError(f"{dist}: {entry.path}: listed in the manifest but not a regular file in the package")
-        mode = 0o755 if os.stat(src).st_mode & 0o111 else 0o644
+        st = os.stat(src)
+        mode = 0o755 if st.st_mode & 0o111 else 0o644
         if not entry.prefix_placeholder:
             dest = self._prepare(dist, target)
+            if self.hardlink and stat.S_IMODE(st.st_mode) == mode:  # extraction normalised it: nothing to change
+                try:
+                    os.link(src, dest)
+                    return pd
+                except OSError:  # another file system, or links not allowed: copy instead
+                    pass
             shutil.copyfile(src, dest, follow_symlinks=False)  # kernel-side copy where possible
             os.chmod(dest, mode)
             return pd
