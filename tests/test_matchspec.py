@@ -312,6 +312,8 @@ def test_fields_and_forms() -> None:
     assert MatchSpec("numpy # comment").name == "numpy"
     assert MatchSpec("numpy") is MatchSpec("numpy")  # cached
     assert MatchSpec(name="numpy", version=">=1.7") == MatchSpec("numpy>=1.7")
+    assert str(MatchSpec(name="numpy", channel="conda-forge/linux-64")) == "conda-forge/linux-64::numpy"
+    assert str(MatchSpec("numpy", version="1.2")) == "numpy==1.2"
     assert pickle.loads(pickle.dumps(MatchSpec("numpy >=1.7 py*"))) == MatchSpec("numpy >=1.7 py*")
     assert MatchSpec("numpy").is_name_only and not MatchSpec("numpy 1.7").is_name_only
 

@@ -544,6 +544,10 @@ class MatchSpec:
         extra: list[Callable[[Any], bool]] = []
         ch = f.get("channel")
         self.channel = None if ch is None else str(ch).rstrip("/") or None
+        if self.channel is not None and f.get("subdir") is None:  # MatchSpec(channel="conda-forge/linux-64")
+            self.channel, sub = _split_channel(self.channel)
+            if sub is not None:
+                f = {**f, "subdir": sub}
         if self.channel is not None:
             cm = _channel_matcher(self.channel, orig)
             if cm is not None:
