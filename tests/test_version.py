@@ -24,8 +24,8 @@ def _load(name: str):
     return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
 
 
-def _missing(name: str) -> list:
-    return [pytest.param(None, id="no-realdata", marks=pytest.mark.skip(reason=f"{VECTORS / name} not found"))]
+def _missing(name: str, arity: int = 1) -> list:
+    return [pytest.param(*[None] * arity, id="no-realdata", marks=pytest.mark.skip(reason=f"{VECTORS / name} not found"))]
 
 
 # Cases we knowingly decide differently from the vector's source, each with the reason (conda is the referee).
@@ -101,7 +101,7 @@ def test_all_real_versions_parse() -> None:
 def _chain_cases() -> list:
     data = _load("version_order.json")
     if data is None:
-        return _missing("version_order.json")
+        return _missing("version_order.json", 3)
     out = []
     for name, lst in data["ordered_ascending"].items():
         tag = name.split(" ")[0]
@@ -136,7 +136,7 @@ def test_order_chain(lower: str, higher: str, relation: str) -> None:
 def _equal_pair_cases() -> list:
     data = _load("version_order.json")
     if data is None:
-        return _missing("version_order.json")
+        return _missing("version_order.json", 3)
     return [_param((e["a"], e["b"], e["equal"]), f"{i}-{e['a']}-{e['b']}") for i, e in enumerate(data["equal_pairs"])]
 
 
@@ -152,7 +152,7 @@ def test_equal_pairs(a: str, b: str, equal: bool) -> None:
 def _startswith_cases() -> list:
     data = _load("version_order.json")
     if data is None:
-        return _missing("version_order.json")
+        return _missing("version_order.json", 3)
     return [
         _param((e["version"], e["prefix"], e["expected"]), f"{e['version']}-{e['prefix']}") for e in data["startswith"]
     ]
@@ -261,7 +261,7 @@ def test_documented_conda_semantics() -> None:
 def _spec_cases() -> list:
     data = _load("version_spec_match.json")
     if data is None:
-        return _missing("version_spec_match.json")
+        return _missing("version_spec_match.json", 3)
     out = []
     for e in data["cases"]:
         tag = e["source"].split(":")[0]
