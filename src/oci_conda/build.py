@@ -39,12 +39,13 @@ DEFAULT_EPOCH = 0  # used only when no package has a timestamp and SOURCE_DATE_E
 
 @dataclass(frozen=True)
 class BuildOptions:
-    output: Path
+    output: Path | None  # None: nothing written locally (with push)
     platforms: tuple[str, ...] = ("linux-64",)
     compression: str = "gzip"
     offline: bool = False
     channel_alias: str | None = None
     jobs: int = 8
+    push: str | None = None  # REGISTRY/REPO[:TAG]: push the image(s) there, straight from the cache
 
 
 @dataclass
@@ -58,11 +59,12 @@ class PlatformResult:
 
 @dataclass
 class BuildResult:
-    output: Path
+    output: Path | None
     digest: str  # what the output's index.json points at: the manifest (one platform) or the image index
     platforms: list[PlatformResult]
     timings: dict[str, float]
     output_size: int
+    pushed: dict[str, Any] | None = None  # registry.PushResult.to_json() with --push
 
     @property
     def manifest_digest(self) -> str:
@@ -70,7 +72,8 @@ class BuildResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "output": str(self.output),
+            "output": str(self.output) if self.output is not None else None,
+            "push": self.pushed,
             "digest": self.digest,
             "manifest_digest": self.manifest_digest,
             "output_size": self.output_size,
@@ -99,7 +102,12 @@ class BuildResult:
                 lines.append(f"    layer {layer['digest'][:19]}  {human_size(layer['size']):>10} compressed  "
                              f"{human_size(layer['uncompressed_size']):>10} tar  {layer['source']}")
         phases = "  ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
-        lines.append(f"wrote {self.output} ({human_size(self.output_size)}); {phases}")
+        if self.pushed is not None:
+            b = self.pushed["blobs"]
+            lines.append(f"pushed {self.pushed['ref']}@{self.pushed['digest']} ({b['uploaded']} blobs uploaded, "
+                         f"{b['mounted']} mounted, {b['existing']} already there)")
+        where = f"wrote {self.output} ({human_size(self.output_size)})" if self.output is not None else "built"
+        lines.append(f"{where}; {phases}")
         return lines
 
 
@@ -231,7 +239,8 @@ def _cache_key(r: PackageRecord) -> str:
 def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> BuildResult:
     """The whole build; nothing appears at ``opts.output`` unless everything succeeded."""
     t_start = time.perf_counter()
-    _check_output(opts.output)
+    if opts.output is not None:
+        _check_output(opts.output)
     session = make_session(opts.offline)
     images = []
     results: list[PlatformResult] = []
@@ -257,16 +266,25 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                                       layers=[{"digest": info.digest, "size": info.size, "diff_id": info.diff_id,
                                                "uncompressed_size": info.uncompressed_size,
                                                "source": f"conda environment ({len(records)} packages)"}]))
-    with reporter.phase("write", str(opts.output)):
-        annotations = dict(spec.image.annotations)
-        tag = spec.image.tag or f"{_repo_name(spec.name)}:latest"
-        written = oci_layout.write_output(opts.output, images, tag=tag, annotations=annotations)
-    for res, digest in zip(results, written.manifest_digests):
-        res.manifest_digest = digest
+    annotations = dict(spec.image.annotations)
+    digest, manifest_digests, pushed = "", [], None
+    if opts.output is not None:
+        with reporter.phase("write", str(opts.output)):
+            tag = spec.image.tag or f"{_repo_name(spec.name)}:latest"
+            written = oci_layout.write_output(opts.output, images, tag=tag, annotations=annotations)
+        digest, manifest_digests = written.digest, written.manifest_digests
+    if opts.push:
+        from .oci import registry as oci_registry
+
+        with reporter.phase("push", opts.push):
+            pushed = oci_registry.push_images(images, opts.push, annotations=annotations)
+        digest, manifest_digests = digest or pushed.digest, manifest_digests or pushed.manifests
+    for res, mdigest in zip(results, manifest_digests):
+        res.manifest_digest = mdigest
     reporter.timings["total"] = time.perf_counter() - t_start
-    size = _tree_size(opts.output)
-    return BuildResult(output=opts.output, digest=written.digest, platforms=results, timings=dict(reporter.timings),
-                       output_size=size)
+    size = _tree_size(opts.output) if opts.output is not None else 0
+    return BuildResult(output=opts.output, digest=digest, platforms=results, timings=dict(reporter.timings),
+                       output_size=size, pushed=pushed.to_json() if pushed is not None else None)
 
 
 def _config_changes(spec: BuildSpec, img: Any, mtime: int) -> dict[str, Any]:

@@ -39,27 +39,99 @@ def make_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="solve, fetch, install and pack an environment into an OCI image")
     _common(b)
-    b.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="OUT.tar: OCI archive (also loadable by docker/podman load); otherwise an OCI layout directory")
+    b.add_argument("-o", "--output", metavar="OUT",
+                   help="OUT.tar: OCI archive (also loadable by docker/podman load); otherwise an OCI layout directory"
+                   " (optional with --push)")
+    b.add_argument("--push", metavar="REGISTRY/REPO:TAG", help="push the image to a registry, straight from the cache")
     b.add_argument("--tag", metavar="NAME:TAG", help="image name for index.json and docker load")
-    b.add_argument("--base", metavar="REF", help="scratch (default), oci-archive:PATH[:REF] or oci:DIR[:REF]")
+    b.add_argument("--base", metavar="REF", help="scratch (default), oci-archive:PATH[:REF], oci:DIR[:REF] or "
+                   "REGISTRY/REPO[:TAG|@DIGEST]")
+    _registry_options(b)
     b.add_argument("--prefix", metavar="PATH", help="where the environment lives in the image (default /opt/conda)")
     b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="layer compression")
     b.add_argument("--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
+
+    p = sub.add_parser("push", help="push an OCI archive or layout directory to a registry")
+    p.add_argument("image", metavar="IMAGE", help="IMAGE.tar (OCI archive) or an OCI layout directory; PATH:NAME picks "
+                   "one of several images")
+    p.add_argument("ref", metavar="REGISTRY/REPO[:TAG]", help="where to push (tag default: latest)")
+    _registry_options(p)
+    p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only warnings and errors")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    lg = sub.add_parser("login", help="check and store credentials for a registry (docker config.json format)")
+    lg.add_argument("registry", metavar="REGISTRY", help="registry host[:port]")
+    lg.add_argument("-u", "--username", required=True)
+    lg.add_argument("--password-stdin", action="store_true", required=True, help="read the password from stdin")
+    _registry_options(lg)
+    lg.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    lg.add_argument("--debug", action="store_true", help="show tracebacks")
+    lg.set_defaults(json=False)
 
     s = sub.add_parser("solve", help="print the packages an environment resolves to, without building")
     _common(s)
     return parser
 
 
+def _registry_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--insecure", action="store_true", help="plain HTTP to the registry (loopback hosts always are)")
+    p.add_argument("--ca-file", metavar="PEM", help="CA bundle for a registry with a private CA")
+    p.add_argument("--authfile", metavar="FILE", help="registry credentials file (default: $REGISTRY_AUTH_FILE, "
+                   "podman's auth.json, ~/.docker/config.json)")
+
+
+def _configure_registry(args: argparse.Namespace) -> None:
+    from .oci import registry
+
+    registry.configure(insecure=args.insecure, ca_file=args.ca_file, authfile=args.authfile)
+
+
+def _push(args: argparse.Namespace, reporter: Reporter) -> int:
+    from .oci import registry
+
+    _configure_registry(args)
+    with reporter.phase("push", args.ref):
+        result = registry.push_path(args.image, args.ref)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        s = result.stats
+        if not args.quiet:
+            print(f"pushed {result.ref} ({s.uploaded} blobs uploaded, {s.mounted} mounted, {s.existing} already there)",
+                  file=sys.stderr)
+        print(result.digest)
+    return 0
+
+
+def _login(args: argparse.Namespace, reporter: Reporter) -> int:
+    from .errors import SpecError
+    from .oci import registry
+
+    _configure_registry(args)
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise SpecError("login: no password on stdin")
+    path = registry.login(args.registry, args.username, password)
+    if not args.quiet:
+        print(f"login succeeded for {args.registry}; credentials stored in {path}", file=sys.stderr)
+    return 0
+
+
 def _build(args: argparse.Namespace, reporter: Reporter) -> int:
     from .build import BuildOptions, build_image
     from .spec import load_spec, with_overrides
 
+    if args.output is None and args.push is None:
+        from .errors import SpecError
+
+        raise SpecError("build: give -o OUT, --push REGISTRY/REPO:TAG, or both")
+    _configure_registry(args)
     spec = with_overrides(load_spec(args.env_file), base=args.base, prefix=args.prefix, tag=args.tag,
                           channels=args.channels)
     opts = BuildOptions(
-        output=Path(args.output),
+        output=Path(args.output) if args.output is not None else None,
+        push=args.push,
         platforms=tuple(args.platforms or ("linux-64",)),
         compression=args.compression,
         offline=args.offline,
@@ -115,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _build(args, reporter)
         if args.command == "solve":
             return _solve(args, reporter)
+        if args.command == "push":
+            return _push(args, reporter)
+        if args.command == "login":
+            return _login(args, reporter)
         parser.error(f"unknown command {args.command}")
     except OciCondaError as e:
         if args.debug:
