@@ -806,8 +806,9 @@ def push_source(source: BlobSource, top: Descriptor, ref: str | RegistryRef, opt
     top_desc, top_data = manifests[-1]
     if r.digest and r.digest != top_desc.digest:
         raise RegistryError(f"{r}: the image's digest is {top_desc.digest}, not the one named")
-    digest = client.put_manifest(r.repository, r.tag or top_desc.digest, top_data, top_desc.media_type)
-    out = str(replace(r, digest=None)) if r.tag else f"{r.name}@{digest}"
+    tag = r.tag or (None if r.digest else "latest")
+    digest = client.put_manifest(r.repository, tag or top_desc.digest, top_data, top_desc.media_type)
+    out = f"{r.name}:{tag}" if tag else f"{r.name}@{digest}"
     return PushResult(out, digest, [d.digest for d, _ in manifests if d.media_type in MANIFEST_TYPES], stats)
 
 
