@@ -1,0 +1,275 @@
+"""Bundles: one deterministic tar with everything an offline build needs (air-gapped, a year later).
+
+Layout of ``bundle.tar`` (sorted entries, owner 0, mtime 0, no compression)::
+
+    oci-conda-bundle.json      {"version": 1, "lock": "lock/NAME", "env": "env/NAME" | null, "base": true | false}
+    lock/NAME                  the lock (oci-conda, conda-lock.yml or @EXPLICIT), byte for byte
+    env/NAME                   the environment file the lock was made from (when there is one)
+    pkgs/<sha256>.conda ...    every package file, named as the package cache names it
+    base/oci-layout, base/index.json, base/blobs/sha256/...
+                               the base image of every platform (an OCI layout: index.json -> an image index over
+                               the platform manifests, which keep their digests)
+
+``build --from-bundle`` unpacks it into a temporary directory, stores the packages in the package cache (verified),
+points the base at ``oci:<tmp>/base`` and builds offline from the lock: no socket is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .cache import cache_dir
+from .errors import OutputError
+from .lock import Lock, LockError, check_fresh, dump_lock, lock_from_args, read_lock, sniff_kind
+
+BUNDLE_VERSION = 1
+MANIFEST_NAME = "oci-conda-bundle.json"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# base image blobs
+
+
+def _base_blobs(base: str, subdir: str) -> tuple[Any, dict[str, bytes], dict[str, tuple[int, Any]]]:
+    """``(manifest descriptor with platform, small blobs, big blobs)`` of ``base`` for ``subdir``, digests kept."""
+    from .oci import layout as L
+    from .oci.blobs import verify_bytes
+    from .oci.image import INDEX_TYPES, MANIFEST_TYPES, Descriptor, platform_for_subdir
+
+    platform = platform_for_subdir(subdir)
+    ref = L.parse_image_ref(base)
+    if ref.transport == "oci":
+        src: Any = L.LayoutDirSource(Path(ref.path))
+    elif ref.transport == "oci-archive":
+        src = L.ArchiveSource(Path(ref.path))
+    else:
+        raise LockError(f"bundle: base image {base}: only scratch, oci:DIR and oci-archive:PATH bases can be bundled")
+    what = f"base image {base}"
+    desc = L._select_ref(src.index(), ref.ref, what)
+    small: dict[str, bytes] = {}
+    big: dict[str, tuple[int, Any]] = {}
+    for _ in range(8):
+        data = verify_bytes(src.fetch(desc), desc.digest, desc.size, what)
+        doc = json.loads(data)
+        mt = L._media_type(doc, desc)
+        if mt in INDEX_TYPES:
+            entries = [Descriptor.from_json(m, what) for m in doc.get("manifests") or []]
+            desc = L.select_manifest([e for e in entries if e.media_type in MANIFEST_TYPES + INDEX_TYPES], platform,
+                                     what)
+            continue
+        small[desc.digest] = data
+        cdesc = Descriptor.from_json(doc["config"], what)
+        small[cdesc.digest] = verify_bytes(src.fetch(cdesc), cdesc.digest, cdesc.size, what)
+        for raw in doc.get("layers") or []:
+            ld = Descriptor.from_json(raw, what)
+            big[ld.digest] = (ld.size, src.opener(ld))
+        return Descriptor(mt, desc.digest, desc.size, None, platform), small, big
+    raise LockError(f"{what}: image indexes nested too deeply")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# writing
+
+
+def write_bundle(lock: Lock, lock_bytes: bytes, lock_name: str, env_path: Path | None, out: Path,
+                 session: Any, jobs: int = 8, reporter: Any = None) -> dict[str, Any]:
+    """Fetch every package of ``lock`` (into the cache) and write the bundle tar atomically; returns a summary."""
+    from .conda.fetch import fetch_packages
+    from .conda.solver import dependency_order  # noqa: F401  (keeps import graph: bundle -> conda)
+    from .oci.image import MEDIA_TYPE_INDEX, Descriptor, index_bytes
+    from .oci.layout import OCI_LAYOUT
+    from .oci.tar import TarEntry, write_layer
+
+    records = [r for pl in lock.platforms.values() for r in pl.packages]
+    files = fetch_packages(records, session, jobs=jobs)
+    entries: dict[str, TarEntry] = {}
+    for r in records:
+        p = files[r.url]
+        entries[f"pkgs/{p.name}"] = TarEntry(f"pkgs/{p.name}", "file", source=str(p), size=p.stat().st_size)
+    manifests = []
+    small: dict[str, bytes] = {}
+    big: dict[str, tuple[int, Any]] = {}
+    for subdir, pl in sorted(lock.platforms.items()):
+        if pl.base in ("scratch", "") or pl.base_digest is None:
+            continue
+        desc, s, b = _base_blobs(pl.base, subdir)
+        if desc.digest != pl.base_digest:
+            raise LockError(f"bundle: base image {pl.base} for {subdir} is now {desc.digest}, locked {pl.base_digest}; "
+                            "relock")
+        manifests.append(desc)
+        small.update(s)
+        big.update(b)
+    if manifests:
+        idx = index_bytes(manifests)
+        idx_digest = "sha256:" + hashlib.sha256(idx).hexdigest()
+        small[idx_digest] = idx
+        top = {"schemaVersion": 2, "manifests": [Descriptor(MEDIA_TYPE_INDEX, idx_digest, len(idx)).to_json()]}
+        entries["base/oci-layout"] = TarEntry("base/oci-layout", "file", data=OCI_LAYOUT)
+        entries["base/index.json"] = TarEntry("base/index.json", "file", data=json.dumps(top, sort_keys=True).encode())
+        for d, data in small.items():
+            name = "base/blobs/" + d.replace(":", "/", 1)
+            entries[name] = TarEntry(name, "file", data=data)
+        for d, (size, opener) in big.items():
+            name = "base/blobs/" + d.replace(":", "/", 1)
+            if name not in entries:
+                entries[name] = TarEntry(name, "file", size=size, opener=opener)
+    entries[f"lock/{lock_name}"] = TarEntry(f"lock/{lock_name}", "file", data=lock_bytes)
+    env_name = None
+    if env_path is not None:
+        env_name = f"env/{Path(env_path).name}"
+        entries[env_name] = TarEntry(env_name, "file", data=Path(env_path).read_bytes())
+    meta = {"version": BUNDLE_VERSION, "lock": f"lock/{lock_name}", "env": env_name, "base": bool(manifests)}
+    entries[MANIFEST_NAME] = TarEntry(MANIFEST_NAME, "file", data=json.dumps(meta, sort_keys=True).encode())
+    out = Path(out).absolute()
+    if not out.parent.is_dir():
+        raise OutputError(f"{out}: directory {out.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_layer([entries[k] for k in sorted(entries)], f, "none", 0)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return {"output": str(out), "packages": len({files[r.url] for r in records}), "base_blobs": len(small) + len(big),
+            "size": out.stat().st_size}
+
+
+def bundle_command(args: Any, reporter: Any) -> int:
+    from .http import make_session
+
+    src = args.env_file
+    kind = None
+    try:
+        with open(src, "rb") as f:
+            kind = sniff_kind(f.read(1 << 16).decode("utf-8", "replace"))
+    except OSError:
+        pass
+    if kind is None:  # an environment file: lock it now
+        lock = lock_from_args(args, reporter, src)
+        lock_bytes, lock_name, env_path = dump_lock(lock), "oci-conda.lock", Path(src)
+    else:
+        lock = read_lock(src)
+        lock_bytes, lock_name = Path(src).read_bytes(), Path(src).name
+        env_path = Path(args.env) if args.env else None
+        if env_path is None and lock.kind == "oci-conda" and lock.env_file:
+            cand = Path(src).parent / lock.env_file
+            env_path = cand if cand.is_file() else None
+        if lock.kind == "oci-conda" and env_path is None:
+            raise LockError(f"{src}: the environment file {lock.env_file} is not beside the lock; give --env ENV.yml")
+        if env_path is not None:
+            check_fresh(lock, env_path)
+    t0 = time.perf_counter()
+    session = make_session(args.offline)
+    with reporter.phase("bundle", str(args.output)):
+        info = write_bundle(lock, lock_bytes, lock_name, env_path, Path(args.output), session, max(1, args.jobs),
+                            reporter)
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    info["sha256"] = _file_sha256(Path(args.output))
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+    elif not args.quiet:
+        print(f"wrote {info['output']}: {info['packages']} packages, {info['base_blobs']} base image blobs, "
+              f"{info['size']} bytes", file=sys.stderr)
+    return 0
+
+
+def _file_sha256(p: Path) -> str:
+    with open(p, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass
+class UnpackedBundle:
+    root: Path
+    lock: Lock
+    env_file: Path | None
+    base_ref: str | None
+
+
+def _safe_members(t: tarfile.TarFile, where: str) -> Iterator[tarfile.TarInfo]:
+    for m in t:
+        name = m.name
+        if name.startswith("/") or ".." in name.split("/"):
+            raise LockError(f"{where}: unsafe path in bundle: {name!r}")
+        if m.isdir():
+            continue
+        if not m.isreg():
+            raise LockError(f"{where}: unexpected {name!r} in bundle (only regular files)")
+        yield m
+
+
+@contextlib.contextmanager
+def open_bundle(path: Path) -> Iterator[UnpackedBundle]:
+    """Unpack ``path`` into a temporary directory (removed afterwards); its packages go to the package cache."""
+    where = str(path)
+    tmp = Path(tempfile.mkdtemp(prefix="oci-conda-bundle-"))
+    try:
+        try:
+            with tarfile.open(path, "r:") as t:
+                members = list(_safe_members(t, where))
+                t.extractall(tmp, members=members, filter="data")
+        except FileNotFoundError:
+            raise LockError(f"{where}: no such file") from None
+        except (tarfile.TarError, OSError) as e:
+            raise LockError(f"{where}: not a readable bundle ({e})") from None
+        try:
+            meta = json.loads((tmp / MANIFEST_NAME).read_bytes())
+        except (OSError, ValueError):
+            raise LockError(f"{where}: not an oci-conda bundle (no {MANIFEST_NAME})") from None
+        if meta.get("version") != BUNDLE_VERSION:
+            raise LockError(f"{where}: bundle version {meta.get('version')!r} is not supported")
+        _store_packages(tmp / "pkgs", where)
+        lock = read_lock(tmp / meta["lock"])
+        env = tmp / meta["env"] if meta.get("env") else None
+        if env is not None:
+            _make_local_channels(env, lock, tmp)
+        base = f"oci:{tmp / 'base'}" if meta.get("base") else None
+        yield UnpackedBundle(tmp, lock, env, base)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _store_packages(src: Path, where: str) -> None:
+    """Copy the bundle's package files into the package cache, checking each against its name (its digest)."""
+    if not src.is_dir():
+        return
+    pkgs = cache_dir("pkgs")
+    for p in sorted(src.iterdir()):
+        stem = p.name.split(".", 1)[0]
+        target = pkgs / p.name
+        if target.exists() and target.stat().st_size == p.stat().st_size:
+            continue
+        with open(p, "rb") as f:
+            got = hashlib.file_digest(f, "sha256" if len(stem) == 64 else "md5").hexdigest()
+        if got != stem:
+            raise LockError(f"{where}: {p.name} in the bundle is corrupt (digest {got})")
+        tmp = pkgs / f".{p.name}.bundle"
+        shutil.copyfile(p, tmp)
+        os.replace(tmp, target)
+
+
+def _make_local_channels(env: Path, lock: Lock, root: Path) -> None:
+    """Relative local channels of the environment file exist (empty) next to it, so channel spellings resolve."""
+    for spelling, _url in lock.channels:
+        if spelling.startswith(".") and "://" not in spelling:
+            d = (env.parent / spelling).resolve()
+            if d == root or root in d.parents:
+                d.mkdir(parents=True, exist_ok=True)
