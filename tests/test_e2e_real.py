@@ -87,7 +87,9 @@ def test_skopeo_inspect_and_podman_load_accept_the_archive(built, tmp_path: Path
     r = subprocess.run(["skopeo", "inspect", f"oci-archive:{built['out']}"], capture_output=True, text=True, check=True)
     info = json.loads(r.stdout)
     assert info["Labels"]["org.example.purpose"] == "e2e"
-    assert len(info["Layers"]) == 2  # the Debian layer + the environment
+    ours = built["summary"]["platforms"][0]["layers"]
+    assert len(info["Layers"]) == 1 + len(ours)  # the Debian layer + the environment's layers
+    assert info["Layers"][1:] == [layer["digest"] for layer in ours]
     assert info["Digest"] == built["summary"]["manifest_digest"]
     podman = Podman(tmp_path / "podman")
     try:

@@ -6,6 +6,8 @@ spec → channels/repodata → solve → fetch → extract → install (staging 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import re
 import tempfile
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_dir
+from . import __version__
+from .cache import atomic_write, cache_dir
 from .conda.channel import resolve_channels
 from .conda.fetch import fetch_packages
 from .conda.install import install
@@ -30,6 +33,8 @@ from .http import make_session, redact_url
 from .oci import image as oci_image
 from .oci import layout as oci_layout
 from .oci.tar import LayerInfo, write_layer
+from .layering import DEFAULT_MAX_LAYERS, Layering, LayerPlan, plan_layers
+from .oci.image import canonical_json
 from .pack import pack_prefix
 from .progress import Reporter, human_size
 from .spec import BuildSpec
@@ -46,6 +51,9 @@ class BuildOptions:
     channel_alias: str | None = None
     jobs: int = 8
     push: str | None = None  # REGISTRY/REPO[:TAG]: push the image(s) there, straight from the cache
+    layering: Layering = "packages"
+    max_layers: int = DEFAULT_MAX_LAYERS
+    lock: Any = None  # a lock.Lock: records come from it, nothing is solved and no repodata is fetched
 
 
 @dataclass
@@ -152,9 +160,10 @@ def _check_output(path: Path) -> None:
         raise OutputError(f"{path}: is a directory")
 
 
-def _env_layer(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
-               reporter: Reporter, session: Any, mtime: int, warnings: list[str]) -> tuple[LayerInfo, Path]:
-    """Fetch, extract, install and pack the solution into one layer blob in the cache; returns it and its path."""
+def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
+                reporter: Reporter, session: Any, mtime: int, warnings: list[str],
+                base_layers: int) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+    """Fetch, extract, install and pack the solution; write its layers as blobs in the cache."""
     with reporter.phase("fetch", f"{len(records)} packages"):
         total = sum(r.size or 0 for r in records)
         reporter.start(total, "download")
@@ -174,7 +183,8 @@ def _env_layer(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts:
             reporter.start(len(records), "install")
             as_recorded = _portable_records(spec, records, opts)
             report = install(list(zip(as_recorded, extracted)), staging, prefix, progress=lambda _r: reporter.advance(1),
-                             requested_specs=_requested(spec, subdir, records), history_time=mtime, hardlink=True)
+                             requested_specs=_requested(spec, subdir, records), history_time=mtime, hardlink=True,
+                             specs_in_records=opts.layering == "single")
             warnings.extend(report.warnings)
             if report.post_link_scripts:
                 warnings.append("post-link scripts not run: " + ", ".join(sorted(report.post_link_scripts)))
@@ -182,21 +192,71 @@ def _env_layer(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts:
             dirs = {r.dist_name: d for r, d in zip(records, extracted)}
             packed = pack_prefix(staging, prefix, {p: dirs[dist] for p, dist in report.clobbered.items()})
             warnings.extend(packed.warnings)
+            arcroot = prefix.strip("/")
+            for path, dist in report.clobbered.items():  # the winner owns a path two packages ship
+                packed.owner[f"{arcroot}/{path}"] = dist
+            plans = plan_layers(packed.entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
         with reporter.phase("compress", opts.compression):
-            blobs = cache_dir("blobs", "sha256")
-            fd, tmpname = tempfile.mkstemp(prefix=".layer-", dir=blobs)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    info = write_layer(packed.entries, f, opts.compression, mtime)
-                    f.flush()
-                    os.fsync(f.fileno())
-                final = blobs / info.digest.split(":", 1)[1]
-                os.replace(tmpname, final)
-            except BaseException:
-                if os.path.exists(tmpname):
-                    os.unlink(tmpname)
-                raise
-    return info, final
+            reporter.start(sum(p.size for p in plans), "compress")
+            out = []
+            for plan in plans:
+                info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root)
+                reporter.advance(plan.size)
+                out.append((plan, info, blob))
+    return out
+
+
+LAYER_FORMAT = 1  # bump when the bytes a layer's entries turn into change (tar writer, compression settings)
+
+
+def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path) -> str:
+    """What a layer's bytes depend on, cheaply: files from an extracted package are named by that package's digest
+    (the directory is content-addressed and immutable), other content is hashed."""
+    root = str(extract_root) + os.sep
+    items = []
+    for e in plan.entries:
+        if e.data is not None:
+            content = "sha256:" + hashlib.sha256(e.data).hexdigest()
+        elif e.source is not None and e.source.startswith(root):
+            content = "pkg:" + e.source[len(root):]
+        elif e.source is not None:
+            with open(e.source, "rb") as f:
+                content = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+        else:
+            content = ""
+        items.append([e.path, e.kind, e.mode, e.size, e.linkname, content])
+    doc = {"format": LAYER_FORMAT, "version": __version__, "compression": compression, "mtime": mtime,
+           "entries": items}
+    return hashlib.sha256(canonical_json(doc)).hexdigest()
+
+
+def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_root: Path) -> tuple[LayerInfo, Path]:
+    """An unchanged layer is never rebuilt or recompressed: its descriptor is remembered under its content key."""
+    blobs = cache_dir("blobs", "sha256")
+    key = _layer_key(plan, compression, mtime, extract_root)
+    memo = cache_dir("layers") / f"{key}.json"
+    try:
+        info = LayerInfo(**json.loads(memo.read_bytes()))
+        blob = blobs / info.digest.split(":", 1)[1]
+        if blob.stat().st_size == info.size:
+            return info, blob
+    except (OSError, ValueError, TypeError):
+        pass
+    fd, tmpname = tempfile.mkstemp(prefix=".layer-", dir=blobs)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            info = write_layer(plan.entries, f, compression, mtime)
+            f.flush()
+            os.fsync(f.fileno())
+        blob = blobs / info.digest.split(":", 1)[1]
+        os.replace(tmpname, blob)
+    except BaseException:
+        if os.path.exists(tmpname):
+            os.unlink(tmpname)
+        raise
+    with atomic_write(memo) as f:
+        f.write(canonical_json(dataclasses.asdict(info)))
+    return info, blob
 
 
 def _portable_records(spec: BuildSpec, records: list[PackageRecord], opts: BuildOptions) -> list[PackageRecord]:
@@ -245,27 +305,37 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     images = []
     results: list[PlatformResult] = []
     for subdir in opts.platforms:
-        records = solve_environment(spec, subdir, opts, reporter, session)
+        if opts.lock is not None:
+            from .lock import lock_mtime, records_for_build
+            records = records_for_build(opts.lock, subdir, spec.channels, spec.base_dir, opts.channel_alias)
+        else:
+            records = solve_environment(spec, subdir, opts, reporter, session)
         warnings: list[str] = []
-        mtime = source_date_epoch(records)
-        info, blob = _env_layer(spec, records, subdir, opts, reporter, session, mtime, warnings)
-        with reporter.phase("image"):
-            platform = oci_image.platform_for_subdir(subdir)
+        mtime = source_date_epoch(records) if opts.lock is None else lock_mtime(opts.lock, records, source_date_epoch)
+        platform = oci_image.platform_for_subdir(subdir)
+        with reporter.phase("base", spec.image.base):
             img = oci_layout.open_image(spec.image.base, platform)
-            img = oci_image.append_layer(
-                img, oci_image.Descriptor(info.media_type, info.digest, info.size), info.diff_id,
-                oci_layout.file_opener(blob),
-                history={"created": _rfc3339(mtime), "created_by": f"oci-conda: conda environment {spec.name or ''}".strip(),
-                         "comment": " ".join(spec.specs)},
-            )
+        if opts.lock is not None:
+            from .lock import check_base
+            check_base(opts.lock, subdir, img)
+        layers = _env_layers(spec, records, subdir, opts, reporter, session, mtime, warnings, len(img.layers))
+        with reporter.phase("image"):
+            for plan, info, blob in layers:
+                img = oci_image.append_layer(
+                    img, oci_image.Descriptor(info.media_type, info.digest, info.size), info.diff_id,
+                    oci_layout.file_opener(blob),
+                    history={"created": _rfc3339(mtime), "created_by": f"oci-conda: {plan.name}",
+                             "comment": " ".join(plan.packages[:50])},
+                )
             img = oci_image.set_config(img, **_config_changes(spec, img, mtime))
         images.append(img)
         for w in warnings:
             reporter.warn(w)
         results.append(PlatformResult(subdir=subdir, manifest_digest="", packages=records, warnings=warnings,
                                       layers=[{"digest": info.digest, "size": info.size, "diff_id": info.diff_id,
-                                               "uncompressed_size": info.uncompressed_size,
-                                               "source": f"conda environment ({len(records)} packages)"}]))
+                                               "uncompressed_size": info.uncompressed_size, "source": plan.name,
+                                               "packages": plan.packages}
+                                              for plan, info, _ in layers]))
     annotations = dict(spec.image.annotations)
     digest, manifest_digests, pushed = "", [], None
     if opts.output is not None:

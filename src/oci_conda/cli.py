@@ -17,8 +17,9 @@ from .progress import Reporter, choose_mode
 SUBDIRS = ("linux-64", "linux-aarch64", "linux-ppc64le", "linux-s390x", "linux-armv7l")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("env_file", metavar="ENV.yml", help="conda environment file (with an optional image: section)")
+def _common(p: argparse.ArgumentParser, env_optional: bool = False) -> None:
+    p.add_argument("env_file", metavar="ENV.yml", nargs="?" if env_optional else None,
+                   help="conda environment file (with an optional image: section)")
     p.add_argument("-c", "--channel", dest="channels", action="append", default=[], metavar="CHANNEL",
                    help="channel to use before the file's channels (name, URL or local path); repeatable")
     p.add_argument("--platform", dest="platforms", action="append", choices=SUBDIRS, metavar="SUBDIR",
@@ -38,7 +39,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("build", help="solve, fetch, install and pack an environment into an OCI image")
-    _common(b)
+    _common(b, env_optional=True)
     b.add_argument("-o", "--output", metavar="OUT",
                    help="OUT.tar: OCI archive (also loadable by docker/podman load); otherwise an OCI layout directory"
                    " (optional with --push)")
@@ -50,6 +51,15 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--prefix", metavar="PATH", help="where the environment lives in the image (default /opt/conda)")
     b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="layer compression")
     b.add_argument("--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
+    b.add_argument("--lock", metavar="LOCKFILE", help="install exactly what LOCKFILE lists (oci-conda lock, "
+                   "conda-lock.yml v1 or @EXPLICIT): no solve, no repodata")
+    b.add_argument("--allow-stale", action="store_true", help="with --lock: build even if ENV.yml changed since locking")
+    b.add_argument("--from-bundle", metavar="BUNDLE.tar", help="build offline from a bundle made by `oci-conda bundle` "
+                   "(ENV.yml may be left out)")
+    b.add_argument("--layering", choices=("packages", "single"), default="packages",
+                   help="packages (default): a layer per package, biggest first, within --max-layers; single: one layer")
+    b.add_argument("--max-layers", type=int, default=16, metavar="N",
+                   help="layer budget for the environment with --layering packages (default 16)")
 
     p = sub.add_parser("push", help="push an OCI archive or layout directory to a registry")
     p.add_argument("image", metavar="IMAGE", help="IMAGE.tar (OCI archive) or an OCI layout directory; PATH:NAME picks "
@@ -71,7 +81,43 @@ def make_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("solve", help="print the packages an environment resolves to, without building")
     _common(s)
+    _lock_parsers(sub)
     return parser
+
+
+def _lock_parsers(sub: argparse._SubParsersAction) -> None:
+    """``lock``, ``bundle``, ``inspect``, ``diff`` (implemented in lock.py, bundle.py and inspect_image.py)."""
+    lk = sub.add_parser("lock", help="solve and write a lockfile (every record, base digest, options) per platform")
+    _common(lk)
+    lk.add_argument("-o", "--output", default="oci-conda.lock", metavar="LOCKFILE", help="default oci-conda.lock")
+    lk.add_argument("--format", choices=("oci-conda", "explicit"), default="oci-conda",
+                    help="oci-conda (default) or explicit (@EXPLICIT, for conda/mamba; one platform)")
+    lk.add_argument("--base", metavar="REF", help="base image (as for build)")
+    lk.add_argument("--prefix", metavar="PATH", help="as for build")
+    lk.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="as for build")
+    lk.add_argument("--layering", choices=("packages", "single"), default="packages", help="as for build")
+    lk.add_argument("--max-layers", type=int, default=16, metavar="N", help="as for build")
+    bd = sub.add_parser("bundle", help="one tar with the lock, every package file and the base image, for offline builds")
+    _common(bd)
+    bd.add_argument("-o", "--output", required=True, metavar="BUNDLE.tar")
+    bd.add_argument("--env", metavar="ENV.yml", help="when ENV.yml is a lock: the environment file it was made from")
+    bd.add_argument("--base", metavar="REF", help="base image (as for build)")
+    bd.add_argument("--prefix", metavar="PATH", help="as for build")
+    bd.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="as for build")
+    bd.add_argument("--layering", choices=("packages", "single"), default="packages", help="as for build")
+    bd.add_argument("--max-layers", type=int, default=16, metavar="N", help="as for build")
+    bd.add_argument("--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
+    ins = sub.add_parser("inspect", help="platforms, layers (and the packages in each), config and packages of an image")
+    ins.add_argument("image", metavar="IMAGE", help="OCI archive (.tar) or OCI layout directory")
+    ins.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    ins.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
+    ins.add_argument("--debug", action="store_true", help="show tracebacks")
+    df = sub.add_parser("diff", help="packages added, removed and changed between two images; layers shared")
+    df.add_argument("image_a", metavar="A")
+    df.add_argument("image_b", metavar="B")
+    df.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    df.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
+    df.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _registry_options(p: argparse.ArgumentParser) -> None:
@@ -119,25 +165,37 @@ def _login(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def _build(args: argparse.Namespace, reporter: Reporter) -> int:
-    from .build import BuildOptions, build_image
-    from .spec import load_spec, with_overrides
-
     if args.output is None and args.push is None:
         from .errors import SpecError
 
         raise SpecError("build: give -o OUT, --push REGISTRY/REPO:TAG, or both")
     _configure_registry(args)
-    spec = with_overrides(load_spec(args.env_file), base=args.base, prefix=args.prefix, tag=args.tag,
-                          channels=args.channels)
+    from .lock import lock_inputs
+
+    with lock_inputs(args, reporter) as (env_file, lock, offline):
+        return _build_with(args, reporter, env_file, lock, offline)
+
+
+def _build_with(args: argparse.Namespace, reporter: Reporter, env_file: str, lock: object, offline: bool) -> int:
+    from .build import BuildOptions, build_image
+    from .lock import lock_spec
+
+    spec = lock_spec(env_file, lock, base=args.base, prefix=args.prefix, tag=args.tag, channels=args.channels)
     opts = BuildOptions(
         output=Path(args.output) if args.output is not None else None,
         push=args.push,
         platforms=tuple(args.platforms or ("linux-64",)),
         compression=args.compression,
-        offline=args.offline,
+        offline=args.offline or offline,
         channel_alias=args.channel_alias,
         jobs=max(1, args.jobs),
+        layering=args.layering,
+        max_layers=args.max_layers,
     )
+    if lock is not None:
+        from .lock import lock_options
+
+        opts = lock_options(opts, lock, args)
     result = build_image(spec, opts, reporter)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
@@ -187,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _build(args, reporter)
         if args.command == "solve":
             return _solve(args, reporter)
+        if args.command in ("lock", "bundle", "inspect", "diff"):
+            from .lock import run_command
+
+            return run_command(args, reporter)
         if args.command == "push":
             return _push(args, reporter)
         if args.command == "login":

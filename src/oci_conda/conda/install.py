@@ -70,6 +70,7 @@ def install(
     requested_specs: Mapping[str, str] | None = None,
     history_time: int | None = None,
     hardlink: bool = False,
+    specs_in_records: bool = True,
 ) -> InstallReport:
     """Link ``items`` ((record, extracted dir), in dependency order) into ``staging`` as if it were ``target_prefix``.
 
@@ -77,7 +78,9 @@ def install(
     ``history_time`` (seconds since the epoch) dates the history entry, default the newest package timestamp, so
     the output is the same bytes for the same input. ``hardlink``: files that need no prefix rewrite are hard
     links to the extracted package (as conda links them) instead of copies; only for a staging prefix that nothing
-    writes into afterwards, since the package cache is shared.
+    writes into afterwards, since the package cache is shared. ``specs_in_records=False`` keeps the requested
+    specs in ``conda-meta/history`` only, so each package's record is the same in every environment (layers of
+    one package are then identical across images).
     """
     staging = Path(staging)
     if not target_prefix.startswith("/") or target_prefix != posixpath.normpath(target_prefix):
@@ -140,7 +143,8 @@ def install(
         paths_data = list({p["_path"]: p for p in paths_data}.values())  # a path listed twice: the last one counts
         files = sorted(p["_path"] for p in paths_data)
         report.files_by_package[record.dist_name] = files
-        doc = _prefix_record(record, pkg_dir, index, files, paths_data, (requested_specs or {}).get(record.name))
+        requested = (requested_specs or {}).get(record.name) if specs_in_records else None
+        doc = _prefix_record(record, pkg_dir, index, files, paths_data, requested)
         _write_file(meta_dir / f"{record.dist_name}.json", _dump_json(doc), 0o644)
 
     when = history_time if history_time is not None else max((r.timestamp for r, _ in items), default=0) // 1000

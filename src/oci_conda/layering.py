@@ -1,0 +1,85 @@
+"""Split a packed environment into layers, by a rule that depends only on the solution.
+
+``packages`` (default): every package's files and its ``conda-meta`` record belong to exactly one layer. When the
+packages fit the budget each has a layer of its own; otherwise the biggest ``budget - 2`` packages get their own and
+the rest share one. Environment-wide files (``conda-meta/history``, conda-pack's activation scripts, anything no
+package owns) go into a small top layer. A package's layer holds only that package's bytes, so the same package at
+the same prefix gives the same layer digest in any image, and a one-package bump re-ships one layer.
+
+``single``: one layer with everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, Sequence
+
+from .conda.records import PackageRecord
+from .errors import InstallError, SpecError
+from .oci.tar import TarEntry
+
+Layering = Literal["packages", "single"]
+DEFAULT_MAX_LAYERS = 16
+MAX_TOTAL_LAYERS = 127  # overlay's practical limit, base layers included
+
+
+@dataclass
+class LayerPlan:
+    """One layer to write: what it is called in the summary, which packages it carries, its entries."""
+
+    name: str
+    packages: list[str] = field(default_factory=list)  # dist names
+    entries: list[TarEntry] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries if e.kind == "file")
+
+
+def plan_layers(entries: Sequence[TarEntry], owner: Mapping[str, str], records: Sequence[PackageRecord],
+                layering: Layering = "packages", max_layers: int = DEFAULT_MAX_LAYERS,
+                base_layers: int = 0) -> list[LayerPlan]:
+    """Group ``entries`` (owned per ``owner``: path -> dist name) into layers, in a deterministic order.
+
+    Order: package layers in the solution's dependency order (``records``), then the shared layer, then the top.
+    """
+    if layering == "single":
+        return [LayerPlan(name=f"conda environment ({len(records)} packages)",
+                          packages=[r.dist_name for r in records], entries=list(entries))]
+    if layering != "packages":
+        raise SpecError(f"--layering must be 'packages' or 'single', got {layering!r}")
+    budget = min(max_layers, MAX_TOTAL_LAYERS - base_layers)
+    if budget < 2:
+        raise SpecError(f"--max-layers {max_layers} leaves {budget} layer(s) after {base_layers} base layers; "
+                        "'packages' layering needs at least 2 (use --layering single)")
+
+    by_dist: dict[str, list[TarEntry]] = {r.dist_name: [] for r in records}
+    top: list[TarEntry] = []
+    for e in entries:
+        dist = owner.get(e.path)
+        (by_dist[dist] if dist in by_dist else top).append(e)
+
+    sizes = {d: sum(e.size for e in es if e.kind == "file") for d, es in by_dist.items()}
+    order = [r.dist_name for r in records]
+    if len(order) <= budget - 1:
+        own = set(order)
+    else:
+        own = set(sorted(order, key=lambda d: (-sizes[d], d))[: budget - 2])
+
+    plans = [LayerPlan(name=d, packages=[d], entries=by_dist[d]) for d in order if d in own]
+    rest = [d for d in order if d not in own]
+    if rest:
+        shared = LayerPlan(name=f"{len(rest)} smaller packages", packages=rest)
+        for d in rest:
+            shared.entries.extend(by_dist[d])
+        plans.append(shared)
+    if top:
+        plans.append(LayerPlan(name="environment files", entries=top))
+    # Hardlinks must point into their own layer: a package's hardlinks stay inside its files, so this only guards
+    # against owner data that disagrees with the archive.
+    for plan in plans:
+        paths = {e.path for e in plan.entries}
+        for e in plan.entries:
+            if e.kind == "hardlink" and e.linkname not in paths:
+                raise InstallError(f"{e.path}: hard link to {e.linkname} would cross layers")
+    return plans
