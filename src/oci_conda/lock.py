@@ -299,7 +299,7 @@ def option_values(spec_prefix: str, opts: Any, env: Mapping[str, str] | None = N
     env = os.environ if env is None else env
     sde = env.get("SOURCE_DATE_EPOCH")
     out: dict[str, Any] = {"prefix": spec_prefix, "source_date_epoch": int(sde) if sde and sde.strip() else None}
-    for k in ("compression", "layering", "max_layers"):
+    for k, _default in _LOCKED_OPTIONS:
         if hasattr(opts, k):
             out[k] = getattr(opts, k)
     return out
@@ -329,7 +329,7 @@ def create_lock(spec: Any, opts: Any, solve: Any, open_base: Any, reporter: Any)
 # ---------------------------------------------------------------------------------------------------------------
 # command line glue (cli.py calls these; they only parse, check and dispatch)
 
-_LOCKED_OPTIONS = (("compression", "gzip"), ("layering", "packages"), ("max_layers", 16))
+_LOCKED_OPTIONS = (("compression", "gzip"), ("layering", "packages"), ("max_layers", 16), ("trim", "none"))
 
 
 def _sniff_file(path: str) -> str | None:
