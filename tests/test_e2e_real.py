@@ -126,3 +126,31 @@ def test_same_digest_when_rebuilt_elsewhere_with_cold_cache_and_other_umask(buil
         os.umask(old)
     assert json.loads(res.stdout)["manifest_digest"] == built["summary"]["manifest_digest"]
     assert out.read_bytes() == built["out"].read_bytes()
+
+
+def test_aggressive_trim_still_runs_is_smaller_and_conda_meta_agrees(built, tmp_path: Path) -> None:
+    out = tmp_path / "trimmed.tar"
+    res = oci_conda("build", str(built["env"]), "-o", str(out), "--base", built["base"], "--tag",
+                    "oci-conda-test/real:trim", "--trim", "aggressive", "--json", env=_env(built["work"]))
+    summary = json.loads(res.stdout)
+    trimmed = summary["platforms"][0]["trimmed"]
+    saved = sum(v["bytes"] for v in trimmed.values())
+    assert {"headers", "man pages", "documentation"} <= set(trimmed) and saved > 1_000_000
+    tar_bytes = lambda s: sum(layer["uncompressed_size"] for layer in s["platforms"][0]["layers"])  # noqa: E731
+    assert tar_bytes(built["summary"]) - tar_bytes(summary) >= saved  # smaller by at least what was reported
+    rootfs = umoci_unpack(out, tmp_path / "u", "oci-conda-test/real:trim")
+    prefix = rootfs / PREFIX.strip("/")
+    assert not (prefix / "include").exists() and not (prefix / "share/man").exists()
+    for rec in (prefix / "conda-meta").glob("*.json"):
+        doc = json.loads(rec.read_text())
+        for f in doc["files"]:
+            assert (prefix / f).exists() or (prefix / f).is_symlink(), f"{rec.name} lists missing {f}"
+        assert {p["_path"] for p in doc["paths_data"]["paths"]} <= set(doc["files"])
+    podman = Podman(tmp_path / "podman")
+    try:
+        image = f"oci-archive:{out}"
+        r = podman("run", "--rm", image, "/bin/sh", "-c", f"cat > /tmp/s.tcl <<'EOF'\n{TCL_SCRIPT}EOF\n"
+                   "tclsh8.6 /tmp/s.tcl && openssl version -d && xz --version")
+        assert "fib(20)=6765" in r.stdout and f'OPENSSLDIR: "{PREFIX}/ssl"' in r.stdout and "5.2.6" in r.stdout
+    finally:
+        podman.cleanup()

@@ -36,6 +36,7 @@ from .oci.tar import LayerInfo, write_layer
 from .layering import DEFAULT_MAX_LAYERS, Layering, LayerPlan, plan_layers
 from .oci.image import canonical_json
 from .pack import pack_prefix
+from .trim import Profile, trim_entries
 from .progress import Reporter, human_size
 from .spec import BuildSpec
 
@@ -53,6 +54,7 @@ class BuildOptions:
     push: str | None = None  # REGISTRY/REPO[:TAG]: push the image(s) there, straight from the cache
     layering: Layering = "packages"
     max_layers: int = DEFAULT_MAX_LAYERS
+    trim: Profile = "none"
     lock: Any = None  # a lock.Lock: records come from it, nothing is solved and no repodata is fetched
 
 
@@ -63,6 +65,7 @@ class PlatformResult:
     packages: list[PackageRecord]
     layers: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    trimmed: dict[str, Any] = field(default_factory=dict)  # rule -> {files, bytes}
 
 
 @dataclass
@@ -97,6 +100,7 @@ class BuildResult:
                         for r in p.packages
                     ],
                     "warnings": p.warnings,
+                    "trimmed": p.trimmed,
                 }
                 for p in self.platforms
             ],
@@ -106,6 +110,9 @@ class BuildResult:
         lines = []
         for p in self.platforms:
             lines.append(f"{p.subdir}: {len(p.packages)} packages, {len(p.layers)} layers, manifest {p.manifest_digest}")
+            if p.trimmed:
+                saved = ", ".join(f"{rule} {human_size(v['bytes'])} ({v['files']} files)" for rule, v in p.trimmed.items())
+                lines.append(f"    trimmed: {saved}")
             for layer in p.layers:
                 lines.append(f"    layer {layer['digest'][:19]}  {human_size(layer['size']):>10} compressed  "
                              f"{human_size(layer['uncompressed_size']):>10} tar  {layer['source']}")
@@ -162,7 +169,7 @@ def _check_output(path: Path) -> None:
 
 def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
                 reporter: Reporter, session: Any, mtime: int, warnings: list[str],
-                base_layers: int) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+                base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
     """Fetch, extract, install and pack the solution; write its layers as blobs in the cache."""
     with reporter.phase("fetch", f"{len(records)} packages"):
         total = sum(r.size or 0 for r in records)
@@ -195,7 +202,10 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
             arcroot = prefix.strip("/")
             for path, dist in report.clobbered.items():  # the winner owns a path two packages ship
                 packed.owner[f"{arcroot}/{path}"] = dist
-            plans = plan_layers(packed.entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
+            entries, trimmed = trim_entries(packed.entries, arcroot, opts.trim)
+            if trimmed.removed:
+                report_trim.update(trimmed.to_json())
+            plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
         with reporter.phase("compress", opts.compression):
             reporter.start(sum(p.size for p in plans), "compress")
             out = []
@@ -318,7 +328,9 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
         if opts.lock is not None:
             from .lock import check_base
             check_base(opts.lock, subdir, img)
-        layers = _env_layers(spec, records, subdir, opts, reporter, session, mtime, warnings, len(img.layers))
+        trimmed: dict[str, Any] = {}
+        layers = _env_layers(spec, records, subdir, opts, reporter, session, mtime, warnings, len(img.layers),
+                             trimmed)
         with reporter.phase("image"):
             for plan, info, blob in layers:
                 img = oci_image.append_layer(
@@ -335,7 +347,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                                       layers=[{"digest": info.digest, "size": info.size, "diff_id": info.diff_id,
                                                "uncompressed_size": info.uncompressed_size, "source": plan.name,
                                                "packages": plan.packages}
-                                              for plan, info, _ in layers]))
+                                              for plan, info, _ in layers], trimmed=trimmed))
     annotations = dict(spec.image.annotations)
     digest, manifest_digests, pushed = "", [], None
     if opts.output is not None:

@@ -60,6 +60,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="packages (default): a layer per package, biggest first, within --max-layers; single: one layer")
     b.add_argument("--max-layers", type=int, default=16, metavar="N",
                    help="layer budget for the environment with --layering packages (default 16)")
+    b.add_argument("--trim", choices=("none", "safe", "aggressive"), default="none",
+                   help="drop files no program uses: safe (static libs, docs, man pages), aggressive (also headers, "
+                        "__pycache__, python tests); conda-meta is kept consistent")
 
     p = sub.add_parser("push", help="push an OCI archive or layout directory to a registry")
     p.add_argument("image", metavar="IMAGE", help="IMAGE.tar (OCI archive) or an OCI layout directory; PATH:NAME picks "
@@ -97,6 +100,7 @@ def _lock_parsers(sub: argparse._SubParsersAction) -> None:
     lk.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="as for build")
     lk.add_argument("--layering", choices=("packages", "single"), default="packages", help="as for build")
     lk.add_argument("--max-layers", type=int, default=16, metavar="N", help="as for build")
+    lk.add_argument("--trim", choices=("none", "safe", "aggressive"), default="none", help="as for build")
     bd = sub.add_parser("bundle", help="one tar with the lock, every package file and the base image, for offline builds")
     _common(bd)
     bd.add_argument("-o", "--output", required=True, metavar="BUNDLE.tar")
@@ -106,6 +110,7 @@ def _lock_parsers(sub: argparse._SubParsersAction) -> None:
     bd.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="as for build")
     bd.add_argument("--layering", choices=("packages", "single"), default="packages", help="as for build")
     bd.add_argument("--max-layers", type=int, default=16, metavar="N", help="as for build")
+    bd.add_argument("--trim", choices=("none", "safe", "aggressive"), default="none", help="as for build")
     bd.add_argument("--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
     ins = sub.add_parser("inspect", help="platforms, layers (and the packages in each), config and packages of an image")
     ins.add_argument("image", metavar="IMAGE", help="OCI archive (.tar) or OCI layout directory")
@@ -191,6 +196,7 @@ def _build_with(args: argparse.Namespace, reporter: Reporter, env_file: str, loc
         jobs=max(1, args.jobs),
         layering=args.layering,
         max_layers=args.max_layers,
+        trim=args.trim,
     )
     if lock is not None:
         from .lock import lock_options
