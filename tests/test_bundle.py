@@ -1,0 +1,111 @@
+"""Bundles: made against an HTTP channel and a base image, then built from with every server stopped, the base image
+gone and an empty cache (and inside a network namespace with no interfaces, where possible): the same digest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from realenv import oci_conda
+
+HELLO = REPO / "examples" / "hello"
+
+
+def _netns_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    try:
+        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture
+def online(tmp_path: Path, serve_dir, monkeypatch: pytest.MonkeyPatch):
+    """A served copy of the example channel, a base image archive, an env file using both, and its direct build."""
+    shutil.copytree(HELLO / "channel", tmp_path / "srv" / "chan")
+    server = serve_dir(tmp_path / "srv")
+    monkeypatch.setenv("OCI_CONDA_CACHE", str(tmp_path / "cache-online"))
+    base = tmp_path / "base" / "base.tar"
+    base.parent.mkdir()
+    oci_conda("build", str(HELLO / "environment.yml"), "-o", str(base), "--tag", "base:1", "-q")
+    env = tmp_path / "proj" / "environment.yml"
+    env.parent.mkdir()
+    env.write_text(f"name: hello\nchannels: [{server.url}/chan]\ndependencies: [hello]\n"
+                   f"image:\n  base: oci-archive:{base}\n  entrypoint: [/opt/conda/bin/hello]\n  prefix: /opt/env\n")
+    direct = json.loads(oci_conda("build", str(env), "-o", str(tmp_path / "direct.tar"), "--json").stdout)
+    return server, env, base, direct["digest"]
+
+
+def test_bundle_builds_offline_to_the_same_digest(tmp_path: Path, online, monkeypatch: pytest.MonkeyPatch) -> None:
+    server, env, base, digest = online
+    bundle = tmp_path / "bundle.tar"
+    info = json.loads(oci_conda("bundle", str(env), "-o", str(bundle), "--json").stdout)
+    assert info["packages"] == 2 and info["base_blobs"] >= 3
+    with tarfile.open(bundle) as t:
+        names = t.getnames()
+        assert names == sorted(names)
+        assert all(m.mtime == 0 and m.uid == 0 for m in t.getmembers())
+        lock = json.load(t.extractfile("lock/oci-conda.lock"))
+    assert lock["platforms"]["linux-64"]["base"]["digest"].startswith("sha256:")
+    for r in lock["platforms"]["linux-64"]["packages"]:
+        assert f"pkgs/{r['sha256']}.conda" in names
+
+    # deterministic: a bundle made again from an empty cache has the same bytes
+    monkeypatch.setenv("OCI_CONDA_CACHE", str(tmp_path / "cache-2"))
+    oci_conda("bundle", str(env), "-o", str(tmp_path / "bundle2.tar"), "-q")
+    assert bundle.read_bytes() == (tmp_path / "bundle2.tar").read_bytes()
+
+    server.stop()
+    shutil.move(base, tmp_path / "elsewhere.tar")  # the base image must come from the bundle
+    shutil.move(env.parent, tmp_path / "proj-gone")  # and the environment file too
+    monkeypatch.setenv("OCI_CONDA_CACHE", str(tmp_path / "cache-offline"))
+    t0 = time.perf_counter()
+    out = oci_conda("build", "--from-bundle", str(bundle), "-o", str(tmp_path / "offline.tar"), "--json")
+    elapsed = time.perf_counter() - t0
+    assert json.loads(out.stdout)["digest"] == digest
+    print(f"\noffline build from bundle: {elapsed:.2f}s (CLI process, empty cache)")
+
+
+@pytest.mark.skipif(not _netns_works(), reason="unshare -n not permitted here")
+def test_bundle_build_in_a_network_namespace_without_interfaces(tmp_path: Path, online) -> None:
+    _server, env, _base, digest = online
+    bundle = tmp_path / "bundle.tar"
+    oci_conda("bundle", str(env), "-o", str(bundle), "-q")
+    environ = dict(os.environ, OCI_CONDA_CACHE=str(tmp_path / "cache-netns"))
+    p = subprocess.run(["unshare", "-n", sys.executable, "-m", "oci_conda", "build", "--from-bundle", str(bundle),
+                        "-o", str(tmp_path / "netns.tar"), "--json"], capture_output=True, text=True, env=environ,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["digest"] == digest
+    # the same build without the bundle cannot reach the channel in there: the namespace really has no network
+    q = subprocess.run(["unshare", "-n", sys.executable, "-m", "oci_conda", "build", str(env), "-o",
+                        str(tmp_path / "nope.tar")], capture_output=True, text=True, env=environ, timeout=300)
+    assert q.returncode != 0 and "Traceback" not in q.stderr
+
+
+def test_corrupt_bundle_package_is_named(tmp_path: Path, online, monkeypatch: pytest.MonkeyPatch) -> None:
+    _server, env, _base, _digest = online
+    bundle = tmp_path / "bundle.tar"
+    oci_conda("bundle", str(env), "-o", str(bundle), "-q")
+    with tarfile.open(bundle) as t:
+        m = next(m for m in t.getmembers() if m.name.startswith("pkgs/"))
+    with open(bundle, "r+b") as f:
+        f.seek(m.offset_data + m.size // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0xFF]))
+    monkeypatch.setenv("OCI_CONDA_CACHE", str(tmp_path / "cache-corrupt"))
+    p = oci_conda("build", "--from-bundle", str(bundle), "-o", str(tmp_path / "x.tar"), check=False)
+    assert p.returncode == 2
+    assert "corrupt" in p.stderr and m.name.split("/", 1)[1] in p.stderr
+    assert not (tmp_path / "x.tar").exists()
