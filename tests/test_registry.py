@@ -194,8 +194,8 @@ def test_base_from_registry_is_reused_byte_for_byte_and_mounted(hello: dict, ser
     podman = Podman(tmp_path / "podman")
     try:
         podman("pull", "--tls-verify=false", f"{r.host}/app/hello:1")
-        assert GREETING in podman("run", "--rm", f"{r.host}/app/hello:1").stdout
-        assert "bookworm" in podman("run", "--rm", "--entrypoint", "cat", f"{r.host}/app/hello:1",
-                                    "/etc/os-release").stdout
+        out = podman("run", "--rm", "--entrypoint", "/bin/sh", f"{r.host}/app/hello:1", "-c",
+                     "/opt/conda/bin/hello && cat /etc/os-release").stdout
+        assert GREETING in out and "bookworm" in out
     finally:
         podman.cleanup()

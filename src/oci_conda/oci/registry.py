@@ -232,6 +232,7 @@ class RegistryClient:
         self.retries = _env_int("OCI_CONDA_REGISTRY_RETRIES", 5)
         self.backoff = _env_float("OCI_CONDA_REGISTRY_BACKOFF", 0.5)
         self._lock = threading.Lock()
+        self._token_lock = threading.Lock()
         self._creds: _auth.Credentials | None = None
         self._creds_loaded = False
         self._scheme: str | None = None  # "bearer" | "basic" once the registry challenged us
@@ -262,11 +263,12 @@ class RegistryClient:
         if self._scheme == "basic":
             return self._basic()
         if self._scheme == "bearer":
-            with self._lock:
-                tok = self._tokens.get(scopes)
-            if tok is None or tok[1] < time.monotonic():
-                return self._fetch_token(scopes)
-            return f"Bearer {tok[0]}"
+            with self._token_lock:  # one token request per scope set, however many threads ask at once
+                with self._lock:
+                    tok = self._tokens.get(scopes)
+                if tok is None or tok[1] < time.monotonic():
+                    return self._fetch_token(scopes)
+                return f"Bearer {tok[0]}"
         return None
 
     def _fetch_token(self, scopes: tuple[str, ...]) -> str:
@@ -307,13 +309,15 @@ class RegistryClient:
             self._tokens[scopes] = (token, time.monotonic() + max(10, expires - 10))
         return f"Bearer {token}"
 
-    def _on_401(self, resp: requests.Response, scopes: tuple[str, ...], what: str) -> None:
+    def _on_401(self, resp: requests.Response, scopes: tuple[str, ...], what: str, sent: str | None) -> None:
         scheme, params = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
         if scheme == "bearer":
             self._challenge = params
             self._scheme = "bearer"
-            with self._lock:
-                self._tokens.pop(scopes, None)
+            with self._lock:  # drop the token that was refused (not one another thread has fetched since)
+                tok = self._tokens.get(scopes)
+                if tok is not None and sent == f"Bearer {tok[0]}":
+                    del self._tokens[scopes]
         elif scheme == "basic":
             if self.credentials() is None:
                 raise RegistryError(f"{what}: the registry requires a login (oci-conda login {self.host})")
@@ -357,7 +361,7 @@ class RegistryClient:
                 raise RegistryError(f"{what}: {describe_error(exc)} ({self.base})") from None
             if resp.status_code == 401 and not authed:
                 authed = True
-                self._on_401(resp, scopes, what)
+                self._on_401(resp, scopes, what, auth)
                 resp.close()
                 continue
             if resp.status_code in RETRY_STATUSES and retry and attempt < self.retries:
