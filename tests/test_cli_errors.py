@@ -110,9 +110,12 @@ def test_output_not_writable(chan: Path, tmp_path: Path) -> None:
     assert "missing-dir" in msg
 
 
-def test_registry_base_is_reported_as_not_yet_supported(chan: Path, tmp_path: Path) -> None:
-    msg = run_fail(tmp_path, f"channels: [{chan}]\ndependencies: [xz]\n", "--base", "docker.io/library/debian:12")
-    assert "registry" in msg.lower()
+def test_unreachable_registry_base(chan: Path, tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    msg = run_fail(tmp_path, f"channels: [{chan}]\ndependencies: [xz]\n", "--base", f"127.0.0.1:{port}/base/img:1")
+    assert f"127.0.0.1:{port}" in msg
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:
