@@ -1,0 +1,239 @@
+"""``oci-conda inspect`` and ``oci-conda diff``: what an image holds, read from the image itself.
+
+Platforms, layers (size, and the conda packages whose ``conda-meta/*.json`` each layer carries), config, and the
+package list the image's ``conda-meta`` gives after all layers are applied (whiteouts honoured). Labels and
+annotations are never trusted for the package list. Works on any OCI archive or layout, not just ours.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ImageError
+from .oci import layout as L
+from .oci.image import INDEX_TYPES, MANIFEST_TYPES, Descriptor
+
+_META_RE = re.compile(r"^(?:\./)?(.*/)?conda-meta/([^/]+)\.json$")
+_WH_RE = re.compile(r"^(?:\./)?(.*/)?conda-meta/\.wh\.([^/]+)\.json$")
+MAX_META = 64 << 20
+
+
+@dataclass
+class LayerView:
+    digest: str
+    size: int
+    media_type: str
+    packages: list[str] = field(default_factory=list)  # name-version-build, as conda-meta names them
+
+
+@dataclass
+class ImageView:
+    platform: str
+    manifest_digest: str
+    config: dict[str, Any]
+    layers: list[LayerView]
+    packages: dict[str, dict[str, Any]]  # name -> {name, version, build, channel, subdir, prefix}
+
+    def to_json(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "platform": self.platform,
+            "manifest_digest": self.manifest_digest,
+            "config": {k: cfg.get(k) for k in ("architecture", "os", "variant", "created", "config") if k in cfg},
+            "layers": [{"digest": x.digest, "size": x.size, "media_type": x.media_type, "packages": x.packages}
+                       for x in self.layers],
+            "packages": [self.packages[n] for n in sorted(self.packages)],
+        }
+
+
+def _source(path: Path) -> Any:
+    if path.is_dir():
+        if not (path / "oci-layout").is_file():
+            raise ImageError(f"{path}: not an OCI layout directory (no oci-layout file)")
+        return L.LayoutDirSource(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file or directory")
+    return L.ArchiveSource(path)
+
+
+def _open_layer(src: Any, desc: Descriptor) -> Any:
+    raw = src.opener(desc)()
+    mt = desc.media_type
+    if mt.endswith("+zstd") or mt.endswith(".zstd"):
+        import zstandard
+
+        return raw, zstandard.ZstdDecompressor().stream_reader(raw)
+    if mt.endswith("gzip") or mt.endswith(".gzip") or "tar.gzip" in mt:
+        return raw, gzip.GzipFile(fileobj=raw)
+    return raw, raw
+
+
+def _read_layer(src: Any, desc: Descriptor, where: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """``({dist: conda-meta record}, {whited-out dists})`` of one layer."""
+    metas: dict[str, dict[str, Any]] = {}
+    whiteouts: set[str] = set()
+    raw, stream = _open_layer(src, desc)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as t:
+            for m in t:
+                w = _WH_RE.match(m.name)
+                if w:
+                    whiteouts.add(w.group(2))
+                    continue
+                g = _META_RE.match(m.name)
+                if not g or not m.isreg() or m.size > MAX_META:
+                    continue
+                f = t.extractfile(m)
+                if f is None:
+                    continue
+                try:
+                    rec = json.loads(f.read())
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and "name" in rec:
+                    rec["_prefix"] = "/" + (g.group(1) or "").rstrip("/")
+                    metas[g.group(2)] = rec
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ImageError(f"{where}: layer {desc.digest} is not a readable tar ({e})") from None
+    finally:
+        raw.close()
+    return metas, whiteouts
+
+
+def _manifests(src: Any, where: str) -> list[tuple[Descriptor, dict[str, Any]]]:
+    """Every image manifest reachable from index.json (through nested indexes)."""
+    out = []
+    todo = [Descriptor.from_json(m, where) for m in src.index().get("manifests") or []]
+    seen = set()
+    while todo:
+        d = todo.pop(0)
+        if d.digest in seen:
+            continue
+        seen.add(d.digest)
+        doc = L._fetch_json(src, d, where)
+        mt = L._media_type(doc, d)
+        if mt in INDEX_TYPES:
+            todo.extend(Descriptor.from_json(m, where) for m in doc.get("manifests") or [])
+        elif mt in MANIFEST_TYPES:
+            out.append((d, doc))
+    return out
+
+
+def inspect_image(path: str | Path) -> list[ImageView]:
+    path = Path(path)
+    where = str(path)
+    src = _source(path)
+    views = []
+    for d, man in _manifests(src, where):
+        cdesc = Descriptor.from_json(man.get("config"), where)
+        config = L._fetch_json(src, cdesc, f"{where}: config")
+        plat = "/".join(x for x in (config.get("os"), config.get("architecture"), config.get("variant")) if x)
+        layers = []
+        packages: dict[str, dict[str, Any]] = {}
+        dist_of: dict[str, str] = {}
+        for raw in man.get("layers") or []:
+            ld = Descriptor.from_json(raw, where)
+            metas, whiteouts = _read_layer(src, ld, where)
+            for dist in whiteouts:
+                name = dist_of.pop(dist, None)
+                if name is not None:
+                    packages.pop(name, None)
+            for dist, rec in sorted(metas.items()):
+                old = packages.get(rec["name"])
+                if old is not None:
+                    dist_of.pop(f"{old['name']}-{old['version']}-{old['build']}", None)
+                packages[rec["name"]] = {"name": rec["name"], "version": str(rec.get("version", "")),
+                                         "build": str(rec.get("build", "")), "channel": rec.get("channel"),
+                                         "subdir": rec.get("subdir"), "prefix": rec["_prefix"]}
+                dist_of[dist] = rec["name"]
+            layers.append(LayerView(ld.digest, ld.size, ld.media_type, sorted(metas)))
+        views.append(ImageView(plat, d.digest, config, layers, packages))
+    if not views:
+        raise ImageError(f"{where}: holds no image manifest")
+    return views
+
+
+def diff_images(a: str | Path, b: str | Path) -> dict[str, Any]:
+    """Per platform both images have: packages added/removed/changed, layers shared, bytes only in one side."""
+    va = {v.platform: v for v in inspect_image(a)}
+    vb = {v.platform: v for v in inspect_image(b)}
+    out: dict[str, Any] = {"a": str(a), "b": str(b), "platforms": {},
+                           "only_in_a": sorted(set(va) - set(vb)), "only_in_b": sorted(set(vb) - set(va))}
+    for plat in sorted(set(va) & set(vb)):
+        x, y = va[plat], vb[plat]
+        added = sorted(set(y.packages) - set(x.packages))
+        removed = sorted(set(x.packages) - set(y.packages))
+        changed = []
+        for n in sorted(set(x.packages) & set(y.packages)):
+            p, q = x.packages[n], y.packages[n]
+            if (p["version"], p["build"]) != (q["version"], q["build"]):
+                changed.append({"name": n, "from": f"{p['version']}-{p['build']}", "to": f"{q['version']}-{q['build']}"})
+        la = {layer.digest: layer.size for layer in x.layers}
+        lb = {layer.digest: layer.size for layer in y.layers}
+        shared = [layer.digest for layer in y.layers if layer.digest in la]
+        out["platforms"][plat] = {
+            "added": [{"name": n, "version": y.packages[n]["version"], "build": y.packages[n]["build"]} for n in added],
+            "removed": [{"name": n, "version": x.packages[n]["version"], "build": x.packages[n]["build"]}
+                        for n in removed],
+            "changed": changed,
+            "layers_shared": shared,
+            "shared_bytes": sum(lb[d] for d in shared),
+            "bytes_only_in_a": sum(s for d, s in la.items() if d not in lb),
+            "bytes_only_in_b": sum(s for d, s in lb.items() if d not in la),
+            "config_changed": x.config != y.config,
+        }
+    return out
+
+
+def inspect_command(args: Any) -> int:
+    views = inspect_image(args.image)
+    if args.json:
+        print(json.dumps({"image": str(args.image), "platforms": [v.to_json() for v in views]}, indent=2,
+                         sort_keys=True))
+        return 0
+    for v in views:
+        print(f"{v.platform}  manifest {v.manifest_digest}")
+        c = v.config.get("config") or {}
+        for key in ("Entrypoint", "Cmd", "WorkingDir", "User"):
+            if c.get(key):
+                print(f"  {key.lower()}: {c[key]}")
+        for e in c.get("Env") or []:
+            print(f"  env: {e}")
+        print(f"  layers ({len(v.layers)}):")
+        for layer in v.layers:
+            pk = ", ".join(layer.packages[:6]) + (f", ... (+{len(layer.packages) - 6})" if len(layer.packages) > 6
+                                                   else "")
+            print(f"    {layer.digest[:19]}  {layer.size:>12}  {pk}")
+        print(f"  packages ({len(v.packages)}):")
+        for n in sorted(v.packages):
+            p = v.packages[n]
+            print(f"    {n} {p['version']} {p['build']}")
+    return 0
+
+
+def diff_command(args: Any) -> int:
+    d = diff_images(args.image_a, args.image_b)
+    if args.json:
+        print(json.dumps(d, indent=2, sort_keys=True))
+        return 0
+    for plat, r in d["platforms"].items():
+        print(f"{plat}:")
+        for p in r["added"]:
+            print(f"  + {p['name']} {p['version']} {p['build']}")
+        for p in r["removed"]:
+            print(f"  - {p['name']} {p['version']} {p['build']}")
+        for p in r["changed"]:
+            print(f"  ~ {p['name']} {p['from']} -> {p['to']}")
+        print(f"  layers shared: {len(r['layers_shared'])} ({r['shared_bytes']} bytes); bytes only in A: "
+              f"{r['bytes_only_in_a']}, only in B: {r['bytes_only_in_b']}")
+    for plat in d["only_in_a"]:
+        print(f"{plat}: only in A")
+    for plat in d["only_in_b"]:
+        print(f"{plat}: only in B")
+    return 0
