@@ -10,8 +10,11 @@ repository when the base came from the same registry, sent in one PUT when small
 an interrupted chunked upload resumes where the registry says it stopped, or that blob alone starts again. Manifests
 go up children first, by digest, and the top one by tag. 429, 5xx and connection failures are retried with backoff.
 
+Transport: HTTPS, verified (``--ca-file`` for a private CA); plain HTTP for ``--insecure`` and loopback hosts
+(unless ``--ca-file`` is given); proxies from the environment.
+
 Auth: ``WWW-Authenticate`` Bearer (token per scope set, cached until it expires; anonymous or with credentials, or
-an identity token) or Basic, with credentials from ``oci.auth``. Plain HTTP only for ``--insecure`` and loopback.
+an identity token) or Basic, with credentials from ``oci.auth``.
 Errors are ``RegistryError`` with one line naming the registry, repository and blob; secrets never appear.
 """
 
@@ -143,8 +146,8 @@ def parse_reference(ref: str) -> RegistryRef:
 
 @dataclass(frozen=True)
 class Options:
-    insecure: bool = False  # plain HTTP (loopback hosts always are)
-    ca_file: str | None = None  # a private CA bundle for HTTPS
+    insecure: bool = False  # plain HTTP (loopback hosts are too, unless ca_file is given)
+    ca_file: str | None = None  # a private CA bundle for HTTPS (also makes a loopback registry HTTPS)
     authfile: str | None = None  # credentials file instead of the usual search
     jobs: int = 4  # parallel blob transfers
 
@@ -218,7 +221,8 @@ class RegistryClient:
     def __init__(self, host: str, options: Options | None = None):
         self.host = host
         self.options = options or _options
-        plain = self.options.insecure or _is_loopback(host)
+        # loopback and --insecure registries speak plain HTTP, unless a private CA is named (then it is TLS)
+        plain = (self.options.insecure or _is_loopback(host)) and not self.options.ca_file
         self.base = f"{'http' if plain else 'https'}://{host}"
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
@@ -229,6 +233,8 @@ class RegistryClient:
             if not Path(self.options.ca_file).is_file():
                 raise RegistryError(f"registry {host}: CA file {self.options.ca_file} does not exist")
             self.session.verify = self.options.ca_file
+        # passed with every request: requests lets REQUESTS_CA_BUNDLE override a session's own verify setting
+        self._verify: str | bool = self.options.ca_file or True
         self.retries = _env_int("OCI_CONDA_REGISTRY_RETRIES", 5)
         self.backoff = _env_float("OCI_CONDA_REGISTRY_BACKOFF", 0.5)
         self._lock = threading.Lock()
@@ -284,11 +290,11 @@ class RegistryClient:
                     form["service"] = service
                 if scopes:
                     form["scope"] = " ".join(scopes)
-                resp = self.session.post(realm, data=form, timeout=DEFAULT_TIMEOUT)
+                resp = self.session.post(realm, data=form, timeout=DEFAULT_TIMEOUT, verify=self._verify)
             else:
                 params = ([("service", service)] if service else []) + [("scope", s) for s in scopes]
                 auth = (creds.username, creds.password) if creds is not None and creds.username else None
-                resp = self.session.get(realm, params=params, auth=auth, timeout=DEFAULT_TIMEOUT)
+                resp = self.session.get(realm, params=params, auth=auth, timeout=DEFAULT_TIMEOUT, verify=self._verify)
         except requests.RequestException as exc:
             raise RegistryError(f"{what}: {describe_error(exc)}") from None
         if resp.status_code in (401, 403):
@@ -349,7 +355,8 @@ class RegistryClient:
                 hdrs["Authorization"] = auth
             try:
                 resp = self.session.request(method, url, headers=hdrs, data=body() if body else None, stream=stream,
-                                            allow_redirects=allow_redirects, timeout=DEFAULT_TIMEOUT)
+                                            allow_redirects=allow_redirects, timeout=DEFAULT_TIMEOUT,
+                                            verify=self._verify)
             except requests.exceptions.SSLError:
                 raise RegistryError(f"{what}: TLS certificate verification failed for {self.host} "
                                     "(use --ca-file for a private CA)") from None

@@ -1,0 +1,167 @@
+"""Registry auth against the real registry: Basic (htpasswd), bearer tokens from a token server whose JWTs the
+registry verifies, TLS with a private CA, Docker config.json / podman auth.json / credential helpers, ``login``.
+No secret may appear in any output."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from realenv import oci_conda
+from registry_fixtures import Servers, htpasswd, make_tls, servers  # noqa: F401
+from test_registry import HELLO_ENV, cli_env, hello  # noqa: F401
+
+from oci_conda.oci import registry
+from oci_conda.oci.image import Platform
+
+USER, PASSWORD = "alice", "s3cret-Basic-pw"
+
+
+def one_error_line(p: subprocess.CompletedProcess, *secrets: str) -> str:
+    """The single line a failed command printed; no secret anywhere in its output."""
+    assert p.returncode != 0, p.stdout + p.stderr
+    for s in secrets:
+        assert s not in p.stdout and s not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("oci-conda: error: ")
+    return lines[0]
+
+
+def auth_entry(user: str, password: str) -> dict:
+    return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture
+def basic(servers: Servers):  # noqa: F811
+    return servers.registry("basic", auth=htpasswd(servers.root / "htpasswd", USER, PASSWORD))
+
+
+def test_basic_auth_login_and_config_files(hello: dict, basic, tmp_path: Path) -> None:  # noqa: F811
+    env = cli_env(tmp_path)
+    ref = f"{basic.host}/private/hello:1"
+    p = oci_conda("push", "-q", str(hello["out"]), ref, env=env, check=False)
+    assert "login" in one_error_line(p) and basic.host in p.stderr
+    # a wrong password: one line, nothing written, the password nowhere
+    authfile = tmp_path / "auth.json"
+    p = subprocess.run(["python", "-m", "oci_conda", "login", basic.host, "-u", USER, "--password-stdin", "--authfile",
+                        str(authfile)], input="wrong-Password-9\n", capture_output=True, text=True, env=env)
+    assert "401" in one_error_line(p, "wrong-Password-9") and not authfile.exists()
+    p = subprocess.run(["python", "-m", "oci_conda", "login", basic.host, "-u", USER, "--password-stdin", "--authfile",
+                        str(authfile)], input=PASSWORD + "\n", capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert PASSWORD not in p.stdout + p.stderr
+    assert json.loads(authfile.read_text())["auths"][basic.host] == auth_entry(USER, PASSWORD)
+    assert stat.S_IMODE(authfile.stat().st_mode) == 0o600
+    # the file written by login works through --authfile, REGISTRY_AUTH_FILE and as Docker's config.json
+    oci_conda("push", "-q", str(hello["out"]), ref, "--authfile", str(authfile), env=env)
+    oci_conda("push", "-q", str(hello["out"]), ref, env=dict(env, REGISTRY_AUTH_FILE=str(authfile)))
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    (docker / "config.json").write_text(authfile.read_text())
+    p = oci_conda("push", str(hello["out"]), ref, env=env)
+    assert p.stdout.strip() == hello["summary"]["digest"]
+    # podman's auth.json under XDG_RUNTIME_DIR
+    run = tmp_path / "run"
+    (run / "containers").mkdir(parents=True)
+    (run / "containers" / "auth.json").write_text(authfile.read_text())
+    oci_conda("push", "-q", str(hello["out"]), ref, env=dict(env, XDG_RUNTIME_DIR=str(run), DOCKER_CONFIG=str(tmp_path)))
+
+
+HELPER = """#!/bin/sh
+# a docker-credential-* helper: get answers for one registry, store records what it was given
+echo "$1" >> "{log}"
+case "$1" in
+  get) read host; if [ "$host" = "{host}" ]; then
+         printf '{{"ServerURL":"%s","Username":"{user}","Secret":"{password}"}}' "$host"
+       else echo "credentials not found in native keychain"; exit 1; fi ;;
+  store) cat > "{stored}" ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def test_credential_helpers(hello: dict, basic, tmp_path: Path) -> None:  # noqa: F811
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log, stored = tmp_path / "helper.log", tmp_path / "stored.json"
+    helper = bindir / "docker-credential-test"
+    helper.write_text(HELPER.format(log=log, host=basic.host, user=USER, password=PASSWORD, stored=stored))
+    helper.chmod(0o755)
+    env = cli_env(tmp_path, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    ref = f"{basic.host}/helped/hello:1"
+    (docker / "config.json").write_text(json.dumps({"credHelpers": {basic.host: "test"}}))
+    oci_conda("push", "-q", str(hello["out"]), ref, env=env)
+    assert log.read_text().split() == ["get"]
+    (docker / "config.json").write_text(json.dumps({"credsStore": "test"}))
+    oci_conda("push", "-q", str(hello["out"]), ref, env=env)
+    # login with a credsStore hands the secret to the helper, not to the file
+    p = subprocess.run(["python", "-m", "oci_conda", "login", basic.host, "-u", USER, "--password-stdin"],
+                       input=PASSWORD, capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(stored.read_text()) == {"ServerURL": basic.host, "Username": USER, "Secret": PASSWORD}
+    assert PASSWORD not in (docker / "config.json").read_text()
+    # a helper that knows nothing for this registry: anonymous, so the registry asks for a login
+    (docker / "config.json").write_text(json.dumps({"credHelpers": {basic.host: "missing"}}))
+    p = oci_conda("push", "-q", str(hello["out"]), ref, env=env, check=False)
+    assert "docker-credential-missing" in one_error_line(p)
+
+
+def test_bearer_token_auth(hello: dict, servers: Servers, tmp_path: Path) -> None:  # noqa: F811
+    ts = servers.token_server({"bob": "tok-Secret-pw"})
+    reg = servers.registry("token", auth=ts.registry_auth())
+    ref = f"{reg.host}/tok/hello:1"
+    env = cli_env(tmp_path)
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    # anonymous: the token grants pull only, so the push is refused in one line
+    p = oci_conda("push", "-q", str(hello["out"]), ref, env=env, check=False)
+    assert "401" in one_error_line(p)
+    (docker / "config.json").write_text(json.dumps({"auths": {f"https://{reg.host}/v1/": auth_entry("bob", "tok-Secret-pw")}}))
+    ts.log.clear()
+    p = oci_conda("push", str(hello["out"]), ref, "--json", env=env)
+    assert json.loads(p.stdout)["digest"] == hello["summary"]["digest"]
+    # one token for the whole push (cached per scope, shared by the upload threads), asked as bob
+    assert ts.log == [("token", "bob", ["repository:tok/hello:pull,push"])]
+    # anonymous pull with a token for the pull scope
+    img = registry.pull_image(ref, Platform(), registry.Options(authfile=str(tmp_path / "none.json")))
+    assert img.annotations["org.opencontainers.image.base.digest"] == hello["summary"]["digest"]
+    assert ("token", None, ["repository:tok/hello:pull"]) in ts.log
+    # wrong password: the token server refuses; one line, no secret
+    (docker / "config.json").write_text(json.dumps({"auths": {reg.host: auth_entry("bob", "Wrong-tok-pw")}}))
+    p = oci_conda("push", "-q", str(hello["out"]), ref, env=env, check=False)
+    assert "refused" in one_error_line(p, "Wrong-tok-pw")
+    p = subprocess.run(["python", "-m", "oci_conda", "login", reg.host, "-u", "bob", "--password-stdin"],
+                       input="Wrong-tok-pw\n", capture_output=True, text=True, env=env)
+    one_error_line(p, "Wrong-tok-pw")
+
+
+def test_tls_with_a_private_ca(hello: dict, servers: Servers, tmp_path: Path) -> None:  # noqa: F811
+    tls = make_tls(tmp_path / "tls")
+    other = make_tls(tmp_path / "other")
+    reg = servers.registry("tls", tls=tls)
+    ref = f"{reg.host}/secure/hello:1"
+    env = cli_env(tmp_path)
+    p = oci_conda("push", "-q", str(hello["out"]), ref, "--ca-file", str(other.ca), env=env, check=False)
+    assert "TLS certificate verification failed" in one_error_line(p)
+    p = oci_conda("push", "-q", str(hello["out"]), ref, env=env, check=False)  # loopback without a CA: plain HTTP
+    assert reg.host in one_error_line(p)
+    p = oci_conda("push", str(hello["out"]), ref, "--ca-file", str(tls.ca), env=env)
+    assert p.stdout.strip() == hello["summary"]["digest"]
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes(tls.ca.read_bytes())
+    got = subprocess.run(["skopeo", "inspect", "--format", "{{.Digest}}", "--cert-dir", str(certs), f"docker://{ref}"],
+                         capture_output=True, text=True)
+    assert got.stdout.strip() == hello["summary"]["digest"], got.stderr
+    # and pulled back as a base over TLS
+    img = registry.pull_image(ref, Platform(), registry.Options(ca_file=str(tls.ca)))
+    assert img.annotations["org.opencontainers.image.base.digest"] == hello["summary"]["digest"]
