@@ -408,10 +408,11 @@ class RegistryClient:
         resp = self.request("GET", self.url(f"{repo}/manifests/{reference}"), (f"repository:{repo}:pull",), what,
                             headers={"Accept": ACCEPT})
         if resp.status_code == 404:
-            codes = _error_codes(resp)
-            if "NAME_UNKNOWN" in codes:
+            tags = None if "NAME_UNKNOWN" in _error_codes(resp) else self.tags(repo)
+            if tags is None:
                 raise RegistryError(f"registry {self.host}: repository {repo} not found")
-            raise RegistryError(f"registry {self.host}: repository {repo} has no image {reference}")
+            have = ", ".join(tags[:10]) + (", ..." if len(tags) > 10 else "") if tags else "none"
+            raise RegistryError(f"registry {self.host}: repository {repo} has no image {reference} (tags: {have})")
         if resp.status_code != 200:
             raise self.fail(resp, what)
         data = resp.content
@@ -421,6 +422,19 @@ class RegistryClient:
             verify_bytes(data, reference, None, what)
         mt = resp.headers.get("Content-Type", "").split(";")[0].strip()
         return data, mt
+
+    def tags(self, repo: str) -> list[str] | None:
+        """The repository's tags (first page), or None if the registry does not know the repository."""
+        what = f"{self.host}/{repo}: tags"
+        resp = self.request("GET", self.url(f"{repo}/tags/list"), (f"repository:{repo}:pull",), what)
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            return []
+        try:
+            return [t for t in resp.json().get("tags") or [] if isinstance(t, str)]
+        except (ValueError, AttributeError):
+            return []
 
     def get_blob_bytes(self, repo: str, desc: Descriptor) -> bytes:
         what = f"{self.host}/{repo}: blob {desc.digest}"
