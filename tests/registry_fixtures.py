@@ -181,8 +181,17 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         proxy.record(self.command, self.path, len(body))
-        if proxy.before is not None and proxy.before(self.command, self.path) is False:
+        verdict = proxy.before(self.command, self.path) if proxy.before is not None else None
+        if verdict is False:
             self.close_connection = True  # as if the registry died: no answer at all
+            return
+        if isinstance(verdict, tuple):  # (status, headers): answer in the registry's place
+            status, extra = verdict
+            self.send_response(status)
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         try:
             conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=60)
@@ -210,7 +219,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 class CountingProxy:
     """Forwards to a plain-HTTP registry and records every request; ``before(method, path)`` returning False drops
-    the connection without an answer (a registry dying mid-request)."""
+    the connection without an answer (a registry dying mid-request), returning ``(status, headers)`` answers in the
+    registry's place (a 503, a 429, a redirect)."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
@@ -221,7 +231,7 @@ class CountingProxy:
         self.host = f"127.0.0.1:{self.port}"
         self.requests: list[tuple[str, str, int]] = []
         self.lock = threading.Lock()
-        self.before: Callable[[str, str], bool | None] | None = None
+        self.before: Callable[[str, str], object] | None = None
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 

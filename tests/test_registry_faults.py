@@ -163,3 +163,54 @@ def test_clear_errors(hello: dict, big_layout: dict, servers: Servers, tmp_path:
     line = one_error_line(oci_conda("push", "-q", str(tmp_path / "missing.tar"), f"{reg.host}/a/b", env=env,
                                     check=False))
     assert "missing.tar" in line
+
+
+def test_retries_on_429_and_5xx_and_blobs_from_a_redirect(hello: dict, servers: Servers, serve_dir,  # noqa: F811
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCI_CONDA_REGISTRY_BACKOFF", "0.01")
+    monkeypatch.setenv("OCI_CONDA_CACHE", str(tmp_path / "cache"))
+    reg = servers.registry()
+    proxy = servers.proxy(reg)
+    answered: list = []
+
+    def flaky(method: str, path: str) -> object:
+        # the first HEAD is throttled, the first two manifest PUTs fail, one blob upload is dropped on the floor
+        if method == "HEAD" and not any(a[0] == 429 for a in answered):
+            answered.append((429, path))
+            return (429, {"Retry-After": "0"})
+        if method == "PUT" and "/manifests/" in path and sum(a[0] == 503 for a in answered) < 2:
+            answered.append((503, path))
+            return (503, {})
+        if method == "PUT" and "/blobs/uploads/" in path and not any(a[0] == "drop" for a in answered):
+            answered.append(("drop", path))
+            return False
+        return None
+
+    proxy.before = flaky
+    res = registry.push_path(str(hello["out"]), f"{proxy.host}/flaky/hello:1")
+    assert res.digest == hello["summary"]["digest"]
+    assert sorted(str(a[0]) for a in answered) == ["429", "503", "503", "drop"]
+    assert res.stats.restarts == 1  # the dropped blob's upload began again
+    # blob storage on another host: the registry answers GETs of blobs with a redirect there
+    store = tmp_path / "bucket"
+    store.mkdir()
+    for blob in (reg.root / "storage").rglob("data"):
+        if "/blobs/sha256/" in str(blob):
+            (store / blob.parent.name).write_bytes(blob.read_bytes())
+    bucket = serve_dir(store)
+    bucket_url = bucket.url.replace("127.0.0.1", "localhost")
+
+    def redirect(method: str, path: str) -> object:
+        if method == "GET" and "/blobs/sha256:" in path:
+            return (307, {"Location": f"{bucket_url}/{path.rsplit(':', 1)[1]}"})
+        return None
+
+    proxy.before = redirect
+    img = registry.pull_image(f"{proxy.host}/flaky/hello:1", Platform())
+    for layer in img.layers:
+        with layer.open() as f:
+            f.read()
+    fetched = [path for _, path, _ in bucket.requests]
+    layers = {"/" + la.descriptor.digest.split(":")[1] for la in img.layers}
+    assert layers <= set(fetched) and len(fetched) == len(layers) + 1  # the layers and the config, once each
+    assert all("Authorization" not in headers for *_, headers in bucket.requests)
