@@ -315,6 +315,36 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def _token_post(self: _TokenHandler) -> None:
+    """OAuth2 refresh-token grant (what a Docker ``identitytoken`` is used for)."""
+    ts: TokenServer = self.server.ts  # type: ignore[attr-defined]
+    n = int(self.headers.get("Content-Length") or 0)
+    form = urllib.parse.parse_qs(self.rfile.read(n).decode())
+    user = ts.refresh_tokens.get(form.get("refresh_token", [""])[0])
+    if form.get("grant_type") != ["refresh_token"] or user is None:
+        ts.log.append(("refused", None, form.get("scope", [])))
+        self.send_response(401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return
+    scopes = form.get("scope", [""])[0].split()
+    ts.log.append(("refresh", user, scopes))
+    access = []
+    for part in scopes:
+        typ, _, rest = part.partition(":")
+        name, _, actions = rest.rpartition(":")
+        access.append({"type": typ, "name": name, "actions": actions.split(",")})
+    body = json.dumps({"access_token": ts.sign(user, access), "expires_in": 300}).encode()
+    self.send_response(200)
+    self.send_header("Content-Type", "application/json")
+    self.send_header("Content-Length", str(len(body)))
+    self.end_headers()
+    self.wfile.write(body)
+
+
+_TokenHandler.do_POST = _token_post  # type: ignore[attr-defined]
+
+
 class TokenServer:
     """Issues RS256 JWTs for ``users`` (Basic auth on the token endpoint); anonymous callers get pull only."""
 
@@ -324,6 +354,7 @@ class TokenServer:
     def __init__(self, d: Path, users: dict[str, str], anonymous_pull: bool = True):
         d.mkdir(parents=True, exist_ok=True)
         self.users = users
+        self.refresh_tokens: dict[str, str] = {}  # identity token -> user
         self.anonymous_pull = anonymous_pull
         self.log: list = []
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

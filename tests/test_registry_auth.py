@@ -135,6 +135,13 @@ def test_bearer_token_auth(hello: dict, servers: Servers, tmp_path: Path) -> Non
     img = registry.pull_image(ref, Platform(), registry.Options(authfile=str(tmp_path / "none.json")))
     assert img.annotations["org.opencontainers.image.base.digest"] == hello["summary"]["digest"]
     assert ("token", None, ["repository:tok/hello:pull"]) in ts.log
+    # an identity token (OAuth2 refresh token) instead of a password
+    ts.refresh_tokens["Refresh-Token-42"] = "bob"
+    (docker / "config.json").write_text(json.dumps({"auths": {reg.host: {"identitytoken": "Refresh-Token-42"}}}))
+    ts.log.clear()
+    p = oci_conda("push", str(hello["out"]), f"{reg.host}/tok/other:1", env=env)
+    assert "Refresh-Token-42" not in p.stdout + p.stderr
+    assert ts.log == [("refresh", "bob", ["repository:tok/other:pull,push"])]
     # wrong password: the token server refuses; one line, no secret
     (docker / "config.json").write_text(json.dumps({"auths": {reg.host: auth_entry("bob", "Wrong-tok-pw")}}))
     p = oci_conda("push", "-q", str(hello["out"]), ref, env=env, check=False)
