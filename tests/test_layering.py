@@ -97,9 +97,11 @@ def test_budget_groups_smaller_packages_and_single_mode(tmp_path: Path) -> None:
     chan = make_channel(tmp_path)
     s = build(tmp_path, chan, "app", "a.tar", "--max-layers", "4")
     layers = s["platforms"][0]["layers"]
-    assert len(layers) == 4
+    assert len(layers) == 4  # budget 4: 1 group for the smaller packages, 2 own layers, the top layer
     assert [lay["packages"] for lay in layers[:2]] == [["big-1.0-0"], ["mid-1.0-0"]]  # biggest get their own
     assert sorted(layers[2]["packages"]) == ["app-1.0-0", "small-a-1.0-0", "small-b-1.0-0"]
+    nine = build(tmp_path, chan, "app", "n.tar", "--max-layers", "9")  # 5 packages fit: each its own
+    assert len(nine["platforms"][0]["layers"]) == 6
     single = build(tmp_path, chan, "app", "s.tar", "--layering", "single")
     assert len(single["platforms"][0]["layers"]) == 1
 
@@ -114,6 +116,11 @@ def test_plan_respects_the_127_layer_limit_with_the_base() -> None:
     entries = [TarEntry(f"opt/conda/lib/{r.name}", "file", size=i + 1, data=b"x" * (i + 1)) for i, r in enumerate(recs)]
     owner = {e.path: r.dist_name for e, r in zip(entries, recs)}
     plans = plan_layers(entries, owner, recs, "packages", max_layers=200, base_layers=100)
-    assert len(plans) == 26 and 100 + len(plans) <= 127  # 25 own + 1 shared (no unowned files here)
+    assert 100 + len(plans) <= 127
+    assert len(plans) == 26  # budget 27: 20 own + 6 groups of smaller packages; 1 slot kept for environment files
+    assert sum(len(p.packages) for p in plans) == 200 and all(p.packages for p in plans)
+    # a package's group depends on its name only: another version of p000 lands in the same group
+    again = plan_layers(entries, owner, [_rec("p000")] + recs[1:], "packages", max_layers=200, base_layers=100)
+    assert [p.name for p in again if "p000-1-0" in p.packages] == [p.name for p in plans if "p000-1-0" in p.packages]
     with pytest.raises(SpecError):
         plan_layers(entries, owner, recs, "packages", max_layers=200, base_layers=126)

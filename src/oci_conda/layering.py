@@ -1,8 +1,9 @@
 """Split a packed environment into layers, by a rule that depends only on the solution.
 
 ``packages`` (default): every package's files and its ``conda-meta`` record belong to exactly one layer. When the
-packages fit the budget each has a layer of its own; otherwise the biggest ``budget - 2`` packages get their own and
-the rest share one. Environment-wide files (``conda-meta/history``, conda-pack's activation scripts, anything no
+packages fit the budget each has a layer of its own. Otherwise ``groups = max(1, (budget - 1) // 4)`` layers hold
+the smaller packages, each package in group ``crc32(name) % groups`` (by name, not version, so a bump stays in its
+group), and the biggest ``budget - 1 - groups`` packages get a layer of their own. Environment-wide files (``conda-meta/history``, conda-pack's activation scripts, anything no
 package owns) go into a small top layer. A package's layer holds only that package's bytes, so the same package at
 the same prefix gives the same layer digest in any image, and a one-package bump re-ships one layer.
 
@@ -11,6 +12,7 @@ the same prefix gives the same layer digest in any image, and a one-package bump
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
 
@@ -61,18 +63,22 @@ def plan_layers(entries: Sequence[TarEntry], owner: Mapping[str, str], records: 
 
     sizes = {d: sum(e.size for e in es if e.kind == "file") for d, es in by_dist.items()}
     order = [r.dist_name for r in records]
+    name_of = {r.dist_name: r.name for r in records}
+    groups = 0
     if len(order) <= budget - 1:
         own = set(order)
     else:
-        own = set(sorted(order, key=lambda d: (-sizes[d], d))[: budget - 2])
+        groups = max(1, (budget - 1) // 4)
+        own = set(sorted(order, key=lambda d: (-sizes[d], d))[: budget - 1 - groups])
 
     plans = [LayerPlan(name=d, packages=[d], entries=by_dist[d]) for d in order if d in own]
-    rest = [d for d in order if d not in own]
-    if rest:
-        shared = LayerPlan(name=f"{len(rest)} smaller packages", packages=rest)
-        for d in rest:
-            shared.entries.extend(by_dist[d])
-        plans.append(shared)
+    shared = [LayerPlan(name=f"smaller packages, group {i + 1} of {groups}") for i in range(groups)]
+    for d in order:
+        if d not in own:
+            g = shared[zlib.crc32(name_of[d].encode()) % groups]
+            g.packages.append(d)
+            g.entries.extend(by_dist[d])
+    plans.extend(g for g in shared if g.packages)
     if top:
         plans.append(LayerPlan(name="environment files", entries=top))
     # Hardlinks must point into their own layer: a package's hardlinks stay inside its files, so this only guards
