@@ -555,8 +555,11 @@ class RegistryClient:
                 stats.add(bytes_uploaded=len(body))
                 self._finish(resp, desc.digest, what)
                 return
-            # the session may be gone with the failure: start this blob again
+            # the PUT may have landed before the connection broke; if not, the session may be gone: start again
             self._sleep(attempt, resp)
+            if self.blob_exists(repo, desc.digest, scopes):
+                stats.add(bytes_uploaded=len(body))
+                return
             stats.add(restarts=1)
             location = self._restart(repo, scopes, what)
         raise RegistryError(f"{what}: upload failed after {self.retries + 1} attempts")
@@ -645,8 +648,15 @@ class RegistryClient:
         finally:
             if reader is not None:
                 reader.close()
-        resp = self.request("PUT", self._with_digest(location, desc.digest), scopes, what,
-                            headers={"Content-Length": "0"})
+        try:
+            resp = self.request("PUT", self._with_digest(location, desc.digest), scopes, what,
+                                headers={"Content-Length": "0"})
+        except RegistryError:
+            if self.blob_exists(repo, desc.digest, scopes):  # it landed before the connection broke
+                return
+            raise
+        if resp.status_code != 201 and resp.status_code != 400 and self.blob_exists(repo, desc.digest, scopes):
+            return
         self._finish(resp, desc.digest, what)
 
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
