@@ -154,3 +154,9 @@ def test_aggressive_trim_still_runs_is_smaller_and_conda_meta_agrees(built, tmp_
         assert "fib(20)=6765" in r.stdout and f'OPENSSLDIR: "{PREFIX}/ssl"' in r.stdout and "5.2.6" in r.stdout
     finally:
         podman.cleanup()
+
+
+def test_every_json_document_validates_against_the_oci_schemas(built, realdata: Path) -> None:
+    from oci_schema import validate_layout_archive
+
+    assert validate_layout_archive(built["out"], realdata) >= 3  # index, manifest, config

@@ -152,3 +152,9 @@ def test_real_aarch64_records_solve_for_their_platform(realdata: Path, tmp_path:
     recs = json.loads(p.stdout)
     assert want in {r["name"] for r in recs}
     assert {r["subdir"] for r in recs} <= {"linux-aarch64", "noarch"}
+
+
+def test_index_and_both_manifests_validate_against_the_oci_schemas(two_platform: dict, realdata: Path) -> None:
+    from oci_schema import validate_layout_archive
+
+    assert validate_layout_archive(two_platform["out"], realdata) == 6  # index, nested index, 2 manifests, 2 configs
