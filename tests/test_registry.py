@@ -199,3 +199,18 @@ def test_base_from_registry_is_reused_byte_for_byte_and_mounted(hello: dict, ser
         assert GREETING in out and "bookworm" in out
     finally:
         podman.cleanup()
+
+
+def test_env_file_base_from_the_registry(hello: dict, reg, tmp_path: Path) -> None:
+    r, proxy = reg
+    oci_conda("push", str(hello["out"]), f"{proxy.host}/oci-conda/envbase:1", env=cli_env(hello["work"]))
+    env_file = tmp_path / "environment.yml"
+    env_file.write_text(f"name: onbase\nchannels: [{HELLO_ENV.parent / 'channel'}]\ndependencies: [hello]\n"
+                        f"image:\n  base: docker://{proxy.host}/oci-conda/envbase:1\n")
+    out = tmp_path / "onbase.tar"
+    oci_conda("build", str(env_file), "-o", str(out), env=cli_env(hello["work"]))
+    manifest = json.loads(skopeo("inspect", "--raw", f"oci-archive:{out}").stdout)
+    assert manifest["annotations"]["org.opencontainers.image.base.name"] == f"{proxy.host}/oci-conda/envbase:1"
+    assert manifest["annotations"]["org.opencontainers.image.base.digest"] == hello["summary"]["digest"]
+    base_layers = [la["digest"] for la in hello["summary"]["platforms"][0]["layers"]]
+    assert [la["digest"] for la in manifest["layers"][:len(base_layers)]] == base_layers
