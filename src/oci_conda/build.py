@@ -55,6 +55,7 @@ class BuildOptions:
     layering: Layering = "packages"
     max_layers: int = DEFAULT_MAX_LAYERS
     trim: Profile = "none"
+    compile_pyc: bool = False  # byte-compile site-packages (unchecked-hash .pyc) with a host python of the env's X.Y
     lock: Any = None  # a lock.Lock: records come from it, nothing is solved and no repodata is fetched
 
 
@@ -205,6 +206,9 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
             entries, trimmed = trim_entries(packed.entries, arcroot, opts.trim)
             if trimmed.removed:
                 report_trim.update(trimmed.to_json())
+            if opts.compile_pyc:
+                from .pyc import compile_pyc
+                entries, _ = compile_pyc(entries, packed.owner, arcroot, records, Path(tmp) / "pyc", warnings)
             plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
         with reporter.phase("compress", opts.compression):
             reporter.start(sum(p.size for p in plans), "compress")

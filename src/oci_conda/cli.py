@@ -63,6 +63,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--trim", choices=("none", "safe", "aggressive"), default="none",
                    help="drop files no program uses: safe (static libs, docs, man pages), aggressive (also headers, "
                         "__pycache__, python tests); conda-meta is kept consistent")
+    b.add_argument("--compile-pyc", action="store_true",
+                   help="byte-compile site-packages into the image (reproducible unchecked-hash .pyc, listed in "
+                        "conda-meta) with a host python of the environment's X.Y; skipped with a warning otherwise")
 
     p = sub.add_parser("push", help="push an OCI archive or layout directory to a registry")
     p.add_argument("image", metavar="IMAGE", help="IMAGE.tar (OCI archive) or an OCI layout directory; PATH:NAME picks "
@@ -197,6 +200,7 @@ def _build_with(args: argparse.Namespace, reporter: Reporter, env_file: str, loc
         layering=args.layering,
         max_layers=args.max_layers,
         trim=args.trim,
+        compile_pyc=args.compile_pyc,
     )
     if lock is not None:
         from .lock import lock_options
