@@ -15,7 +15,7 @@ import pytest
 
 from realenv import oci_conda
 from registry_fixtures import Servers, htpasswd, make_tls, servers  # noqa: F401
-from test_registry import HELLO_ENV, cli_env, hello  # noqa: F401
+from test_registry import cli_env, hello  # noqa: F401
 
 from oci_conda.oci import registry
 from oci_conda.oci.image import Platform
