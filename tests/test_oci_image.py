@@ -8,11 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
-import referencing
-import referencing.exceptions
-from referencing.jsonschema import DRAFT4
 
 from oci_conda.errors import ImageError
 from oci_schema import SCHEMAS, oci_validator  # noqa: F401

@@ -12,13 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-import jsonschema
 import pytest
-import referencing
-import referencing.exceptions
-from referencing.jsonschema import DRAFT4
 
 from conftest import need_tool
+from oci_schema import oci_validator
 from oci_conda.errors import ImageError, OutputError
 from oci_conda.oci import layout
 from oci_conda.oci.blobs import BlobStore
@@ -35,24 +32,11 @@ ARM64 = Platform("linux", "arm64", "v8")
 # helpers
 
 
-def _validator(realdata: Path, name: str) -> jsonschema.Draft4Validator:
-    root = realdata / "oci-schemas"
-
-    def retrieve(uri: str) -> referencing.Resource:
-        p = root / uri.rstrip("/").rsplit("/", 1)[-1]
-        if not p.is_file():
-            raise referencing.exceptions.NoSuchResource(uri)
-        return DRAFT4.create_resource(json.loads(p.read_text()))
-
-    return jsonschema.Draft4Validator(json.loads((root / name).read_text()),
-                                      registry=referencing.Registry(retrieve=retrieve))  # type: ignore[call-arg]
-
-
 def validate_layout(realdata: Path, root: Path) -> None:
     """Every JSON document of an extracted layout against its OCI schema; every blob against its digest."""
-    _validator(realdata, "image-layout-schema.json").validate(json.loads((root / "oci-layout").read_text()))
+    oci_validator(realdata, "layout").validate(json.loads((root / "oci-layout").read_text()))
     index = json.loads((root / "index.json").read_text())
-    _validator(realdata, "image-index-schema.json").validate(index)
+    oci_validator(realdata, "index").validate(index)
     for p in (root / "blobs" / "sha256").iterdir():
         assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name
     todo = list(index["manifests"])
@@ -60,12 +44,12 @@ def validate_layout(realdata: Path, root: Path) -> None:
         d = todo.pop()
         doc = json.loads((root / "blobs/sha256" / d["digest"].split(":")[1]).read_text())
         if d["mediaType"] == "application/vnd.oci.image.index.v1+json":
-            _validator(realdata, "image-index-schema.json").validate(doc)
+            oci_validator(realdata, "index").validate(doc)
             todo.extend(doc["manifests"])
             continue
-        _validator(realdata, "image-manifest-schema.json").validate(doc)
+        oci_validator(realdata, "manifest").validate(doc)
         cfg = json.loads((root / "blobs/sha256" / doc["config"]["digest"].split(":")[1]).read_text())
-        _validator(realdata, "config-schema.json").validate(cfg)
+        oci_validator(realdata, "config").validate(cfg)
         assert len(cfg["rootfs"]["diff_ids"]) == len(doc["layers"])
 
 
