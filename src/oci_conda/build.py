@@ -147,11 +147,12 @@ def solve_environment(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter
     """Channels → repodata → libsolv: the records to install for ``subdir``."""
     session = session or make_session(opts.offline)
     channels = resolve_channels(spec.channels, spec.base_dir, channel_alias=opts.channel_alias)
-    with reporter.phase("repodata", f"{len(channels)} channel(s), {subdir}"):
-        per_channel = load_channels(channels, subdir, session, offline=opts.offline, jobs=opts.jobs)
     specs = spec.specs_for(subdir)
     if not specs:
         raise SpecError(f"{spec.path}: no dependency applies to {subdir} (all are behind sel(...) for other platforms)")
+    with reporter.phase("repodata", f"{len(channels)} channel(s), {subdir}"):
+        per_channel = load_channels(channels, subdir, session, offline=opts.offline, jobs=opts.jobs,
+                                    names=[MatchSpec(s).name for s in specs])
     with reporter.phase("solve", " ".join(specs)):
         vps = virtual_packages(subdir, dict(spec.image.virtual_packages))
         return solve(per_channel, list(specs), vps)

@@ -9,8 +9,13 @@ Every way repodata can be wrong (unreachable, not a channel, bad JSON, wrong typ
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import mmap
+import os
+import struct
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -315,11 +320,19 @@ def load_repodata(channel: Channel, subdir: str, session: requests.Session, *,
 
 
 def load_channels(channels: Sequence[Channel], subdir: str, session: requests.Session, *,
-                  offline: bool = False, jobs: int = 8) -> list[list[PackageRecord]]:
+                  offline: bool = False, jobs: int = 8, names: Sequence[str] | None = None) -> list[list[PackageRecord]]:
     """Per channel (same order) the records of ``subdir`` + ``noarch``, all fetched in parallel.
 
-    Either subdir may be missing, not both ("not a conda channel").
+    Either subdir may be missing, not both ("not a conda channel"). With ``names`` (the requested package names),
+    channels that publish CEP-16 sharded repodata are read through it: only the shards of names reachable from
+    ``names`` are fetched (see ``shards.py``).
     """
+    if names is not None:
+        from .shards import load_sharded
+
+        sharded = load_sharded(channels, subdir, session, names, offline=offline, jobs=jobs)
+        if sharded is not None:
+            return sharded
     subdirs = [subdir] if subdir == "noarch" else [subdir, "noarch"]
     tasks = [(c, s) for c in channels for s in subdirs]
     if not tasks:
@@ -344,4 +357,496 @@ def load_channels(channels: Sequence[Channel], subdir: str, session: requests.Se
             for rec in part or ():
                 _merge(merged, rec)
         out.append(list(merged.values()))
+    return out
+
+
+# ---------------------------------------------------------------- lazy per-name index (+ its warm cache)
+#
+# A big channel (conda-forge linux-64 + noarch: ~600k records) costs seconds to turn into PackageRecords, yet a
+# request reaches a few hundred names. So a subdir is opened as a name -> raw entries index: the JSON is cut into
+# its package entries without parsing them (a ``{``-split plus a check that the rest, with every entry replaced by
+# a marker, parses as the expected document), and a name's entries become validated records on first access.
+# The cut entries are written, grouped by name, to an index file next to the cached repodata, so a later build
+# opens that file (a small name table; the blobs are mmap'd) instead of reading the JSON at all.
+
+INDEX_MAGIC = b"OCICIDX1"
+INDEX_VERSION = 1
+_SENTINEL = b'"\\u0000oci-conda-entry\\u0000"'
+_SENTINEL_STR = "\x00oci-conda-entry\x00"
+_HEAD = struct.Struct("<8sQ")
+
+
+def _scan(body: bytes, where: str) -> tuple[dict[str, Any], dict[str, bytes]] | None:
+    """``(info, name -> blob)`` of one repodata document, without parsing its package entries; None when the
+    document is not shaped so that it can be cut safely (then the caller parses it whole).
+
+    A blob is the JSON array ``[[fn, entry], ...]`` of one name's entries, ``packages`` before ``packages.conda``
+    (the order :func:`records_from_repodata` reads them in). Entries are found as the ``{...}`` objects that hold
+    no ``{`` and a ``"name"`` key; the document with each of them replaced by a marker must parse with orjson,
+    and its ``packages``/``packages.conda`` values must be exactly those markers, one per entry, in order, so a
+    cut that went wrong (a brace inside a string, a nested object) cannot go unnoticed. Each entry is checked
+    by orjson and :func:`_check_entry` when its name is first looked up.
+    """
+    pieces = body.split(b"{")
+    if len(pieces) < 2:
+        return None
+    skel: list[bytes] = [pieces[0]]
+    add = skel.append
+    ents: list[bytes] = []
+    names: list[bytes] = []
+    for piece in pieces[1:]:
+        e = piece.find(b"}")
+        i = piece.find(b'"name"', 0, e) if e > 0 else -1
+        if i < 0:
+            add(b"{")
+            add(piece)
+            continue
+        k = i + 6
+        if piece.startswith(b': "', k):
+            k += 3
+        elif piece.startswith(b':"', k):
+            k += 2
+        else:
+            return None
+        q = piece.find(b'"', k, e)
+        if q < 0:
+            return None
+        names.append(piece[k:q])
+        ents.append(piece[:e])
+        add(_SENTINEL)
+        add(piece[e + 1:])
+    if body.count(b'"name"') != len(ents) or b"\\" in b"".join(names):
+        return None  # a "name" somewhere else (info, twice in an entry, inside a key): not safe to cut
+    try:
+        obj = orjson.loads(b"".join(skel))
+    except orjson.JSONDecodeError:
+        return None
+    del skel
+    if not isinstance(obj, dict):
+        return None
+    info = obj.get("info")
+    if info is not None and not isinstance(info, dict):
+        return None
+    spans: dict[str, tuple[list[str], int]] = {}
+    pos = 0
+    for key, val in obj.items():
+        if key in ("packages", "packages.conda"):
+            if not isinstance(val, dict):
+                return None
+            vals = list(val.values())
+            if vals.count(_SENTINEL_STR) != len(vals):
+                return None
+            spans[key] = (list(val), pos)
+            pos += len(vals)
+    if pos != len(ents):
+        return None  # markers elsewhere (a nested object with a name) or duplicate keys
+    groups: dict[bytes, list[bytes]] = {}
+    dumps = orjson.dumps
+    for key in ("packages", "packages.conda"):
+        if key not in spans:
+            continue
+        fns, start = spans[key]
+        for j, fn in enumerate(fns, start):
+            if not fn.endswith(_EXTS):
+                continue
+            item = b"".join((b"[", dumps(fn), b",{", ents[j], b"}]"))
+            g = groups.get(names[j])
+            if g is None:
+                groups[names[j]] = [item]
+            else:
+                g.append(item)
+    try:
+        blobs = {n.decode(): b"[" + b",".join(items) + b"]" for n, items in groups.items()}
+    except UnicodeDecodeError:
+        return None
+    return (info or {}), blobs
+
+
+def _blobs_from_parsed(obj: Mapping[str, Any], channel: Channel, subdir: str, where: str) -> dict[str, bytes]:
+    """The slow, exact way to the same blobs: validate every record (same errors as load_repodata), then group."""
+    records_from_repodata(obj, channel, subdir, where)  # raises ChannelError on anything wrong
+    groups: dict[str, list[list[Any]]] = {}
+    for key in ("packages", "packages.conda"):
+        for fn, raw in (obj.get(key) or {}).items():
+            if fn.endswith(_EXTS):
+                groups.setdefault(raw["name"], []).append([fn, raw])
+    return {n: orjson.dumps(items) for n, items in groups.items()}
+
+
+def _fixed_base(info: Mapping[str, Any], channel: Channel, subdir: str, where: str) -> str:
+    base_url = info.get("base_url")
+    if base_url is None:
+        return channel.subdir_url(subdir, auth=True)
+    if not isinstance(base_url, str) or not base_url:
+        raise ChannelError(f"invalid repodata at {redact_url(where)}: 'info.base_url' is not a string")
+    return urljoin(channel.subdir_url(subdir, auth=True) + "/", base_url)
+
+
+class SubdirIndex:
+    """One channel subdir as name -> blob of raw entries (in memory after a scan, or mmap'd from an index file)."""
+
+    def __init__(self, channel: Channel, subdir: str, where: str, base_url: str | None,
+                 table: Mapping[str, Any], data: Any = None, offset: int = 0) -> None:
+        self.channel, self.subdir, self.where = channel, subdir, where
+        self.base_url = base_url
+        self.base = _fixed_base({"base_url": base_url}, channel, subdir, where)
+        self._table = table  # name -> bytes (in memory) or [offset, length, crc32] (file)
+        self._data, self._offset = data, offset
+        self.records_made = 0
+
+    def names(self) -> Any:
+        return self._table.keys()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._table
+
+    def blob(self, name: str) -> bytes:
+        got = self._table[name]
+        if isinstance(got, bytes):
+            return got
+        off, length, crc = got
+        start = self._offset + off
+        b = self._data[start:start + length]
+        if len(b) != length or zlib.crc32(b) != crc:
+            raise _StaleIndex(name)
+        return b
+
+    def records(self, name: str) -> list[PackageRecord]:
+        """Validated records of ``name`` in repodata order (``packages``, then ``packages.conda``)."""
+        where = redact_url(self.where)
+        try:
+            items = orjson.loads(self.blob(name))
+        except orjson.JSONDecodeError as e:
+            raise ChannelError(f"invalid repodata JSON at {where}: entries of {name!r}: {e}") from None
+        out = []
+        for fn, raw in items:
+            problem = _check_entry(fn, raw)
+            if problem:
+                raise ChannelError(f"invalid repodata at {where}: package {str(fn)[:100]!r}: {problem}")
+            try:
+                rec = PackageRecord.from_repodata(fn, raw, self.channel.url, self.subdir, self.base)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ChannelError(f"invalid repodata at {where}: package {fn!r}: {e}") from None
+            if rec.name != name:
+                raise ChannelError(f"invalid repodata at {where}: package {fn!r}: 'name' is not {name!r}")
+            out.append(rec)
+        self.records_made += len(out)
+        return out
+
+
+class _StaleIndex(Exception):
+    """A blob of an index file does not match its checksum (the file was damaged after it was written)."""
+
+
+class ChannelIndex(Mapping[str, list[PackageRecord]]):
+    """Per channel: name -> records of ``subdir`` + ``noarch`` merged as :func:`load_channels` merges them (a
+    ``.conda`` replaces the ``.tar.bz2`` of the same stem; the platform subdir first), made on first access.
+
+    Looking a name up parses and validates only that name's entries; a broken entry raises the same
+    :class:`ChannelError` load_channels would raise for it. ``parts`` are :class:`SubdirIndex` objects (or None
+    for a subdir the channel does not have).
+    """
+
+    def __init__(self, channel: Channel, parts: Sequence[SubdirIndex | None],
+                 reopen: Any = None) -> None:
+        self.channel = channel
+        self.parts = list(parts)
+        self._reopen = reopen  # (i) -> SubdirIndex rebuilt from the repodata, for a damaged index file
+        self._made: dict[str, list[PackageRecord]] = {}
+        self._names: list[str] | None = None
+
+    def _all_names(self) -> list[str]:
+        if self._names is None:
+            seen: dict[str, None] = {}
+            for p in self.parts:
+                if p is not None:
+                    seen.update(dict.fromkeys(p.names()))
+            self._names = list(seen)
+        return self._names
+
+    def __getitem__(self, name: str) -> list[PackageRecord]:
+        got = self._made.get(name)
+        if got is not None:
+            return got
+        merged: dict[str, PackageRecord] = {}
+        found = False
+        for i, p in enumerate(self.parts):
+            if p is None or name not in p:
+                continue
+            found = True
+            try:
+                recs = p.records(name)
+            except _StaleIndex:
+                if self._reopen is None:
+                    raise ChannelError(f"damaged repodata index for {p.channel.subdir_url(p.subdir)}") from None
+                p = self.parts[i] = self._reopen(i)
+                recs = p.records(name) if p is not None and name in p else []
+            for rec in recs:
+                _merge(merged, rec)
+        if not found:
+            raise KeyError(name)
+        got = self._made[name] = list(merged.values())
+        return got
+
+    def __contains__(self, name: object) -> bool:
+        return any(p is not None and name in p for p in self.parts)
+
+    def __iter__(self):
+        return iter(self._all_names())
+
+    def __len__(self) -> int:
+        return len(self._all_names())
+
+    @property
+    def records_made(self) -> int:
+        return sum(p.records_made for p in self.parts if p is not None)
+
+
+def _index_from_body(body: bytes, channel: Channel, subdir: str, where: str) -> tuple[str | None, dict[str, bytes]]:
+    """``(info.base_url, name -> blob)`` of a decompressed repodata body; ChannelError for what is not repodata."""
+    got = _scan(body, where)
+    if got is None:
+        obj = _parse(body, where)
+        info = obj.get("info") or {}
+        _fixed_base(info, channel, subdir, where)
+        return info.get("base_url"), _blobs_from_parsed(obj, channel, subdir, where)
+    info, blobs = got
+    _fixed_base(info, channel, subdir, where)  # a bad base_url fails now, as in load_repodata
+    return info.get("base_url"), blobs
+
+
+def _write_index(path: Path, key: str, base_url: str | None, blobs: Mapping[str, bytes]) -> None:
+    """``MAGIC | u64 header length | header JSON | blobs``; the header maps name -> [offset, length, crc32]."""
+    table: dict[str, list[int]] = {}
+    off = 0
+    for name, b in blobs.items():
+        table[name] = [off, len(b), zlib.crc32(b)]
+        off += len(b)
+    header = orjson.dumps({"version": INDEX_VERSION, "key": key, "base_url": base_url, "size": off,
+                           "names": table})
+    with atomic_write(path, fsync=False) as f:  # checked on open (size) and per blob (crc32)
+        f.write(_HEAD.pack(INDEX_MAGIC, len(header)))
+        f.write(header)
+        for b in blobs.values():
+            f.write(b)
+
+
+def _open_index(path: Path, key: str, channel: Channel, subdir: str, where: str) -> SubdirIndex | None:
+    """The index file at ``path`` if it was written for ``key`` and is whole; None otherwise (then rebuild)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD.size)
+            if len(head) != _HEAD.size:
+                return None
+            magic, hlen = _HEAD.unpack(head)
+            if magic != INDEX_MAGIC or hlen > 1 << 31:
+                return None
+            hdr = orjson.loads(f.read(hlen))
+            if (not isinstance(hdr, dict) or hdr.get("version") != INDEX_VERSION or hdr.get("key") != key
+                    or not isinstance(hdr.get("names"), dict)):
+                return None
+            size = os.fstat(f.fileno()).st_size
+            if size != _HEAD.size + hlen + hdr.get("size", -1):
+                return None
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    except (OSError, ValueError, orjson.JSONDecodeError):
+        return None
+    base_url = hdr.get("base_url")
+    if base_url is not None and not isinstance(base_url, str):
+        return None
+    return SubdirIndex(channel, subdir, where, base_url, hdr["names"], data, _HEAD.size + hlen)
+
+
+# -- local channels: the index is cached by the repodata file's identity (path, size, mtime, inode)
+
+def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False) -> SubdirIndex | None:
+    base = channel.path
+    assert base is not None
+    for fname in ("repodata.json.zst", "repodata.json"):
+        p = base / subdir / fname
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if not p.is_file():
+            continue
+        where = p.as_uri()
+        key = f"local:{where}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        d = cache_dir("repodata")
+        stem = "local-" + hashlib.sha256(where.encode()).hexdigest()[:32]
+        index_p = d / f"{stem}.index"
+        if not rebuild:
+            got = _open_index(index_p, key, channel, subdir, where)
+            if got is not None:
+                return got
+        with file_lock(d / f"{stem}.lock"):
+            if not rebuild:
+                got = _open_index(index_p, key, channel, subdir, where)
+                if got is not None:
+                    return got
+            try:
+                body = p.read_bytes()
+            except OSError as e:
+                raise ChannelError(f"cannot read {p}: {e.strerror}") from None
+            base_url, blobs = _index_from_body(_decompress(body, where), channel, subdir, where)
+            try:
+                _write_index(index_p, key, base_url, blobs)
+            except OSError:
+                pass  # a read-only cache only costs the next build the same scan
+        return SubdirIndex(channel, subdir, where, base_url, blobs)
+    return None
+
+
+# -- HTTP channels: the index sits next to the cached JSON, keyed by the JSON's sha256 in the state file
+
+def _http_index(channel: Channel, subdir: str, session: requests.Session, offline: bool, *,
+                rebuild: bool = False) -> SubdirIndex | None:
+    canon = channel.subdir_url(subdir)
+    auth = channel.subdir_url(subdir, auth=True)
+    state_p, data_p, lock_p = _cache_files(canon)
+    index_p = data_p.with_suffix(".index")
+    with file_lock(lock_p):
+        st = _read_state(state_p, canon)
+        where = f"{canon}/{'repodata.json.zst' if st.get('variant') == 'zst' else 'repodata.json'}"
+        idx = cached = None
+        if not st.get("missing") and st.get("sha256") and not rebuild:
+            idx = _open_index(index_p, st["sha256"], channel, subdir, where)
+        if idx is None:
+            cached = _read_cached(st, data_p)  # no (current) index: the JSON it is made from, if still good
+
+        def from_cache() -> SubdirIndex | None:
+            if idx is not None:
+                return idx
+            if cached is None:
+                return None
+            base_url, blobs = _index_from_body(cached, channel, subdir, where)
+            with contextlib.suppress(OSError):
+                _write_index(index_p, st["sha256"], base_url, blobs)
+            return SubdirIndex(channel, subdir, where, base_url, blobs)
+
+        if rebuild or offline:
+            if st.get("missing"):
+                return None
+            got = from_cache()
+            if got is None:
+                if rebuild:
+                    raise ChannelError(f"damaged repodata cache for {canon}: run again online")
+                raise ChannelError(f"offline build: no cached repodata for {canon} (run once online to fill the cache)")
+            return got
+        have = idx is not None or cached is not None
+        now = time.time()
+        variants = ["zst", "json"]
+        if now - float(st.get("zst_missing") or 0) < RECHECK_ZST_AFTER:
+            variants = ["json"]
+        new_st: dict[str, Any] = {"state_version": STATE_VERSION, "url": canon}
+        if st.get("zst_missing"):
+            new_st["zst_missing"] = st["zst_missing"]
+        for variant in variants:
+            name = "repodata.json.zst" if variant == "zst" else "repodata.json"
+            url, where = f"{auth}/{name}", f"{canon}/{name}"
+            headers = {}
+            conditional = have and st.get("variant") == variant
+            if conditional:
+                if st.get("etag"):
+                    headers["If-None-Match"] = st["etag"]
+                if st.get("last_modified"):
+                    headers["If-Modified-Since"] = st["last_modified"]
+            try:
+                r = session.get(url, headers=headers)
+            except OfflineError:
+                raise ChannelError(f"offline build: no cached repodata for {canon}") from None
+            except requests.RequestException as e:
+                raise ChannelError(f"cannot reach channel {channel.url}: {describe_error(e)}") from None
+            with r:
+                if r.status_code == 304 and conditional:
+                    got = from_cache()
+                    assert got is not None
+                    _write_state(state_p, dict(st, fetched=now))
+                    return got
+                if variant == "zst" and r.status_code in (403, 404):
+                    if r.status_code == 404:
+                        new_st["zst_missing"] = now
+                    continue
+                if r.status_code == 404:
+                    _write_state(state_p, dict(new_st, missing=True, fetched=now))
+                    data_p.unlink(missing_ok=True)
+                    index_p.unlink(missing_ok=True)
+                    return None
+                if r.status_code in (401, 403):
+                    raise ChannelError(f"access denied (HTTP {r.status_code}) to channel {channel.url} at {where}")
+                if r.status_code != 200:
+                    raise ChannelError(f"channel {channel.url}: HTTP {r.status_code} for {where}")
+                try:
+                    body = r.content
+                except requests.RequestException as e:
+                    raise ChannelError(f"cannot read repodata from {where}: {describe_error(e)}") from None
+                etag, last_modified = r.headers.get("ETag"), r.headers.get("Last-Modified")
+            body = _decompress(body, where)
+            base_url, blobs = _index_from_body(body, channel, subdir, where)  # only usable repodata is cached
+            digest = hashlib.sha256(body).hexdigest()
+            with atomic_write(data_p) as f:
+                f.write(body)
+            del body
+            _write_index(index_p, digest, base_url, blobs)
+            new_st.update(variant=variant, etag=etag, last_modified=last_modified, sha256=digest,
+                          size=data_p.stat().st_size, fetched=now)
+            if variant == "zst":
+                new_st.pop("zst_missing", None)
+            _write_state(state_p, new_st)
+            return SubdirIndex(channel, subdir, where, base_url, blobs)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _subdir_index(channel: Channel, subdir: str, session: requests.Session, offline: bool, *,
+                  rebuild: bool = False) -> SubdirIndex | None:
+    if channel.is_local:
+        try:
+            return _local_index(channel, subdir, rebuild=rebuild)
+        except OSError as e:
+            raise ChannelError(f"cannot use the repodata cache {cache_dir('repodata')} for {channel.url}: "
+                               f"{e.strerror or e}") from None
+    if channel.url.startswith(("http://", "https://")):
+        try:
+            return _http_index(channel, subdir, session, offline or is_offline(session), rebuild=rebuild)
+        except requests.RequestException as e:
+            raise ChannelError(f"cannot reach channel {channel.url}: {describe_error(e)}") from None
+        except OSError as e:
+            raise ChannelError(f"cannot use the repodata cache {cache_dir('repodata')} for {channel.url}: "
+                               f"{e.strerror or e}") from None
+    raise ChannelError(f"unsupported channel URL {redact_url(channel.url)}")
+
+
+def load_channel_indexes(channels: Sequence[Channel], subdir: str, session: requests.Session, *,
+                         offline: bool = False, jobs: int = 8) -> list[ChannelIndex]:
+    """Like :func:`load_channels`, but per channel a lazy ``name -> records`` mapping (:class:`ChannelIndex`).
+
+    Same fetching, caching and errors; the difference is what is parsed: a subdir's JSON is only cut into
+    entries grouped by name (and that grouping cached next to the repodata), and a name's records are made and
+    validated when the solver first asks for it. An unchanged channel opens from the cached index without
+    reading its JSON. ``solver.solve`` takes these mappings as channels.
+    """
+    subdirs = [subdir] if subdir == "noarch" else [subdir, "noarch"]
+    tasks = [(c, s) for c in channels for s in subdirs]
+    if not tasks:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tasks))), thread_name_prefix="repodata") as pool:
+        futures = [pool.submit(_subdir_index, c, s, session, offline) for c, s in tasks]
+        results: list[SubdirIndex | None] = []
+        try:
+            for fut in futures:  # the first failure in channel order wins
+                results.append(fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    out: list[ChannelIndex] = []
+    for i, channel in enumerate(channels):
+        parts = results[i * len(subdirs):(i + 1) * len(subdirs)]
+        if all(p is None for p in parts):
+            raise ChannelError(f"{channel.url} is not a conda channel: no repodata for {' or '.join(subdirs)}")
+
+        def reopen(j: int, channel: Channel = channel) -> SubdirIndex | None:
+            return _subdir_index(channel, subdirs[j], session, offline, rebuild=True)
+
+        out.append(ChannelIndex(channel, parts, reopen))
     return out
