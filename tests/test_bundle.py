@@ -109,3 +109,37 @@ def test_corrupt_bundle_package_is_named(tmp_path: Path, online, monkeypatch: py
     assert p.returncode == 2
     assert "corrupt" in p.stderr and m.name.split("/", 1)[1] in p.stderr
     assert not (tmp_path / "x.tar").exists()
+
+
+def test_bundle_of_a_conda_lock_file_carries_linux_only(tmp_path: Path, serve_dir, monkeypatch) -> None:
+    import hashlib
+
+    import yaml
+
+    shutil.copytree(HELLO / "channel", tmp_path / "srv" / "chan")
+    server = serve_dir(tmp_path / "srv")
+    monkeypatch.setenv("OCI_CONDA_CACHE", str(tmp_path / "cache-a"))
+    pkgs = []
+    for sub, fn, name, deps in (("noarch", "hello-data-1.0-0.conda", "hello-data", {}),
+                                ("linux-64", "hello-1.0-0.conda", "hello", {"hello-data": "1.0.*"})):
+        data = (HELLO / "channel" / sub / fn).read_bytes()
+        pkgs.append({"name": name, "version": "1.0", "manager": "conda", "platform": "linux-64", "dependencies": deps,
+                     "url": f"{server.url}/chan/{sub}/{fn}", "category": "main", "optional": False,
+                     "hash": {"md5": hashlib.md5(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest()}})
+    # an osx-64 entry whose file does not exist: bundling it would fail
+    pkgs.append({"name": "hello", "version": "1.0", "manager": "conda", "platform": "osx-64", "dependencies": {},
+                 "url": f"{server.url}/chan/osx-64/hello-1.0-0.conda", "category": "main", "optional": False,
+                 "hash": {"md5": "0" * 32, "sha256": "0" * 64}})
+    lock = tmp_path / "conda-lock.yml"
+    lock.write_text(yaml.safe_dump({"version": 1, "metadata": {"platforms": ["linux-64", "osx-64"]}, "package": pkgs}))
+    direct = json.loads(oci_conda("build", str(lock), "-o", str(tmp_path / "direct.tar"), "--json").stdout)
+    bundle = tmp_path / "b.tar"
+    oci_conda("bundle", str(lock), "-o", str(bundle), "-q")
+    with tarfile.open(bundle) as t:
+        assert sorted(n for n in t.getnames() if n.startswith("pkgs/") and n != "pkgs") == \
+            sorted(f"pkgs/{p['hash']['sha256']}.conda" for p in pkgs[:2])
+        assert "lock/conda-lock.yml" in t.getnames()
+    server.stop()
+    monkeypatch.setenv("OCI_CONDA_CACHE", str(tmp_path / "cache-b"))
+    out = json.loads(oci_conda("build", "--from-bundle", str(bundle), "-o", str(tmp_path / "o.tar"), "--json").stdout)
+    assert out["digest"] == direct["digest"]

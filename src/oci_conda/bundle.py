@@ -172,6 +172,7 @@ def bundle_command(args: Any, reporter: Any) -> int:
             raise LockError(f"{src}: the environment file {lock.env_file} is not beside the lock; give --env ENV.yml")
         if env_path is not None:
             check_fresh(lock, env_path)
+    lock = _only_platforms(lock, args.platforms)
     t0 = time.perf_counter()
     session = make_session(args.offline)
     with reporter.phase("bundle", str(args.output)):
@@ -185,6 +186,19 @@ def bundle_command(args: Any, reporter: Any) -> int:
         print(f"wrote {info['output']}: {info['packages']} packages, {info['base_blobs']} base image blobs, "
               f"{info['size']} bytes", file=sys.stderr)
     return 0
+
+
+def _only_platforms(lock: Lock, wanted: Any) -> Lock:
+    """The platforms a bundle carries: those asked for, else every linux platform of the lock (a conda-lock file
+    may also lock osx/win, whose packages an image never needs)."""
+    import dataclasses
+
+    keep = list(wanted) if wanted else sorted(p for p in lock.platforms if p.startswith("linux-"))
+    for p in keep:
+        lock.for_platform(p)  # a missing platform is a LockError naming the file
+    if not keep:
+        raise LockError(f"{lock.path}: locks no linux platform (has: {', '.join(sorted(lock.platforms))})")
+    return dataclasses.replace(lock, platforms={p: lock.platforms[p] for p in keep})
 
 
 def _file_sha256(p: Path) -> str:
