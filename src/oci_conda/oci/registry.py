@@ -234,7 +234,8 @@ class RegistryClient:
                 raise RegistryError(f"registry {host}: CA file {self.options.ca_file} does not exist")
             self.session.verify = self.options.ca_file
         # passed with every request: requests lets REQUESTS_CA_BUNDLE override a session's own verify setting
-        self._verify: str | bool = self.options.ca_file or True
+        # (None keeps the default: the environment's bundle, else certifi's)
+        self._verify: str | None = self.options.ca_file or None
         self.retries = _env_int("OCI_CONDA_REGISTRY_RETRIES", 5)
         self.backoff = _env_float("OCI_CONDA_REGISTRY_BACKOFF", 0.5)
         self._lock = threading.Lock()
