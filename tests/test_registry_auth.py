@@ -172,3 +172,27 @@ def test_tls_with_a_private_ca(hello: dict, servers: Servers, tmp_path: Path) ->
     # and pulled back as a base over TLS
     img = registry.pull_image(ref, Platform(), registry.Options(ca_file=str(tls.ca)))
     assert img.annotations["org.opencontainers.image.base.digest"] == hello["summary"]["digest"]
+
+
+def test_credentials_lookup_order_and_no_secret_in_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from oci_conda.oci import auth
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker))
+    (docker / "config.json").write_text(json.dumps({"auths": {"https://reg.test:5000/v1/": auth_entry("d", "pw-d"),
+                                                              "other.test": {"identitytoken": "idt"}}}))
+    podman_file = tmp_path / "auth.json"
+    podman_file.write_text(json.dumps({"auths": {"reg.test:5000": auth_entry("p", "pw:with:colons")}}))
+    assert auth.lookup("reg.test:5000") == auth.Credentials("d", "pw-d")
+    assert auth.lookup("other.test") == auth.Credentials(identity_token="idt")
+    assert auth.lookup("nobody.test") is None
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(podman_file))
+    creds = auth.lookup("reg.test:5000")
+    assert creds == auth.Credentials("p", "pw:with:colons")
+    assert "pw:with:colons" not in repr(creds) + str(creds)
+    assert auth.lookup("other.test") == auth.Credentials(identity_token="idt")  # falls through to Docker's file
+    (docker / "config.json").write_text("{not json")
+    with pytest.raises(auth.AuthError, match="config.json is not valid JSON"):
+        auth.lookup("nobody.test")
