@@ -249,3 +249,20 @@ def test_explicit_reader_errors_name_the_line(tmp_path: Path) -> None:
                              + "ab" * 32 + "\n", "x.txt")
     assert (recs[0].name, recs[0].version, recs[0].build, recs[0].subdir) == ("a-b", "1.0", "py_0", "noarch")
     assert recs[0].channel == "https://h.invalid/c" and recs[0].sha256 == "ab" * 32
+
+
+def test_real_packages_lock_build_same_digest(realdata: Path, tmp_path: Path, serve_dir, cache_env) -> None:
+    from realenv import make_real_channel
+
+    make_real_channel(realdata, tmp_path / "srv" / "real")
+    server = serve_dir(tmp_path / "srv")
+    env = tmp_path / "environment.yml"
+    env.write_text(f"name: real\nchannels: [{server.url}/real]\ndependencies: [tk, xz]\n")
+    lock = tmp_path / "oci-conda.lock"
+    oci_conda("lock", str(env), "-o", str(lock), "-q")
+    direct = oci_conda("build", str(env), "-o", str(tmp_path / "direct.tar"), "--json")
+    server.stop()
+    locked = oci_conda("build", str(env), "--lock", str(lock), "-o", str(tmp_path / "locked.tar"), "--json")
+    assert _digest(locked.stdout) == _digest(direct.stdout)
+    names = {r["name"] for r in json.loads(lock.read_text())["platforms"]["linux-64"]["packages"]}
+    assert {"tk", "xz", "libzlib"} <= names

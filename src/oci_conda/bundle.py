@@ -86,7 +86,6 @@ def write_bundle(lock: Lock, lock_bytes: bytes, lock_name: str, env_path: Path |
                  session: Any, jobs: int = 8, reporter: Any = None) -> dict[str, Any]:
     """Fetch every package of ``lock`` (into the cache) and write the bundle tar atomically; returns a summary."""
     from .conda.fetch import fetch_packages
-    from .conda.solver import dependency_order  # noqa: F401  (keeps import graph: bundle -> conda)
     from .oci.image import MEDIA_TYPE_INDEX, Descriptor, index_bytes
     from .oci.layout import OCI_LAYOUT
     from .oci.tar import TarEntry, write_layer

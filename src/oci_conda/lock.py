@@ -356,6 +356,9 @@ def lock_inputs(args: Any, reporter: Any) -> Iterator[tuple[str | None, Lock | N
     if getattr(args, "from_bundle", None):
         from .bundle import open_bundle
 
+        if getattr(args, "lock", None) or args.env_file is not None:
+            raise SpecError("build --from-bundle takes neither ENV.yml nor --lock: the bundle carries both")
+
         with open_bundle(Path(args.from_bundle)) as ub:
             if args.base is None and ub.base_ref is not None:
                 args.base = ub.base_ref
