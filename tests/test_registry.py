@@ -65,7 +65,12 @@ def test_reference_parsing() -> None:
     r = registry.parse_reference(f"registry.example:443/x/y@{d}")
     assert (r.repository, r.tag, r.digest, r.reference) == ("x/y", None, d, d)
     assert registry.parse_reference("localhost/x").reference == "latest"
-    for bad in ("busybox", "library/busybox:1", "127.0.0.1:5000/UPPER", "127.0.0.1:5000/a:b/c", "h.x/a@sha256:12"):
+    # Docker's rules for names without a registry, and Docker Hub's API host
+    for short, full in (("busybox", "docker.io/library/busybox"), ("library/busybox:1", "docker.io/library/busybox:1"),
+                        ("user/app", "docker.io/user/app"), ("index.docker.io/debian:12", "docker.io/library/debian:12")):
+        assert str(registry.parse_reference(short)) == full
+    assert registry.client_for("docker.io").base == "https://registry-1.docker.io"
+    for bad in ("UPPER", "127.0.0.1:5000/UPPER", "127.0.0.1:5000/a:b/c", "h.x/a@sha256:12", "docker.io/"):
         with pytest.raises(registry.RegistryError):
             registry.parse_reference(bad)
 

@@ -196,3 +196,18 @@ def test_credentials_lookup_order_and_no_secret_in_repr(tmp_path: Path, monkeypa
     (docker / "config.json").write_text("{not json")
     with pytest.raises(auth.AuthError, match="config.json is not valid JSON"):
         auth.lookup("nobody.test")
+
+
+def test_docker_hub_credentials_under_dockers_own_key(tmp_path: Path) -> None:
+    """docker login stores Docker Hub credentials under https://index.docker.io/v1/; every Hub name finds them."""
+    import base64
+
+    from oci_conda.oci import auth
+
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"auths": {"https://index.docker.io/v1/": {
+        "auth": base64.b64encode(b"hubuser:hubpass").decode()}}}))
+    for host in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        creds = auth.lookup(host, authfile=cfg)
+        assert creds is not None and creds.username == "hubuser"
+    assert auth.lookup("ghcr.io", authfile=cfg) is None

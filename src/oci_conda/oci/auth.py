@@ -76,13 +76,18 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return doc
 
 
+# Docker Hub answers to several names; docker itself stores its credentials under https://index.docker.io/v1/.
+DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+
 def _host_of(key: str) -> str:
-    """``https://host/v1/`` or ``host`` -> ``host``, as docker normalises ``auths`` keys."""
+    """``https://host/v1/`` or ``host`` -> ``host``, as docker normalises ``auths`` keys (Docker Hub -> docker.io)."""
     k = key
     for p in ("https://", "http://"):
         if k.startswith(p):
             k = k[len(p):]
-    return k.split("/", 1)[0]
+    host = k.split("/", 1)[0]
+    return "docker.io" if host in DOCKER_HUB_NAMES else host
 
 
 def _decode_auth(value: str, host: str, path: Path) -> tuple[str, str]:
@@ -157,6 +162,7 @@ def _from_file(doc: dict[str, Any], host: str, path: Path) -> Credentials | None
 
 def lookup(host: str, authfile: str | os.PathLike[str] | None = None) -> Credentials | None:
     """The stored credentials for registry ``host`` (``name[:port]``), or None (anonymous)."""
+    host = "docker.io" if host in DOCKER_HUB_NAMES else host
     for path in auth_files(authfile):
         doc = _read_json(path)
         if doc is None:

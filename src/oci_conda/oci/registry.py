@@ -38,6 +38,7 @@ from requests.adapters import HTTPAdapter
 from oci_conda.errors import ImageError, OciCondaError
 from oci_conda.http import DEFAULT_TIMEOUT, USER_AGENT, describe_error, redact_url
 from oci_conda.oci import auth as _auth
+from oci_conda.oci.auth import DOCKER_HUB_NAMES
 from oci_conda.oci.blobs import CHUNK, BlobStore, Opener, VerifyingReader, digest_bytes, verify_bytes
 from oci_conda.oci.image import (
     INDEX_TYPES,
@@ -93,6 +94,7 @@ def _env_float(name: str, default: float) -> float:
 # references
 
 _REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+DOCKER_HUB_API = "registry-1.docker.io"
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
@@ -118,14 +120,21 @@ class RegistryRef:
 
 
 def parse_reference(ref: str) -> RegistryRef:
-    """``[docker://]HOST[:PORT]/REPO[:TAG][@sha256:...]``; the registry host must be named."""
+    """``[docker://][HOST[:PORT]/]REPO[:TAG][@sha256:...]``, with Docker's rules for names without a registry:
+    ``debian:12`` is ``docker.io/library/debian:12`` and ``user/app`` is ``docker.io/user/app``."""
     s = ref.strip()
     if s.startswith("docker://"):
         s = s[len("docker://"):]
     name, _, digest = s.partition("@")
     host, slash, rest = name.partition("/")
-    if not slash or not rest or not ("." in host or ":" in host or host == "localhost"):
-        raise RegistryError(f"image reference {ref!r}: name the registry, as HOST[:PORT]/REPOSITORY[:TAG]")
+    if not slash or not ("." in host or ":" in host or host == "localhost"):
+        host, rest = "docker.io", name
+    if host in DOCKER_HUB_NAMES:
+        host = "docker.io"
+        if rest and "/" not in rest:
+            rest = "library/" + rest
+    if not rest:
+        raise RegistryError(f"image reference {ref!r}: name the repository, as [HOST[:PORT]/]REPOSITORY[:TAG]")
     tag = None
     last = rest.rsplit("/", 1)[-1]
     if ":" in last:
@@ -223,7 +232,8 @@ class RegistryClient:
         self.options = options or _options
         # loopback and --insecure registries speak plain HTTP, unless a private CA is named (then it is TLS)
         plain = (self.options.insecure or _is_loopback(host)) and not self.options.ca_file
-        self.base = f"{'http' if plain else 'https'}://{host}"
+        api_host = DOCKER_HUB_API if host in DOCKER_HUB_NAMES else host  # Docker Hub's API has its own name
+        self.base = f"{'http' if plain else 'https'}://{api_host}"
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
