@@ -246,13 +246,16 @@ def generate(n_records: int, seed: int = 0) -> tuple[dict[str, Any], dict[str, A
     return _Gen(n_records, seed).run()
 
 
-def write_channel(out: str | Path, n_records: int, seed: int = 0) -> Path:
-    """Write a local channel directory (``linux-64`` and ``noarch``) and return it."""
+def write_channel(out: str | Path, n_records: int, seed: int = 0, indent: int | None = None) -> Path:
+    """Write a local channel directory (``linux-64`` and ``noarch``) and return it.
+
+    ``indent=None`` writes one line (``json.dumps`` defaults); ``indent=1`` or ``2`` lays it out as conda-index does.
+    """
     out = Path(out)
     linux, noarch = generate(n_records, seed)
     for sub, data in (("linux-64", linux), ("noarch", noarch)):
         (out / sub).mkdir(parents=True, exist_ok=True)
-        (out / sub / "repodata.json").write_text(json.dumps(data))
+        (out / sub / "repodata.json").write_text(json.dumps(data, indent=indent, sort_keys=indent is not None))
     return out
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import mmap
+import operator
 import os
 import struct
 import time
 import zlib
+import re
 from concurrent.futures import ThreadPoolExecutor
+from itertools import accumulate, compress, repeat
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import urljoin
@@ -363,71 +366,83 @@ def load_channels(channels: Sequence[Channel], subdir: str, session: requests.Se
 # ---------------------------------------------------------------- lazy per-name index (+ its warm cache)
 #
 # A big channel (conda-forge linux-64 + noarch: ~600k records) costs seconds to turn into PackageRecords, yet a
-# request reaches a few hundred names. So a subdir is opened as a name -> raw entries index: the JSON is cut into
-# its package entries without parsing them (a ``{``-split plus a check that the rest, with every entry replaced by
-# a marker, parses as the expected document), and a name's entries become validated records on first access.
-# The cut entries are written, grouped by name, to an index file next to the cached repodata, so a later build
-# opens that file (a small name table; the blobs are mmap'd) instead of reading the JSON at all.
+# request reaches a few hundred names. So a subdir is opened as a name -> entries index: the JSON is cut into its
+# package entries without parsing them, and a name's entries become validated records on first access. The cut
+# (a table per name of where its entries are) and the JSON are written to one index file in the cache, so a
+# later build opens that file (a small name table; the rest is mmap'd and read per name) without parsing JSON.
 
 INDEX_MAGIC = b"OCICIDX1"
 INDEX_VERSION = 1
 _SENTINEL = b'"\\u0000oci-conda-entry\\u0000"'
 _SENTINEL_STR = "\x00oci-conda-entry\x00"
 _HEAD = struct.Struct("<8sQ")
+_NAME_RE = re.compile(rb'"name"[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
+_GROUP1 = operator.methodcaller("group", 1)
+
+#: name -> [(file name, start, end)] of its entries (``packages`` first, then ``packages.conda``), where
+#: ``body[start:end]`` is the entry's JSON object.
+Table = dict[str, list[tuple[str, int, int]]]
 
 
-def _scan(body: bytes, where: str) -> tuple[dict[str, Any], dict[str, bytes]] | None:
-    """``(info, name -> blob)`` of one repodata document, without parsing its package entries; None when the
-    document is not shaped so that it can be cut safely (then the caller parses it whole).
+def _entry_names(pieces: list[bytes], at: list[int]) -> list[bytes] | None:
+    """The ``"name"`` value of each entry piece (``at``: where its ``"name"`` key is), or None if one is not a
+    plain string. The common layouts (``"name": "x"``, ``"name":"x"``) are cut with C-level maps; others by regex."""
+    for sep in (b'"name": "', b'"name":"'):
+        if all(map(bytes.startswith, pieces, repeat(sep), at)):
+            ks = [a + len(sep) for a in at]
+            qs = list(map(bytes.find, pieces, repeat(b'"'), ks))
+            if min(qs, default=0) < 0:
+                return None
+            names = list(map(bytes.__getitem__, pieces, map(slice, ks, qs)))
+            return None if b"\\" in b"".join(names) else names
+    matches = list(map(_NAME_RE.match, pieces, at))
+    return None if None in matches else list(map(_GROUP1, matches))
 
-    A blob is the JSON array ``[[fn, entry], ...]`` of one name's entries, ``packages`` before ``packages.conda``
-    (the order :func:`records_from_repodata` reads them in). Entries are found as the ``{...}`` objects that hold
-    no ``{`` and a ``"name"`` key; the document with each of them replaced by a marker must parse with orjson,
-    and its ``packages``/``packages.conda`` values must be exactly those markers, one per entry, in order, so a
-    cut that went wrong (a brace inside a string, a nested object) cannot go unnoticed. Each entry is checked
-    by orjson and :func:`_check_entry` when its name is first looked up.
+
+def _scan(body: bytes) -> tuple[dict[str, Any], Table] | None:
+    """``(info, table)`` of one repodata document, without parsing its package entries; None when the document
+    is not shaped so that it can be cut safely (the caller then parses it whole).
+
+    Entries are the ``{...}`` objects that hold no ``{`` and a ``"name"`` key before their first ``}``. The cut is
+    checked, not trusted: every ``"name"`` in the document must be one entry's (one each, a plain string value),
+    and the document with each entry replaced by a marker must parse with orjson and have exactly those markers,
+    in order, as its ``packages``/``packages.conda`` values; so a brace inside a string, a nested object or a
+    duplicate key cannot slip through. The entries themselves are parsed and checked when their name is asked for.
     """
     pieces = body.split(b"{")
     if len(pieces) < 2:
         return None
-    skel: list[bytes] = [pieces[0]]
-    add = skel.append
-    ents: list[bytes] = []
-    names: list[bytes] = []
-    for piece in pieces[1:]:
-        e = piece.find(b"}")
-        i = piece.find(b'"name"', 0, e) if e > 0 else -1
-        if i < 0:
-            add(b"{")
-            add(piece)
-            continue
-        k = i + 6
-        if piece.startswith(b': "', k):
-            k += 3
-        elif piece.startswith(b':"', k):
-            k += 2
-        else:
-            return None
-        q = piece.find(b'"', k, e)
-        if q < 0:
-            return None
-        names.append(piece[k:q])
-        ents.append(piece[:e])
-        add(_SENTINEL)
-        add(piece[e + 1:])
-    if body.count(b'"name"') != len(ents) or b"\\" in b"".join(names):
-        return None  # a "name" somewhere else (info, twice in an entry, inside a key): not safe to cut
+    closes = list(map(bytes.find, pieces, repeat(b"}")))
+    namepos = list(map(bytes.find, pieces, repeat(b'"name"'), repeat(0), closes))
+    is_entry = list(map((0).__le__, map(min, namepos, closes)))
+    is_entry[0] = False  # the text before the first "{"
+    offs = list(accumulate(map((1).__add__, map(len, pieces)), initial=0))  # where piece p starts: offs[p]
+    idx = list(compress(range(len(pieces)), is_entry))
+    epieces = [pieces[p] for p in idx]
+    enames = [namepos[p] for p in idx]
+    del pieces, namepos, is_entry
+    if max(map(bytes.find, epieces, repeat(b"\\"), repeat(0), enames), default=-1) >= 0:
+        return None  # an escape before an entry's "name": it could be inside a key, not the key itself
+    names = _entry_names(epieces, enames)
+    if names is None:
+        return None  # a name that is not a plain string
+    del epieces, enames
+    starts = [offs[p] - 1 for p in idx]
+    ends = [offs[p] + closes[p] + 1 for p in idx]
+    del offs, closes, idx
+    n = len(starts)
+    segs = list(map(body.__getitem__, map(slice, [0, *ends], [*starts, len(body)])))
     try:
-        obj = orjson.loads(b"".join(skel))
+        obj = orjson.loads(_SENTINEL.join(segs))
     except orjson.JSONDecodeError:
         return None
-    del skel
+    del segs
     if not isinstance(obj, dict):
         return None
     info = obj.get("info")
     if info is not None and not isinstance(info, dict):
         return None
-    spans: dict[str, tuple[list[str], int]] = {}
+    at: dict[str, tuple[list[str], int]] = {}
     pos = 0
     for key, val in obj.items():
         if key in ("packages", "packages.conda"):
@@ -436,41 +451,45 @@ def _scan(body: bytes, where: str) -> tuple[dict[str, Any], dict[str, bytes]] | 
             vals = list(val.values())
             if vals.count(_SENTINEL_STR) != len(vals):
                 return None
-            spans[key] = (list(val), pos)
+            at[key] = (list(val), pos)
             pos += len(vals)
-    if pos != len(ents):
-        return None  # markers elsewhere (a nested object with a name) or duplicate keys
-    groups: dict[bytes, list[bytes]] = {}
-    dumps = orjson.dumps
+    if pos != n:
+        return None  # markers elsewhere (an object with a name in info) or duplicate keys
+    groups: dict[bytes, list[tuple[str, int, int]]] = {}
+    get = groups.get
     for key in ("packages", "packages.conda"):
-        if key not in spans:
+        if key not in at:
             continue
-        fns, start = spans[key]
-        for j, fn in enumerate(fns, start):
-            if not fn.endswith(_EXTS):
-                continue
-            item = b"".join((b"[", dumps(fn), b",{", ents[j], b"}]"))
-            g = groups.get(names[j])
+        fns, first = at[key]
+        for j, fn in enumerate(fns, first):
+            nm = names[j]
+            g = get(nm)
             if g is None:
-                groups[names[j]] = [item]
+                groups[nm] = [(fn, starts[j], ends[j])]
             else:
-                g.append(item)
+                g.append((fn, starts[j], ends[j]))
     try:
-        blobs = {n.decode(): b"[" + b",".join(items) + b"]" for n, items in groups.items()}
+        table = {k.decode(): v for k, v in groups.items()}
     except UnicodeDecodeError:
         return None
-    return (info or {}), blobs
+    return (info or {}), table
 
 
-def _blobs_from_parsed(obj: Mapping[str, Any], channel: Channel, subdir: str, where: str) -> dict[str, bytes]:
-    """The slow, exact way to the same blobs: validate every record (same errors as load_repodata), then group."""
+def _table_from_parsed(obj: Mapping[str, Any], channel: Channel, subdir: str,
+                       where: str) -> tuple[bytes, Table]:
+    """The slow, exact way to a table: validate every record (the errors of load_repodata), then re-serialise
+    the entries one after the other as the body the table points into."""
     records_from_repodata(obj, channel, subdir, where)  # raises ChannelError on anything wrong
-    groups: dict[str, list[list[Any]]] = {}
+    parts: list[bytes] = []
+    table: Table = {}
+    pos = 0
     for key in ("packages", "packages.conda"):
         for fn, raw in (obj.get(key) or {}).items():
-            if fn.endswith(_EXTS):
-                groups.setdefault(raw["name"], []).append([fn, raw])
-    return {n: orjson.dumps(items) for n, items in groups.items()}
+            b = orjson.dumps(raw)
+            table.setdefault(raw["name"], []).append((fn, pos, pos + len(b)))
+            parts.append(b)
+            pos += len(b)
+    return b"".join(parts), table
 
 
 def _fixed_base(info: Mapping[str, Any], channel: Channel, subdir: str, where: str) -> str:
@@ -482,47 +501,60 @@ def _fixed_base(info: Mapping[str, Any], channel: Channel, subdir: str, where: s
     return urljoin(channel.subdir_url(subdir, auth=True) + "/", base_url)
 
 
-class SubdirIndex:
-    """One channel subdir as name -> blob of raw entries (in memory after a scan, or mmap'd from an index file)."""
+class _StaleIndex(Exception):
+    """An index file does not hold what its table says (damaged after it was written)."""
 
-    def __init__(self, channel: Channel, subdir: str, where: str, base_url: str | None,
-                 table: Mapping[str, Any], data: Any = None, offset: int = 0) -> None:
+
+class SubdirIndex:
+    """One channel subdir as name -> where its entries are in ``body`` (in memory after a scan, or an index file
+    mmap'd, whose per-name tables are decoded on first use)."""
+
+    def __init__(self, channel: Channel, subdir: str, where: str, base_url: str | None, body: Any,
+                 table: Mapping[str, Any], data: Any = None) -> None:
         self.channel, self.subdir, self.where = channel, subdir, where
         self.base_url = base_url
         self.base = _fixed_base({"base_url": base_url}, channel, subdir, where)
-        self._table = table  # name -> bytes (in memory) or [offset, length, crc32] (file)
-        self._data, self._offset = data, offset
+        self._body = body
+        self._table = table  # name -> list of (fn, start, end), or [offset, length] of its JSON in ``data``
+        self._data = data
         self.records_made = 0
 
     def names(self) -> Any:
         return self._table.keys()
 
-    def __contains__(self, name: str) -> bool:
+    def __contains__(self, name: object) -> bool:
         return name in self._table
 
-    def blob(self, name: str) -> bytes:
-        got = self._table[name]
-        if isinstance(got, bytes):
-            return got
-        off, length, crc = got
-        start = self._offset + off
-        b = self._data[start:start + length]
-        if len(b) != length or zlib.crc32(b) != crc:
-            raise _StaleIndex(name)
-        return b
+    def _entries(self, name: str) -> tuple[list, list]:
+        ent = self._table[name]
+        if self._data is not None:  # from an index file: [offset, length] of this name's JSON table
+            try:
+                off, length = ent
+                ent = orjson.loads(self._data[off:off + length])
+            except (ValueError, TypeError, orjson.JSONDecodeError):
+                raise _StaleIndex(name) from None
+        body = self._body
+        try:
+            if any(e > len(body) for _, _, e in ent):
+                raise _StaleIndex(name)
+            raw = orjson.loads(b"".join((b"[", b",".join([body[s:e] for _, s, e in ent]), b"]")))
+        except orjson.JSONDecodeError as e:
+            raise ChannelError(f"invalid repodata JSON at {redact_url(self.where)}: entries of {name!r}: {e}") from None
+        except (ValueError, TypeError):
+            raise _StaleIndex(name) from None
+        return [e[0] for e in ent], raw
 
     def records(self, name: str) -> list[PackageRecord]:
         """Validated records of ``name`` in repodata order (``packages``, then ``packages.conda``)."""
         where = redact_url(self.where)
-        try:
-            items = orjson.loads(self.blob(name))
-        except orjson.JSONDecodeError as e:
-            raise ChannelError(f"invalid repodata JSON at {where}: entries of {name!r}: {e}") from None
+        fns, raws = self._entries(name)
         out = []
-        for fn, raw in items:
+        for fn, raw in zip(fns, raws):
             problem = _check_entry(fn, raw)
             if problem:
                 raise ChannelError(f"invalid repodata at {where}: package {str(fn)[:100]!r}: {problem}")
+            if not fn.endswith(_EXTS):
+                continue
             try:
                 rec = PackageRecord.from_repodata(fn, raw, self.channel.url, self.subdir, self.base)
             except (KeyError, TypeError, ValueError) as e:
@@ -532,10 +564,6 @@ class SubdirIndex:
             out.append(rec)
         self.records_made += len(out)
         return out
-
-
-class _StaleIndex(Exception):
-    """A blob of an index file does not match its checksum (the file was damaged after it was written)."""
 
 
 class ChannelIndex(Mapping[str, list[PackageRecord]]):
@@ -602,33 +630,36 @@ class ChannelIndex(Mapping[str, list[PackageRecord]]):
         return sum(p.records_made for p in self.parts if p is not None)
 
 
-def _index_from_body(body: bytes, channel: Channel, subdir: str, where: str) -> tuple[str | None, dict[str, bytes]]:
-    """``(info.base_url, name -> blob)`` of a decompressed repodata body; ChannelError for what is not repodata."""
-    got = _scan(body, where)
+def _index_from_body(body: bytes, channel: Channel, subdir: str, where: str) -> tuple[str | None, bytes, Table]:
+    """``(info.base_url, body, table)`` of a decompressed repodata body; ChannelError for what is not repodata."""
+    got = _scan(body)
     if got is None:
         obj = _parse(body, where)
         info = obj.get("info") or {}
         _fixed_base(info, channel, subdir, where)
-        return info.get("base_url"), _blobs_from_parsed(obj, channel, subdir, where)
-    info, blobs = got
+        return (info.get("base_url"), *_table_from_parsed(obj, channel, subdir, where))
+    info, table = got
     _fixed_base(info, channel, subdir, where)  # a bad base_url fails now, as in load_repodata
-    return info.get("base_url"), blobs
+    return info.get("base_url"), body, table
 
 
-def _write_index(path: Path, key: str, base_url: str | None, blobs: Mapping[str, bytes]) -> None:
-    """``MAGIC | u64 header length | header JSON | blobs``; the header maps name -> [offset, length, crc32]."""
-    table: dict[str, list[int]] = {}
+def _write_index(path: Path, key: str, base_url: str | None, body: bytes, table: Table) -> None:
+    """``MAGIC | u64 header length | header JSON | per-name tables | body``; the header maps name -> [offset,
+    length] of that name's table; offsets (and ``body_offset``, ``size``) count from the end of the header."""
+    blobs = [orjson.dumps(v) for v in table.values()]
+    names: dict[str, list[int]] = {}
     off = 0
-    for name, b in blobs.items():
-        table[name] = [off, len(b), zlib.crc32(b)]
+    for name, b in zip(table, blobs):
+        names[name] = [off, len(b)]
         off += len(b)
-    header = orjson.dumps({"version": INDEX_VERSION, "key": key, "base_url": base_url, "size": off,
-                           "names": table})
-    with atomic_write(path, fsync=False) as f:  # checked on open (size) and per blob (crc32)
-        f.write(_HEAD.pack(INDEX_MAGIC, len(header)))
-        f.write(header)
-        for b in blobs.values():
+    hb = orjson.dumps({"version": INDEX_VERSION, "key": key, "base_url": base_url, "names": names,
+                       "body_offset": off, "size": off + len(body)})
+    with atomic_write(path, fsync=False) as f:  # checked on open (magic, key, size) and per name when read
+        f.write(_HEAD.pack(INDEX_MAGIC, len(hb)))
+        f.write(hb)
+        for b in blobs:
             f.write(b)
+        f.write(body)
 
 
 def _open_index(path: Path, key: str, channel: Channel, subdir: str, where: str) -> SubdirIndex | None:
@@ -643,18 +674,18 @@ def _open_index(path: Path, key: str, channel: Channel, subdir: str, where: str)
                 return None
             hdr = orjson.loads(f.read(hlen))
             if (not isinstance(hdr, dict) or hdr.get("version") != INDEX_VERSION or hdr.get("key") != key
-                    or not isinstance(hdr.get("names"), dict)):
+                    or not isinstance(hdr.get("names"), dict) or not isinstance(hdr.get("body_offset"), int)):
                 return None
-            size = os.fstat(f.fileno()).st_size
-            if size != _HEAD.size + hlen + hdr.get("size", -1):
+            if os.fstat(f.fileno()).st_size != _HEAD.size + hlen + hdr.get("size", -1):
                 return None
-            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, orjson.JSONDecodeError):
         return None
     base_url = hdr.get("base_url")
     if base_url is not None and not isinstance(base_url, str):
         return None
-    return SubdirIndex(channel, subdir, where, base_url, hdr["names"], data, _HEAD.size + hlen)
+    rest = memoryview(data)[_HEAD.size + hlen:]
+    return SubdirIndex(channel, subdir, where, base_url, rest[hdr["body_offset"]:], hdr["names"], rest)
 
 
 # -- local channels: the index is cached by the repodata file's identity (path, size, mtime, inode)
@@ -688,12 +719,10 @@ def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False) -> Sub
                 body = p.read_bytes()
             except OSError as e:
                 raise ChannelError(f"cannot read {p}: {e.strerror}") from None
-            base_url, blobs = _index_from_body(_decompress(body, where), channel, subdir, where)
-            try:
-                _write_index(index_p, key, base_url, blobs)
-            except OSError:
-                pass  # a read-only cache only costs the next build the same scan
-        return SubdirIndex(channel, subdir, where, base_url, blobs)
+            base_url, body, table = _index_from_body(_decompress(body, where), channel, subdir, where)
+            with contextlib.suppress(OSError):  # a read-only cache only costs the next build the same scan
+                _write_index(index_p, key, base_url, body, table)
+        return SubdirIndex(channel, subdir, where, base_url, body, table)
     return None
 
 
@@ -719,10 +748,10 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
                 return idx
             if cached is None:
                 return None
-            base_url, blobs = _index_from_body(cached, channel, subdir, where)
+            base_url, body, table = _index_from_body(cached, channel, subdir, where)
             with contextlib.suppress(OSError):
-                _write_index(index_p, st["sha256"], base_url, blobs)
-            return SubdirIndex(channel, subdir, where, base_url, blobs)
+                _write_index(index_p, st["sha256"], base_url, body, table)
+            return SubdirIndex(channel, subdir, where, base_url, body, table)
 
         if rebuild or offline:
             if st.get("missing"):
@@ -782,18 +811,18 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
                     raise ChannelError(f"cannot read repodata from {where}: {describe_error(e)}") from None
                 etag, last_modified = r.headers.get("ETag"), r.headers.get("Last-Modified")
             body = _decompress(body, where)
-            base_url, blobs = _index_from_body(body, channel, subdir, where)  # only usable repodata is cached
             digest = hashlib.sha256(body).hexdigest()
+            base_url, ibody, table = _index_from_body(body, channel, subdir, where)  # only usable repodata is cached
             with atomic_write(data_p) as f:
                 f.write(body)
             del body
-            _write_index(index_p, digest, base_url, blobs)
+            _write_index(index_p, digest, base_url, ibody, table)
             new_st.update(variant=variant, etag=etag, last_modified=last_modified, sha256=digest,
                           size=data_p.stat().st_size, fetched=now)
             if variant == "zst":
                 new_st.pop("zst_missing", None)
             _write_state(state_p, new_st)
-            return SubdirIndex(channel, subdir, where, base_url, blobs)
+            return SubdirIndex(channel, subdir, where, base_url, ibody, table)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
