@@ -23,6 +23,7 @@ from .conda.channel import resolve_channels
 from .conda.fetch import fetch_packages
 from .conda.install import install
 from .conda.matchspec import MatchSpec
+from .conda.mirrors import with_mirrors
 from .conda.package import extract_package
 from .conda.records import PackageRecord
 from .conda.repodata import load_channels
@@ -145,7 +146,7 @@ def source_date_epoch(records: list[PackageRecord]) -> int:
 def solve_environment(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter: Reporter,
                       session: Any | None = None) -> list[PackageRecord]:
     """Channels → repodata → libsolv: the records to install for ``subdir``."""
-    session = session or make_session(opts.offline)
+    session = session or with_mirrors(make_session(opts.offline))
     channels = resolve_channels(spec.channels, spec.base_dir, channel_alias=opts.channel_alias)
     specs = spec.specs_for(subdir)
     if not specs:
@@ -316,7 +317,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     t_start = time.perf_counter()
     if opts.output is not None:
         _check_output(opts.output)
-    session = make_session(opts.offline)
+    session = with_mirrors(make_session(opts.offline))
     images = []
     results: list[PlatformResult] = []
     for subdir in opts.platforms:

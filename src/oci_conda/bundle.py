@@ -148,6 +148,7 @@ def write_bundle(lock: Lock, lock_bytes: bytes, lock_name: str, env_path: Path |
 
 
 def bundle_command(args: Any, reporter: Any) -> int:
+    from .conda.mirrors import with_mirrors
     from .http import make_session
 
     src = args.env_file
@@ -173,7 +174,7 @@ def bundle_command(args: Any, reporter: Any) -> int:
             check_fresh(lock, env_path)
     lock = _only_platforms(lock, args.platforms)
     t0 = time.perf_counter()
-    session = make_session(args.offline)
+    session = with_mirrors(make_session(args.offline))
     with reporter.phase("bundle", str(args.output)):
         info = write_bundle(lock, lock_bytes, lock_name, env_path, Path(args.output), session, max(1, args.jobs),
                             reporter)
