@@ -115,7 +115,7 @@ def test_diff_reports_exactly_the_changed_package(images) -> None:
     d = json.loads(oci_conda("diff", str(a), str(b), "--json").stdout)
     (r,) = d["platforms"].values()
     assert r["added"] == [] and r["removed"] == []
-    assert r["changed"] == [{"name": "extra", "from": "1.0-0", "to": "2.0-0"}]
+    assert r["changed"] == [{"name": "extra", "prefix": "/opt/conda", "from": "1.0-0", "to": "2.0-0"}]
     # an archive and a layout of the same build are the same image
     same = json.loads(oci_conda("diff", str(images["extra1"][0]), str(images["layout"][0]), "--json").stdout)
     (s,) = same["platforms"].values()
@@ -129,3 +129,22 @@ def test_inspect_errors_are_one_line(tmp_path: Path) -> None:
     junk.write_bytes(hashlib.sha256(b"x").digest() * 100)
     p = oci_conda("inspect", str(junk), check=False)
     assert p.returncode == 2 and "junk.tar" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_inspect_keeps_environments_of_base_and_image_apart(images, tmp_path: Path, cache_env) -> None:
+    base, base_built = images["plain"]
+    shutil.copytree(HELLO / "channel", tmp_path / "channel")
+    env = tmp_path / "environment.yml"
+    env.write_text(f"channels: [./channel]\ndependencies: [hello]\nimage:\n  base: oci-archive:{base}\n"
+                   "  prefix: /opt/env\n")
+    oci_conda("build", str(env), "-o", str(tmp_path / "x.tar"), "-q")
+    doc = json.loads(oci_conda("inspect", str(tmp_path / "x.tar"), "--json").stdout)
+    got = sorted((x["prefix"], x["name"]) for x in doc["platforms"][0]["packages"])
+    want = sorted({("/opt/conda", p["name"]) for p in base_built["platforms"][0]["packages"]}
+                  | {("/opt/env", "hello"), ("/opt/env", "hello-data")})
+    assert got == want
+    d = json.loads(oci_conda("diff", str(base), str(tmp_path / "x.tar"), "--json").stdout)
+    (r,) = d["platforms"].values()
+    assert sorted((x["prefix"], x["name"]) for x in r["added"]) == [("/opt/env", "hello"), ("/opt/env", "hello-data")]
+    assert r["removed"] == [] and r["changed"] == []
+    assert set(r["layers_shared"]) == {x["digest"] for x in base_built["platforms"][0]["layers"]}

@@ -38,7 +38,7 @@ class ImageView:
     manifest_digest: str
     config: dict[str, Any]
     layers: list[LayerView]
-    packages: dict[str, dict[str, Any]]  # name -> {name, version, build, channel, subdir, prefix}
+    packages: dict[tuple[str, str], dict[str, Any]]  # (prefix, name) -> {name, version, build, channel, subdir, prefix}
 
     def to_json(self) -> dict[str, Any]:
         cfg = self.config
@@ -48,7 +48,7 @@ class ImageView:
             "config": {k: cfg.get(k) for k in ("architecture", "os", "variant", "created", "config") if k in cfg},
             "layers": [{"digest": x.digest, "size": x.size, "media_type": x.media_type, "packages": x.packages}
                        for x in self.layers],
-            "packages": [self.packages[n] for n in sorted(self.packages)],
+            "packages": [self.packages[k] for k in sorted(self.packages)],
         }
 
 
@@ -74,17 +74,18 @@ def _open_layer(src: Any, desc: Descriptor) -> Any:
     return raw, raw
 
 
-def _read_layer(src: Any, desc: Descriptor, where: str) -> tuple[dict[str, dict[str, Any]], set[str]]:
-    """``({dist: conda-meta record}, {whited-out dists})`` of one layer."""
-    metas: dict[str, dict[str, Any]] = {}
-    whiteouts: set[str] = set()
+def _read_layer(src: Any, desc: Descriptor, where: str) -> tuple[dict[tuple[str, str], dict[str, Any]],
+                                                                set[tuple[str, str]]]:
+    """``({(prefix, dist): conda-meta record}, {(prefix, whited-out dist)})`` of one layer."""
+    metas: dict[tuple[str, str], dict[str, Any]] = {}
+    whiteouts: set[tuple[str, str]] = set()
     raw, stream = _open_layer(src, desc)
     try:
         with tarfile.open(fileobj=stream, mode="r|") as t:
             for m in t:
                 w = _WH_RE.match(m.name)
                 if w:
-                    whiteouts.add(w.group(2))
+                    whiteouts.add(("/" + (w.group(1) or "").rstrip("/"), w.group(2)))
                     continue
                 g = _META_RE.match(m.name)
                 if not g or not m.isreg() or m.size > MAX_META:
@@ -96,9 +97,8 @@ def _read_layer(src: Any, desc: Descriptor, where: str) -> tuple[dict[str, dict[
                     rec = json.loads(f.read())
                 except ValueError:
                     continue
-                if isinstance(rec, dict) and "name" in rec:
-                    rec["_prefix"] = "/" + (g.group(1) or "").rstrip("/")
-                    metas[g.group(2)] = rec
+                if isinstance(rec, dict) and isinstance(rec.get("name"), str):
+                    metas[("/" + (g.group(1) or "").rstrip("/"), g.group(2))] = rec
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ImageError(f"{where}: layer {desc.digest} is not a readable tar ({e})") from None
     finally:
@@ -135,24 +135,25 @@ def inspect_image(path: str | Path) -> list[ImageView]:
         config = L._fetch_json(src, cdesc, f"{where}: config")
         plat = "/".join(x for x in (config.get("os"), config.get("architecture"), config.get("variant")) if x)
         layers = []
-        packages: dict[str, dict[str, Any]] = {}
-        dist_of: dict[str, str] = {}
+        packages: dict[tuple[str, str], dict[str, Any]] = {}  # (prefix, name) -> package
+        key_of: dict[tuple[str, str], tuple[str, str]] = {}  # (prefix, dist) -> (prefix, name)
         for raw in man.get("layers") or []:
             ld = Descriptor.from_json(raw, where)
             metas, whiteouts = _read_layer(src, ld, where)
-            for dist in whiteouts:
-                name = dist_of.pop(dist, None)
-                if name is not None:
-                    packages.pop(name, None)
-            for dist, rec in sorted(metas.items()):
-                old = packages.get(rec["name"])
+            for wh in whiteouts:
+                k = key_of.pop(wh, None)
+                if k is not None:
+                    packages.pop(k, None)
+            for (prefix, dist), rec in sorted(metas.items()):
+                k = (prefix, rec["name"])
+                old = packages.get(k)
                 if old is not None:
-                    dist_of.pop(f"{old['name']}-{old['version']}-{old['build']}", None)
-                packages[rec["name"]] = {"name": rec["name"], "version": str(rec.get("version", "")),
-                                         "build": str(rec.get("build", "")), "channel": rec.get("channel"),
-                                         "subdir": rec.get("subdir"), "prefix": rec["_prefix"]}
-                dist_of[dist] = rec["name"]
-            layers.append(LayerView(ld.digest, ld.size, ld.media_type, sorted(metas)))
+                    key_of.pop((prefix, f"{old['name']}-{old['version']}-{old['build']}"), None)
+                packages[k] = {"name": rec["name"], "version": str(rec.get("version", "")),
+                               "build": str(rec.get("build", "")), "channel": rec.get("channel"),
+                               "subdir": rec.get("subdir"), "prefix": prefix}
+                key_of[(prefix, dist)] = k
+            layers.append(LayerView(ld.digest, ld.size, ld.media_type, sorted(d for _p, d in metas)))
         views.append(ImageView(plat, d.digest, config, layers, packages))
     if not views:
         raise ImageError(f"{where}: holds no image manifest")
@@ -170,17 +171,17 @@ def diff_images(a: str | Path, b: str | Path) -> dict[str, Any]:
         added = sorted(set(y.packages) - set(x.packages))
         removed = sorted(set(x.packages) - set(y.packages))
         changed = []
-        for n in sorted(set(x.packages) & set(y.packages)):
-            p, q = x.packages[n], y.packages[n]
+        for k in sorted(set(x.packages) & set(y.packages)):
+            p, q = x.packages[k], y.packages[k]
             if (p["version"], p["build"]) != (q["version"], q["build"]):
-                changed.append({"name": n, "from": f"{p['version']}-{p['build']}", "to": f"{q['version']}-{q['build']}"})
+                changed.append({"name": k[1], "prefix": k[0], "from": f"{p['version']}-{p['build']}",
+                                "to": f"{q['version']}-{q['build']}"})
         la = {layer.digest: layer.size for layer in x.layers}
         lb = {layer.digest: layer.size for layer in y.layers}
         shared = [layer.digest for layer in y.layers if layer.digest in la]
         out["platforms"][plat] = {
-            "added": [{"name": n, "version": y.packages[n]["version"], "build": y.packages[n]["build"]} for n in added],
-            "removed": [{"name": n, "version": x.packages[n]["version"], "build": x.packages[n]["build"]}
-                        for n in removed],
+            "added": [_brief(y.packages[k]) for k in added],
+            "removed": [_brief(x.packages[k]) for k in removed],
             "changed": changed,
             "layers_shared": shared,
             "shared_bytes": sum(lb[d] for d in shared),
@@ -189,6 +190,10 @@ def diff_images(a: str | Path, b: str | Path) -> dict[str, Any]:
             "config_changed": x.config != y.config,
         }
     return out
+
+
+def _brief(p: dict[str, Any]) -> dict[str, Any]:
+    return {"name": p["name"], "version": p["version"], "build": p["build"], "prefix": p["prefix"]}
 
 
 def inspect_command(args: Any) -> int:
@@ -211,9 +216,10 @@ def inspect_command(args: Any) -> int:
                                                    else "")
             print(f"    {layer.digest[:19]}  {layer.size:>12}  {pk}")
         print(f"  packages ({len(v.packages)}):")
-        for n in sorted(v.packages):
-            p = v.packages[n]
-            print(f"    {n} {p['version']} {p['build']}")
+        several = len({k[0] for k in v.packages}) > 1
+        for k in sorted(v.packages):
+            p = v.packages[k]
+            print(f"    {p['name']} {p['version']} {p['build']}" + (f"  ({p['prefix']})" if several else ""))
     return 0
 
 
