@@ -9,6 +9,7 @@ last, exists; several builds can extract the same package at once.
 from __future__ import annotations
 
 import bz2
+import hashlib
 import json
 import os
 import posixpath
@@ -34,6 +35,32 @@ MARKER = ".oci-conda-extracted"
 DEFAULT_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
 
 _READ_SIZE = 1 << 20
+
+#: Decompression-bomb limits: a package may unpack to at most max(ratio x its file size, floor) bytes and never more
+#: than the absolute cap. Environment overrides: OCI_CONDA_MAX_UNPACK_RATIO, OCI_CONDA_MAX_UNPACKED_SIZE (bytes).
+MAX_UNPACK_RATIO = 200
+MIN_UNPACK_CAP = 256 << 20
+MAX_UNPACKED_SIZE = 32 << 30
+
+
+def unpack_limit(pkg_size: int) -> int:
+    """How many bytes of tar stream a package of ``pkg_size`` bytes may unpack to."""
+
+    def env_int(name: str, default: int) -> int:
+        v = os.environ.get(name, "").strip()
+        if not v:
+            return default
+        try:
+            n = int(v)
+        except ValueError:
+            raise PackageError(f"{name} must be a whole number, got {v!r}") from None
+        if n <= 0:
+            raise PackageError(f"{name} must be positive, got {n}")
+        return n
+
+    ratio = env_int("OCI_CONDA_MAX_UNPACK_RATIO", MAX_UNPACK_RATIO)
+    cap = env_int("OCI_CONDA_MAX_UNPACKED_SIZE", MAX_UNPACKED_SIZE)
+    return min(cap, max(ratio * pkg_size, min(MIN_UNPACK_CAP, cap)))
 
 
 @dataclass(frozen=True)
@@ -74,6 +101,7 @@ def extract_package(pkg_file: Path, dest_root: Path, key: str, *, label: str | N
         try:
             os.chmod(tmp, 0o755)
             _extract_all(pkg_file, tmp, label or pkg_file.name)
+            _verify_manifest(tmp, label or pkg_file.name)
             (tmp / MARKER).write_bytes(b"")
             if final.exists() or final.is_symlink():  # unfinished leftover of a crashed build
                 _rmtree(final)
@@ -108,37 +136,89 @@ def _package_format(pkg_file: Path, name: str) -> str:
     raise PackageError(f"{name}: not a conda package (neither .conda nor .tar.bz2)")
 
 
-def _tar_streams(pkg_file: Path, name: str) -> Iterator[tuple[str, Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]]]:
+class _Budget:
+    """Counts the bytes every tar stream of one package unpacks to; over the limit is a decompression bomb."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    def refuse(self, what: str) -> PackageError:
+        return PackageError(f"{what} unpacks to more than {self.limit} bytes, the limit for this package "
+                            f"(set OCI_CONDA_MAX_UNPACK_RATIO / OCI_CONDA_MAX_UNPACKED_SIZE to allow more)")
+
+
+class _Counted:
+    """A read-only stream that charges what it returns to a :class:`_Budget`."""
+
+    def __init__(self, raw: Any, budget: _Budget, where: str):
+        self.raw = raw
+        self.budget = budget
+        self.where = where
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.budget.limit - self.budget.used + 1
+        data = self.raw.read(min(n, self.budget.limit - self.budget.used + 1))
+        self.budget.used += len(data)
+        if self.budget.used > self.budget.limit:
+            raise self.budget.refuse(f"{self.where}: the archive")
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _tar_streams(pkg_file: Path, name: str,
+                 budget: _Budget) -> Iterator[tuple[str, Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]]]:
     """Yield ``(where, member stream)`` for every tarball inside the package (info first for ``.conda``)."""
     fmt = _package_format(pkg_file, name)
     if fmt == "tar.bz2":
-        yield name, package_streaming.tar_generator(bz2.open(pkg_file, "rb"), closefd=True)
+        yield name, package_streaming.tar_generator(_Counted(bz2.open(pkg_file, "rb"), budget, name), closefd=True)
         return
     if package_streaming.zstd is None:  # pragma: no cover - conda-package-streaming always ships it on 3.11
         raise PackageError(f"{name}: no zstd support to read .conda packages")
     with zipfile.ZipFile(pkg_file) as zf:
         # Find the two inner tarballs by their base name: some real archives were re-zipped under a directory.
         found: dict[str, zipfile.ZipInfo] = {}
+        seen: set[str] = set()
         for zi in zf.infolist():
+            if zi.filename in seen:
+                raise PackageError(f"{name}: zip member {zi.filename!r} appears twice")
+            seen.add(zi.filename)
+            if zi.is_dir():
+                continue
             base = zi.filename.rsplit("/", 1)[-1]
-            for comp in ("info", "pkg"):
-                if base.startswith(comp + "-") and base.endswith(".tar.zst"):
-                    if comp in found:
-                        raise PackageError(f"{name}: two {comp} tarballs ({found[comp].filename}, {zi.filename})")
-                    found[comp] = zi
+            comp = next((c for c in ("info", "pkg") if base.startswith(c + "-") and base.endswith(".tar.zst")), None)
+            if comp is None:
+                if base == "metadata.json":
+                    comp = "metadata"
+                else:
+                    raise PackageError(f"{name}: unexpected zip member {zi.filename!r} (a .conda holds metadata.json, "
+                                       "info-*.tar.zst and pkg-*.tar.zst only)")
+            if comp in found:
+                raise PackageError(f"{name}: two {comp} members ({found[comp].filename!r}, {zi.filename!r})")
+            found[comp] = zi
         if "info" not in found:
             raise PackageError(f"{name}: no info-*.tar.zst member (not a .conda package)")
+        if "pkg" not in found:
+            raise PackageError(f"{name}: no pkg-*.tar.zst member (the package's files are missing)")
         for comp in ("info", "pkg"):
-            if comp in found:
-                reader = package_streaming.zstd.open(zf.open(found[comp]))
-                yield f"{name}:{found[comp].filename}", package_streaming.tar_generator(reader, closefd=True)
+            where = f"{name}:{found[comp].filename}"
+            reader = _Counted(package_streaming.zstd.open(zf.open(found[comp])), budget, where)
+            yield where, package_streaming.tar_generator(reader, closefd=True)
 
 
 def _extract_all(pkg_file: Path, root: Path, name: str) -> None:
     where = name
-    ex = _Extractor(root)
     try:
-        for where, stream in _tar_streams(pkg_file, name):
+        size = os.stat(pkg_file).st_size
+    except OSError as e:
+        raise PackageError(f"{name}: cannot read package file: {e.strerror}") from None
+    budget = _Budget(unpack_limit(size))
+    ex = _Extractor(root, budget)
+    try:
+        for where, stream in _tar_streams(pkg_file, name, budget):
             for tar, member in stream:
                 ex.member(tar, member, where)
     except PackageError:
@@ -156,18 +236,61 @@ def _extract_all(pkg_file: Path, root: Path, name: str) -> None:
         raise
 
 
+def _verify_manifest(root: Path, name: str) -> None:
+    """Every regular file ``info/paths.json`` lists exists in the archive with the recorded size and sha256."""
+    try:
+        with open(root / "info" / "paths.json", "rb") as f:
+            doc = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PackageError(f"{name}: info/paths.json is not valid JSON ({e})") from None
+    paths = doc.get("paths") if isinstance(doc, dict) else None
+    if not isinstance(paths, list):
+        raise PackageError(f"{name}: info/paths.json has no 'paths' list")
+    real_root = os.path.realpath(root)
+    for raw in paths:
+        if not isinstance(raw, dict):
+            raise PackageError(f"{name}: info/paths.json has a non-object entry")
+        if (raw.get("path_type") or "hardlink") != "hardlink":
+            continue
+        rel = _check_rel(raw.get("_path"), name, "info/paths.json")
+        p = root / rel
+        if not _inside(os.path.realpath(p), real_root) or p.is_symlink() or not p.is_file():
+            raise PackageError(f"{name}: member {rel!r} is listed in info/paths.json but is not a file in the archive")
+        size, sha = raw.get("size_in_bytes"), raw.get("sha256")
+        st = os.stat(p)
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or st.st_size != size):
+            raise PackageError(f"{name}: member {rel!r} has {st.st_size} bytes, info/paths.json says {size!r}")
+        if sha is not None:
+            with open(p, "rb") as f:
+                got = hashlib.file_digest(f, "sha256").hexdigest()
+            if not isinstance(sha, str) or got != sha.lower():
+                raise PackageError(f"{name}: member {rel!r} has sha256 {got}, info/paths.json says {sha!r}")
+
+
 def _safe_name(name: str, where: str) -> str:
     """The member name as a clean relative path, or PackageError."""
     if name.startswith("/") or re.match(r"^[A-Za-z]:[/\\]", name):
         raise PackageError(f"{where}: member {name!r} has an absolute path")
     if "\0" in name:
         raise PackageError(f"{where}: member {name!r} has a NUL byte in its name")
+    if not _utf8(name):
+        raise PackageError(f"{where}: member {name!r} has a name that is not valid UTF-8")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise PackageError(f"{where}: member {name!r} points outside the package ('..')")
     if not parts:
         raise PackageError(f"{where}: member {name!r} has an empty name")
     return "/".join(parts)
+
+
+def _utf8(name: str) -> bool:
+    try:  # tarfile decodes undecodable bytes to lone surrogates, which no UTF-8 encoder accepts
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _inside(path: str, root: str) -> bool:
@@ -177,10 +300,11 @@ def _inside(path: str, root: str) -> bool:
 class _Extractor:
     """Writes members under ``root``; remembers parent dirs already proven to lie inside it."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, budget: _Budget | None = None):
         self.root = root
         self.real_root = os.path.realpath(root)
         self.good_dirs: set[str] = {""}
+        self.budget = budget
 
     def _parent(self, rel: str, where: str, member: str) -> Path:
         parent_rel = rel.rpartition("/")[0]
@@ -189,6 +313,10 @@ class _Extractor:
             for part in parent_rel.split("/"):
                 cur = cur / part
                 if cur.is_symlink():
+                    # never create a directory through a link before knowing where the link leads
+                    if not _inside(os.path.realpath(cur), self.real_root):
+                        raise PackageError(
+                            f"{where}: member {member!r} is written through a link leading outside the package")
                     continue
                 if not cur.exists():
                     os.mkdir(cur)
@@ -201,8 +329,9 @@ class _Extractor:
         return self.root / rel
 
     def _forget(self, rel: str) -> None:
-        """A link now sits at ``rel``: dirs reached through it must be proven again."""
-        self.good_dirs = {d for d in self.good_dirs if not (d == rel or d.startswith(rel + "/"))}
+        """A link now sits at ``rel``: dirs must be proven again. All of them, not just those below ``rel``: a new
+        link can change where an older link leads (``w -> u/..`` then ``u -> .`` makes ``w`` the parent dir)."""
+        self.good_dirs = {""}
 
     @staticmethod
     def _clear(dest: Path, where: str, member: str) -> None:
@@ -215,6 +344,8 @@ class _Extractor:
     def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo, where: str) -> None:
         rel = _safe_name(m.name, where)
         if m.isreg():
+            if self.budget is not None and self.budget.used + m.size > self.budget.limit:
+                raise self.budget.refuse(f"{where}: member {m.name!r} ({m.size} bytes)")
             dest = self._parent(rel, where, m.name)
             self._clear(dest, where, m.name)
             src = tar.extractfile(m)
@@ -234,6 +365,8 @@ class _Extractor:
             target = m.linkname
             if not target:
                 raise PackageError(f"{where}: symlink {m.name!r} has an empty target")
+            if not _utf8(target) or "\0" in target:
+                raise PackageError(f"{where}: symlink {m.name!r} has a target that is not valid UTF-8: {target!r}")
             if target.startswith("/"):
                 raise PackageError(f"{where}: symlink {m.name!r} points to absolute path {target!r} outside the package")
             resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
