@@ -264,6 +264,9 @@ class _Linker:
             cur = self.staging
             for part in Path(target).parts[:-1]:
                 cur = cur / part
+                if cur.is_symlink() and not self._inside(os.path.realpath(cur)):
+                    # a link another package left can lead out of the prefix: create nothing through it
+                    raise PackageError(f"{dist}: {target}: written through a link that leads outside the prefix")
                 if cur.is_symlink() or cur.is_dir():
                     continue
                 if cur.exists():
