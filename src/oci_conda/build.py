@@ -26,7 +26,7 @@ from .conda.matchspec import MatchSpec
 from .conda.mirrors import with_mirrors
 from .conda.package import extract_package
 from .conda.records import PackageRecord
-from .conda.repodata import load_channels
+from .conda.repodata import load_channel_indexes
 from .conda.solver import solve
 from .conda.virtual import virtual_packages
 from .errors import OutputError, SpecError
@@ -152,8 +152,8 @@ def solve_environment(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter
     if not specs:
         raise SpecError(f"{spec.path}: no dependency applies to {subdir} (all are behind sel(...) for other platforms)")
     with reporter.phase("repodata", f"{len(channels)} channel(s), {subdir}"):
-        per_channel = load_channels(channels, subdir, session, offline=opts.offline, jobs=opts.jobs,
-                                    names=[MatchSpec(s).name for s in specs])
+        per_channel = load_channel_indexes(channels, subdir, session, offline=opts.offline, jobs=opts.jobs,
+                                           names=[MatchSpec(s).name for s in specs])
     with reporter.phase("solve", " ".join(specs)):
         vps = virtual_packages(subdir, dict(spec.image.virtual_packages))
         return solve(per_channel, list(specs), vps)

@@ -846,14 +846,23 @@ def _subdir_index(channel: Channel, subdir: str, session: requests.Session, offl
 
 
 def load_channel_indexes(channels: Sequence[Channel], subdir: str, session: requests.Session, *,
-                         offline: bool = False, jobs: int = 8) -> list[ChannelIndex]:
+                         offline: bool = False, jobs: int = 8,
+                         names: Sequence[str] | None = None) -> list[Mapping[str, list[PackageRecord]]]:
     """Like :func:`load_channels`, but per channel a lazy ``name -> records`` mapping (:class:`ChannelIndex`).
 
     Same fetching, caching and errors; the difference is what is parsed: a subdir's JSON is only cut into
     entries grouped by name (and that grouping cached next to the repodata), and a name's records are made and
     validated when the solver first asks for it. An unchanged channel opens from the cached index without
-    reading its JSON. ``solver.solve`` takes these mappings as channels.
+    reading its JSON. ``solver.solve`` takes these mappings as channels. With ``names`` (the requested package
+    names) channels with CEP-16 sharded repodata go through ``shards.py`` as in :func:`load_channels` (then the
+    result holds plain record lists, which ``solve`` takes as well).
     """
+    if names is not None:
+        from .shards import load_sharded
+
+        sharded = load_sharded(channels, subdir, session, names, offline=offline, jobs=jobs)
+        if sharded is not None:
+            return list(sharded)
     subdirs = [subdir] if subdir == "noarch" else [subdir, "noarch"]
     tasks = [(c, s) for c in channels for s in subdirs]
     if not tasks:
@@ -868,7 +877,7 @@ def load_channel_indexes(channels: Sequence[Channel], subdir: str, session: requ
             for fut in futures:
                 fut.cancel()
             raise
-    out: list[ChannelIndex] = []
+    out: list[Mapping[str, list[PackageRecord]]] = []
     for i, channel in enumerate(channels):
         parts = results[i * len(subdirs):(i + 1) * len(subdirs)]
         if all(p is None for p in parts):
