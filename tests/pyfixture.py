@@ -7,9 +7,9 @@ when the build is shared, and the standard library without ``site-packages``, th
 the static library and the GUI/IDE parts. Prefix records as conda-build writes them:
 
 * text files that mention the host prefix get it replaced by a 255-character placeholder (``file_mode: text``);
-* binary files (``RUNPATH``, the compiled-in ``PREFIX`` in libpython) keep it, and the host prefix itself is their
-  placeholder (``file_mode: binary``): conda's placeholder is nothing but the build prefix, and the installer
-  rewrites each NUL-terminated string holding it to the target prefix, NUL-padded.
+* binary files (``RUNPATH``) keep it, and the host prefix itself is their placeholder (``file_mode: binary``):
+  conda's placeholder is nothing but the build prefix, and the installer rewrites each NUL-terminated string
+  holding it to the target prefix, NUL-padded (see ``_unshare_tail`` for the one string that cannot be).
 
 The interpreter links against the host's glibc, so images built with it need a glibc base (``realenv.debian_base``).
 The package is built once per Python version and kept under the test cache.
@@ -36,7 +36,7 @@ import zstandard
 from pkgbuilder import LONG_PLACEHOLDER, Executable, FileValue, Symlink, _tar_bytes
 from realenv import TEST_CACHE
 
-FORMAT = 1  # bump when what goes into the package changes
+FORMAT = 2  # bump when what goes into the package changes
 TIMESTAMP = 1700000000000
 BUILD = "0_host"
 
@@ -119,6 +119,21 @@ def _payload(prefix: Path, xy: str) -> dict[str, FileValue]:
     return files
 
 
+def _unshare_tail(data: bytes, host: bytes) -> bytes:
+    """Blank the directory part of a C string that is exactly the host prefix (libpython's compiled-in PREFIX).
+
+    The linker merges string constants by tail: ``PY_VERSION`` ("3.11.7") is stored as the last bytes of
+    "/root/.pyenv/versions/3.11.7", so rewriting that string to "/opt/conda" NUL-padded would leave
+    ``sys.version`` empty of its version. conda-build's placeholders (long, ending in "_placehold") never share a
+    tail with anything; the host prefix can. That string only serves as a fallback when the interpreter does not
+    find its landmarks next to the executable, so its directory part becomes slashes and the tail stays in place;
+    the prefix in RUNPATH (".../lib") remains the binary placeholder the installer rewrites.
+    """
+    tail = host.rsplit(b"/", 1)[1]
+    blank = b"/" * (len(host) - len(tail)) + tail
+    return data.replace(b"\0" + host + b"\0", b"\0" + blank + b"\0")
+
+
 def _build(prefix: Path, version: str) -> bytes:
     xy = ".".join(version.split(".")[:2])
     files = _payload(prefix, xy)
@@ -132,7 +147,10 @@ def _build(prefix: Path, version: str) -> bytes:
         if host not in data:
             continue
         if b"\0" in data:
-            placeholders[path] = (str(prefix), "binary")
+            data = _unshare_tail(data, host)
+            files[path] = Executable(data) if isinstance(v, Executable) else data
+            if host in data:
+                placeholders[path] = (str(prefix), "binary")
         else:
             data = data.replace(host, LONG_PLACEHOLDER.encode())
             files[path] = Executable(data) if isinstance(v, Executable) else data
