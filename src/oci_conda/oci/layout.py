@@ -13,6 +13,7 @@ Both appear atomically (temp path, then rename) or not at all.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -461,6 +462,41 @@ def _verified_opener(layer: Layer) -> Opener:
     return _open
 
 
+def _remove_stale_temps(out: Path) -> None:
+    """Temp files/dirs a killed build left next to ``out`` (``.NAME.*.tmp``/``.old``): a live writer holds a lock on
+    its own, so whatever can be locked belongs to nobody any more."""
+    try:
+        names = os.listdir(out.parent)
+    except OSError:
+        return
+    for n in names:
+        if not (n.startswith(f".{out.name}.") and n.endswith((".tmp", ".old"))):
+            continue
+        p = out.parent / n
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # in use
+        finally:
+            os.close(fd)  # closing drops the lock; a writer that locks from here on is not ours to touch
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+
+def _hold(path: str) -> int:
+    """Lock a temp file/dir for as long as the returned fd is open (see :func:`_remove_stale_temps`)."""
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
 def _check_parent(out: Path) -> None:
     parent = out.parent
     if not parent.is_dir():
@@ -481,8 +517,10 @@ def write_oci_dir(
     if out_dir.exists() and not (out_dir.is_dir() and ((out_dir / "oci-layout").is_file() or not any(out_dir.iterdir()))):
         raise OutputError(f"cannot write {out_dir}: it exists and is not an OCI layout directory")
     plan = _plan(images, index_annotations)
+    _remove_stale_temps(out_dir)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+        held = _hold(str(tmp))
     except OSError as exc:
         raise OutputError(f"cannot write {out_dir}: {exc.strerror}") from None
     try:
@@ -508,6 +546,8 @@ def write_oci_dir(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(held)
     return plan.top
 
 
@@ -539,8 +579,10 @@ def write_oci_archive(
         if digest in plan.small:
             continue
         entries.append(TarEntry(_blob_path(digest), "file", size=layer.descriptor.size, opener=_verified_opener(layer)))
+    _remove_stale_temps(out_tar)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{out_tar.name}.", suffix=".tmp", dir=out_tar.parent)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until the fd closes: not a stale temp
     except OSError as exc:
         raise OutputError(f"cannot write {out_tar}: {exc.strerror}") from None
     try:
