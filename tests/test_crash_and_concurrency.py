@@ -1,0 +1,169 @@
+"""kill -9 at any moment of a real build leaves no partial output and a cache the next build uses correctly; four builds
+of overlapping environments at once on one cache give the digests they give alone.
+
+The real-package environment (tk, openssl, xz and their dependencies from the real conda-forge files) is built through
+the CLI in subprocesses. Kill moments: 10 (OCI_CONDA_SLOW=1: 30) drawn with a fixed seed uniformly over the duration of
+an undisturbed cold build, each on its own fresh cache so every phase gets hit, plus one kill at the moment each kind
+of temp file (package download, extraction dir, layer blob, output archive) first appears.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from realenv import make_real_channel, oci_conda  # noqa: E402
+
+SLOW = bool(os.environ.get("OCI_CONDA_SLOW"))
+KILLS = 30 if SLOW else 10
+SPECS = ["tk", "openssl", "xz"]
+
+
+@pytest.fixture(scope="module")
+def world(realdata: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("crash")
+    make_real_channel(realdata, root / "chan")
+    envs = {
+        "all": SPECS,
+        "tk": ["tk"],
+        "openssl-xz": ["openssl", "xz"],
+        "tk-xz": ["tk", "xz"],
+    }
+    for name, deps in envs.items():
+        (root / f"{name}.yml").write_text(f"name: {name}\nchannels: [./chan]\ndependencies: [{', '.join(deps)}]\n")
+    return {"root": root, "envs": envs}
+
+
+def _env(cache: Path) -> dict:
+    return dict(os.environ, OCI_CONDA_CACHE=str(cache))
+
+
+def _build(root: Path, env_name: str, out: Path, cache: Path) -> tuple[str, str, float]:
+    t = time.monotonic()
+    p = oci_conda("build", f"{env_name}.yml", "-o", str(out), "--json", cwd=root, env=_env(cache), timeout=300)
+    took = time.monotonic() - t
+    digest = json.loads(p.stdout)["digest"]
+    return digest, hashlib.sha256(out.read_bytes()).hexdigest(), took
+
+
+@pytest.fixture(scope="module")
+def baseline(world: dict) -> dict:
+    """Undisturbed cold builds of every environment, each alone (one after the other on one cache after the first)."""
+    root = world["root"]
+    out = {}
+    (root / "solo").mkdir()
+    digest, filehash, took = _build(root, "all", root / "solo" / "all.tar", root / "cache-solo-all")
+    out["all"] = (digest, filehash)
+    out["cold_seconds"] = took
+    for name in world["envs"]:
+        if name != "all":
+            d, h, _ = _build(root, name, root / "solo" / f"{name}.tar", root / "cache-solo")
+            out[name] = (d, h)
+    return out
+
+
+def _start(root: Path, out: Path, cache: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "oci_conda", "build", "all.yml", "-o", str(out), "-q"], cwd=root,
+                            env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill(p: subprocess.Popen) -> bool:
+    """kill -9; True if it was still running."""
+    if p.poll() is not None:
+        return False
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(10)
+    return True
+
+
+def _recover_and_check(root: Path, outdir: Path, cache: Path, baseline: dict, label: str) -> None:
+    out = outdir / "image.tar"
+    if out.exists():  # a kill after the rename: the file must be the whole image
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == baseline["all"][1], f"{label}: partial output file"
+    else:
+        assert list(outdir.iterdir()) == [] or all(p.name.startswith(".image.tar.") for p in outdir.iterdir())
+    digest, filehash, _ = _build(root, "all", out, cache)
+    assert (digest, filehash) == baseline["all"], f"{label}: the build after the kill gives another image"
+    assert sorted(p.name for p in outdir.iterdir()) == ["image.tar"], f"{label}: stray files in the output dir"
+    # the cache holds no temp files any more that a later build could mistake for entries
+    leftovers = [p for p in cache.rglob("*") if p.name.endswith((".part", ".tmp")) and p.exists()]
+    for p in leftovers:  # allowed to stay (the next build never trusts them), but never under an entry's name
+        assert p.name.startswith("."), p
+
+
+def test_kill_at_random_moments(world: dict, baseline: dict) -> None:
+    root = world["root"]
+    rng = random.Random(7)
+    cold = baseline["cold_seconds"]
+    moments = sorted(rng.uniform(0.02, 1.0) * cold for _ in range(KILLS))
+    killed = 0
+    for i, at in enumerate(moments):
+        cache = root / f"cache-kill-{i}"
+        outdir = root / f"out-kill-{i}"
+        outdir.mkdir()
+        p = _start(root, outdir / "image.tar", cache)
+        time.sleep(at)
+        killed += _kill(p)
+        _recover_and_check(root, outdir, cache, baseline, f"kill at {at:.2f}s")
+    assert killed >= KILLS // 2, f"only {killed} of {KILLS} builds were still running when killed"
+
+
+TARGETS = {
+    "package download": ("pkgs", lambda n: n.endswith(".part")),
+    "extraction": ("extracted", lambda n: n.startswith(".") and n.endswith(".tmp")),
+    "layer blob": ("blobs/sha256", lambda n: n.startswith(".layer-")),
+}
+
+
+@pytest.mark.parametrize("target", [*TARGETS, "output archive"])
+def test_kill_when_temp_file_appears(world: dict, baseline: dict, target: str) -> None:
+    """Kill at the moment a given kind of write is under way (polled every millisecond)."""
+    root = world["root"]
+    slug = target.replace(" ", "-")
+    cache, outdir = root / f"cache-t-{slug}", root / f"out-t-{slug}"
+    outdir.mkdir()
+    if target == "output archive":
+        where, match = outdir, (lambda n: n.startswith(".image.tar.") and n.endswith(".tmp"))
+    else:
+        sub, match = TARGETS[target]
+        where = cache / sub
+    p = _start(root, outdir / "image.tar", cache)
+    deadline = time.monotonic() + 120
+    hit = False
+    while time.monotonic() < deadline and p.poll() is None:
+        try:
+            if any(match(n) for n in os.listdir(where)):
+                hit = _kill(p)
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.001)
+    _kill(p)
+    assert hit, f"the build finished before a {target} temp file was seen"
+    _recover_and_check(root, outdir, cache, baseline, f"kill during {target}")
+
+
+def test_four_builds_at_once_on_one_cache(world: dict, baseline: dict) -> None:
+    root = world["root"]
+    cache = root / "cache-concurrent"
+    (root / "conc").mkdir()
+    names = list(world["envs"])
+    with ThreadPoolExecutor(len(names)) as pool:
+        results = dict(zip(names, pool.map(lambda n: _build(root, n, root / "conc" / f"{n}.tar", cache), names)))
+    for n in names:
+        assert results[n][:2] == baseline[n], f"{n}: built with three others, another image than alone"
+    # and the shared cache is sound: a fifth build from it is the same image again
+    assert _build(root, "all", root / "conc" / "again.tar", cache)[:2] == baseline["all"]
+    assert sorted(p.name for p in (root / "conc").iterdir()) == sorted([f"{n}.tar" for n in names] + ["again.tar"])
