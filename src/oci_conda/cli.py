@@ -227,9 +227,9 @@ def _solve(args: argparse.Namespace, reporter: Reporter) -> int:
         out[subdir] = solve_environment(spec, subdir, opts, reporter)
     if args.json:
         if len(out) == 1:
-            print(json.dumps([r.to_json() for r in next(iter(out.values()))], indent=2, sort_keys=True))
+            print(json.dumps([_public(r) for r in next(iter(out.values()))], indent=2, sort_keys=True))
         else:
-            print(json.dumps({k: [r.to_json() for r in v] for k, v in out.items()}, indent=2, sort_keys=True))
+            print(json.dumps({k: [_public(r) for r in v] for k, v in out.items()}, indent=2, sort_keys=True))
         return 0
     for subdir, records in out.items():
         if len(out) > 1:
@@ -237,6 +237,17 @@ def _solve(args: argparse.Namespace, reporter: Reporter) -> int:
         for r in sorted(records, key=lambda r: r.name):
             print(f"{r.name} {r.version} {r.build} {_channel_label(r.channel)}/{r.subdir}")
     return 0
+
+
+def _public(r: object) -> dict:
+    """A record for printing: its URLs without channel tokens or passwords."""
+    from .http import redact_url
+
+    d = r.to_json()  # type: ignore[attr-defined]
+    for k in ("url", "channel"):
+        if isinstance(d.get(k), str):
+            d[k] = redact_url(d[k])
+    return d
 
 
 def _channel_label(url: str) -> str:
