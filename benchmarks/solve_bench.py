@@ -1,12 +1,19 @@
-"""Solve a ``python numpy pandas``-shaped request on synthetic conda-forge-sized channels, ours next to py-rattler.
+"""Open a synthetic conda-forge-sized channel and solve ``python numpy pandas`` on it: ours next to py-rattler.
 
-    python benchmarks/solve_bench.py [--sizes 100000,300000,600000] [--dir /tmp/oci-conda-bench] [--specs ...]
+    python benchmarks/solve_bench.py [--sizes 100000,300000,600000] [--dir /tmp/oci-conda-bench] [--repeat 3]
+                                     [--indent 1] [--eager] [--specs ...]
 
-Each solver runs in its own process (so peak RSS is its own): it loads the channel, solves once cold (empty caches)
-and then warm (same records again, as a second platform or a re-solve in one build would). Loading repodata into
-records is timed apart from solving, since the repodata stage does it for us. "oci (lazy)" passes the channel as a
-name -> records mapping that makes PackageRecords only for the names the solver asks for (as sparse/sharded
-repodata allows); its "load" is reading the JSON and grouping the raw entries by name. Needs py-rattler.
+Every measurement runs in its own process (so peak RSS is its own) on a local channel (``linux-64`` + ``noarch``
+``repodata.json``), page cache warm for both sides:
+
+- ours cold: an empty ``$OCI_CONDA_CACHE``: ``load_channel_indexes`` cuts the JSON into entries grouped by name
+  (no record made), writes the index file, then ``solve`` makes records only for the names it reaches;
+- ours warm: a second process on that cache: the index file is opened (no JSON read), then the same solve;
+- rattler: ``SparseRepoData`` on the same files + ``solve_with_sparse_repodata``.
+
+``--eager`` also times the old path (every record made up front). ``--indent 1`` generates the channel laid out
+as conda-index writes it (the default is one line). Needs py-rattler. The other workers (``--worker ours``,
+``ours-lazy``) are kept for comparisons with earlier figures.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ import asyncio
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -117,6 +126,34 @@ def worker_ours_lazy(chan: Path, specs: list[str]) -> dict:
             "rss_after_load_mb": rss_loaded, "peak_rss_mb": _rss_mb(), "records_made": sum(map(len, lazy.made.values()))}
 
 
+def worker_index(chan: Path, specs: list[str]) -> dict:
+    """The real path: repodata file -> ``load_channel_indexes`` (scan + write the index file when the cache in
+    ``$OCI_CONDA_CACHE`` has none, else open it) -> ``solve``. Cold or warm depends on the cache the caller set."""
+    from oci_conda.conda.channel import resolve_channel
+    from oci_conda.conda.repodata import load_channel_indexes
+    from oci_conda.conda.solver import solve
+    from oci_conda.conda.virtual import virtual_packages
+    from oci_conda.http import make_session
+
+    channel = resolve_channel(str(chan), chan.parent)
+    session = make_session()
+    vp = virtual_packages("linux-64", env={})
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    index = load_channel_indexes([channel], "linux-64", session)
+    t_load = time.perf_counter() - t0
+    rss_loaded = _rss_mb()
+    t1 = time.perf_counter()
+    sol = solve(index, specs, vp)
+    t_solve = time.perf_counter() - t1
+    cpu = time.process_time() - c0
+    picked = {r.name: r.version for r in sol if r.name in ("python", "numpy", "pandas")}
+    return {"load_s": t_load, "cold_s": t_solve, "warm_s": t_solve, "total_s": t_load + t_solve, "cpu_s": cpu,
+            "n_solution": len(sol), "picked": picked, "rss_after_load_mb": rss_loaded, "peak_rss_mb": _rss_mb(),
+            "records_made": index[0].records_made, "names": len(index[0]),
+            "solution": sorted(f"{r.name}={r.version}={r.build}" for r in sol)}
+
+
 def worker_rattler(chan: Path, specs: list[str]) -> dict:
     import rattler
 
@@ -135,16 +172,19 @@ def worker_rattler(chan: Path, specs: list[str]) -> dict:
     asyncio.run(rattler.solve_with_sparse_repodata(specs, srcs, virtual_packages=vp))
     warm = time.perf_counter() - t0
     picked = {r.name.normalized: str(r.version) for r in sol if r.name.normalized in ("python", "numpy", "pandas")}
-    return {"load_s": t_load, "cold_s": cold, "warm_s": warm, "n_solution": len(sol), "picked": picked,
-            "rss_after_load_mb": rss_loaded, "peak_rss_mb": _rss_mb()}
+    return {"load_s": t_load, "cold_s": cold, "warm_s": warm, "total_s": t_load + cold, "n_solution": len(sol),
+            "picked": picked, "rss_after_load_mb": rss_loaded, "peak_rss_mb": _rss_mb(),
+            "solution": sorted(f"{r.name.normalized}={r.version}={r.build}" for r in sol)}
 
 
-def _run_worker(kind: str, chan: Path, specs: list[str]) -> dict:
+def _run_worker(kind: str, chan: Path, specs: list[str], env: dict | None = None) -> dict:
+    t0 = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "--worker", kind, "--chan", str(chan), "--specs", *specs],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=env)
+    wall = time.perf_counter() - t0
     last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     if last.startswith("{"):
-        return json.loads(last)
+        return dict(json.loads(last), process_s=wall)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return {"error": "no output"}
@@ -155,42 +195,79 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000")
     ap.add_argument("--dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "oci-conda-bench"))
     ap.add_argument("--specs", nargs="*", default=DEFAULT_SPECS)
-    ap.add_argument("--worker", choices=["ours", "ours-lazy", "rattler"])
+    ap.add_argument("--worker", choices=["ours", "ours-lazy", "rattler", "index"])
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each index/rattler measurement (min and median)")
+    ap.add_argument("--eager", action="store_true", help="also time the old path (every record made; slow, ~2 GB)")
+    ap.add_argument("--indent", type=int, default=None, help="generate pretty-printed repodata (conda-index layout)")
     ap.add_argument("--chan")
     ap.add_argument("--no-rattler", action="store_true")
     args = ap.parse_args()
     if args.worker:
-        fn = {"ours": worker_ours, "ours-lazy": worker_ours_lazy, "rattler": worker_rattler}[args.worker]
+        fn = {"ours": worker_ours, "ours-lazy": worker_ours_lazy, "rattler": worker_rattler,
+              "index": worker_index}[args.worker]
         print(json.dumps(fn(Path(args.chan), args.specs)), flush=True)
         os._exit(0)  # py-rattler 0.28 can crash in interpreter teardown; the figures are already out
 
     sys.path.insert(0, str(HERE))
     from synth_repodata import write_channel
 
-    print(f"request: {' '.join(repr(s) for s in args.specs)}")
+    print(f"request: {' '.join(repr(s) for s in args.specs)}   (load average {os.getloadavg()[0]:.1f}, "
+          f"{os.cpu_count()} CPUs)")
+    rows = []
     for n in (int(x) for x in args.sizes.split(",")):
-        chan = Path(args.dir) / f"synth-{n}"
+        chan = Path(args.dir) / (f"synth-{n}" if args.indent is None else f"synth-{n}-indent{args.indent}")
         if not (chan / "noarch" / "repodata.json").exists():
             t0 = time.perf_counter()
-            write_channel(chan, n, seed=0)
+            write_channel(chan, n, seed=0, indent=args.indent)
             print(f"generated {n} records in {time.perf_counter() - t0:.1f}s -> {chan}")
-        ours = _run_worker("ours", chan, args.specs)
-        lazy = _run_worker("ours-lazy", chan, args.specs)
-        theirs = {} if args.no_rattler else _run_worker("rattler", chan, args.specs)
-        print(f"\n== {n} records ==")
-        for name, r in (("oci-conda", ours), ("oci (lazy)", lazy), ("py-rattler", theirs)):
-            if not r:
+        mb = sum((chan / sd / "repodata.json").stat().st_size for sd in ("linux-64", "noarch")) / 1e6
+        print(f"\n== {n} records ({mb:.0f} MB of JSON) ==", flush=True)
+        cold, warm, ratt = [], [], []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory(prefix="oci-conda-bench-cache-") as cache:
+                env = dict(os.environ, OCI_CONDA_CACHE=cache)
+                cold.append(_run_worker("index", chan, args.specs, env))
+                warm.append(_run_worker("index", chan, args.specs, env))
+            if not args.no_rattler:
+                ratt.append(_run_worker("rattler", chan, args.specs))
+        for label, runs in (("ours cold", cold), ("ours warm", warm), ("rattler", ratt)):
+            ok = [r for r in runs if "error" not in r]
+            if not ok:
+                if runs:
+                    print(f"{label:10s} ERROR {runs[0].get('error')}")
                 continue
-            if "error" in r:
-                print(f"{name:11s} ERROR {r['error']}")
-                continue
-            print(f"{name:11s} load {r['load_s']:6.2f}s  cold solve {r['cold_s']:6.3f}s  warm solve {r['warm_s']:6.3f}s  "
-                  f"{r['n_solution']:3d} pkgs  peak RSS {r['peak_rss_mb']:7.0f} MB (after load {r['rss_after_load_mb']:.0f})"
-                  f"  {r['picked']}")
-        if ours.get("cold_s") and theirs.get("cold_s"):
-            print(f"ratio ours/rattler: cold {ours['cold_s'] / theirs['cold_s']:.2f}x, "
-                  f"warm {ours['warm_s'] / theirs['warm_s']:.2f}x, "
-                  f"cold incl. load {(ours['cold_s'] + ours['load_s']) / (theirs['cold_s'] + theirs['load_s']):.2f}x")
+            tot = sorted(r["total_s"] for r in ok)
+            r0 = ok[0]
+            extra = f"  records made {r0['records_made']}" if "records_made" in r0 else ""
+            print(f"{label:10s} open+solve min {tot[0]:6.2f}s median {statistics.median(tot):6.2f}s  "
+                  f"(open {min(r['load_s'] for r in ok):5.2f}s, solve {min(r['cold_s'] for r in ok):5.2f}s)  "
+                  f"peak RSS {max(r['peak_rss_mb'] for r in ok):6.0f} MB  {r0['n_solution']} pkgs {r0['picked']}{extra}",
+                  flush=True)
+        if cold and ratt and "error" not in cold[0] and "error" not in ratt[0]:
+            same = cold[0]["solution"] == warm[0]["solution"]
+            print(f"cold and warm give the same solution: {same}; "
+                  f"same python/numpy/pandas as rattler: {cold[0]['picked'] == ratt[0]['picked']}")
+            rows.append((n, cold, warm, ratt))
+        if args.eager:
+            old = _run_worker("ours", chan, args.specs)
+            if "error" not in old:
+                print(f"old path   load {old['load_s']:6.2f}s + solve {old['cold_s']:6.2f}s  "
+                      f"peak RSS {old['peak_rss_mb']:6.0f} MB")
+    if rows:
+        print("\n| records | ours cold | ours warm | rattler cold | rattler warm | cold/rattler | warm/rattler "
+              "| peak RSS ours cold / warm | peak RSS rattler |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for n, cold, warm, ratt in rows:
+            c = statistics.median(r["total_s"] for r in cold)
+            w = statistics.median(r["total_s"] for r in warm)
+            rc = ratt[0]["total_s"]
+            rw = statistics.median(r["total_s"] for r in ratt[1:]) if len(ratt) > 1 else rc
+            rm = statistics.median(r["total_s"] for r in ratt)
+            print(f"| {n // 1000}k | {c:.2f} s | {w:.2f} s | {rc:.2f} s | {rw:.2f} s | {c / rm:.2f}x | {w / rm:.2f}x "
+                  f"| {max(r['peak_rss_mb'] for r in cold):.0f} / {max(r['peak_rss_mb'] for r in warm):.0f} MB "
+                  f"| {max(r['peak_rss_mb'] for r in ratt):.0f} MB |")
+        print("(medians of the runs; 'rattler cold' is its first run, 'warm' the others: py-rattler keeps no "
+              "index between processes, so both open the JSON again)")
 
 
 if __name__ == "__main__":

@@ -214,6 +214,8 @@ def test_local_channel_index_is_rebuilt_when_the_file_changes(tmp_path: Path, ca
     load_channel_indexes([chan], "linux-64", session)
     idx_files = sorted((cache_env / "repodata").glob("local-*.index"))
     assert len(idx_files) == 2
+    # a local plain-JSON channel's index points into the file itself: it holds no copy of it
+    assert sum(p.stat().st_size for p in idx_files) < (chan_dir / "linux-64" / "repodata.json").stat().st_size / 2
     rd = chan_dir / "linux-64" / "repodata.json"
     d = json.loads(rd.read_bytes())
     victim = next(iter(d["packages.conda"]))

@@ -373,8 +373,8 @@ def load_channels(channels: Sequence[Channel], subdir: str, session: requests.Se
 
 INDEX_MAGIC = b"OCICIDX1"
 INDEX_VERSION = 1
-_SENTINEL = b'"\\u0000oci-conda-entry\\u0000"'
-_SENTINEL_STR = "\x00oci-conda-entry\x00"
+_SENTINEL = b'"\\u0000"'  # short: the marked-up document is parsed whole
+_SENTINEL_STR = "\x00"
 _HEAD = struct.Struct("<8sQ")
 _NAME_RE = re.compile(rb'"name"[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
 _GROUP1 = operator.methodcaller("group", 1)
@@ -403,11 +403,12 @@ def _scan(body: bytes) -> tuple[dict[str, Any], Table] | None:
     """``(info, table)`` of one repodata document, without parsing its package entries; None when the document
     is not shaped so that it can be cut safely (the caller then parses it whole).
 
-    Entries are the ``{...}`` objects that hold no ``{`` and a ``"name"`` key before their first ``}``. The cut is
-    checked, not trusted: every ``"name"`` in the document must be one entry's (one each, a plain string value),
-    and the document with each entry replaced by a marker must parse with orjson and have exactly those markers,
-    in order, as its ``packages``/``packages.conda`` values; so a brace inside a string, a nested object or a
-    duplicate key cannot slip through. The entries themselves are parsed and checked when their name is asked for.
+    Entries are the ``{...}`` objects that hold no ``{`` and a ``"name"`` key (with a plain string value, no
+    escape before it) before their first ``}``. The cut is checked, not trusted: the document with each entry
+    replaced by a marker must parse with orjson and have exactly those markers, in order, as its ``packages`` /
+    ``packages.conda`` values, so a brace inside a string, a nested object, an entry without a name or a duplicate
+    key sends the document to the exact path instead. The entries themselves are parsed and checked (orjson,
+    :func:`_check_entry`, and that the name is the one they were filed under) when their name is looked up.
     """
     pieces = body.split(b"{")
     if len(pieces) < 2:
@@ -421,7 +422,7 @@ def _scan(body: bytes) -> tuple[dict[str, Any], Table] | None:
     epieces = [pieces[p] for p in idx]
     enames = [namepos[p] for p in idx]
     del pieces, namepos, is_entry
-    if max(map(bytes.find, epieces, repeat(b"\\"), repeat(0), enames), default=-1) >= 0:
+    if b"\\" in body and max(map(bytes.find, epieces, repeat(b"\\"), repeat(0), enames), default=-1) >= 0:
         return None  # an escape before an entry's "name": it could be inside a key, not the key itself
     names = _entry_names(epieces, enames)
     if names is None:
@@ -643,7 +644,8 @@ def _index_from_body(body: bytes, channel: Channel, subdir: str, where: str) -> 
     return info.get("base_url"), body, table
 
 
-def _write_index(path: Path, key: str, base_url: str | None, body: bytes, table: Table) -> None:
+def _write_index(path: Path, key: str, base_url: str | None, body: bytes, table: Table, *,
+                 embed: bool = True) -> None:
     """``MAGIC | u64 header length | header JSON | per-name tables | body``; the header maps name -> [offset,
     length] of that name's table; offsets (and ``body_offset``, ``size``) count from the end of the header."""
     blobs = [orjson.dumps(v) for v in table.values()]
@@ -653,17 +655,23 @@ def _write_index(path: Path, key: str, base_url: str | None, body: bytes, table:
         names[name] = [off, len(b)]
         off += len(b)
     hb = orjson.dumps({"version": INDEX_VERSION, "key": key, "base_url": base_url, "names": names,
-                       "body_offset": off, "size": off + len(body)})
+                       "body_offset": off, "size": off + (len(body) if embed else 0), "body_size": len(body),
+                       "embedded": embed})
     with atomic_write(path, fsync=False) as f:  # checked on open (magic, key, size) and per name when read
         f.write(_HEAD.pack(INDEX_MAGIC, len(hb)))
         f.write(hb)
         for b in blobs:
             f.write(b)
-        f.write(body)
+        if embed:
+            f.write(body)
 
 
-def _open_index(path: Path, key: str, channel: Channel, subdir: str, where: str) -> SubdirIndex | None:
-    """The index file at ``path`` if it was written for ``key`` and is whole; None otherwise (then rebuild)."""
+def _open_index(path: Path, key: str, channel: Channel, subdir: str, where: str,
+                external: Path | None = None) -> SubdirIndex | None:
+    """The index file at ``path`` if it was written for ``key`` and is whole; None otherwise (then rebuild).
+
+    An index written with ``embed=False`` points into ``external`` (a local channel's own repodata.json, whose
+    identity is part of ``key``) instead of holding a copy."""
     try:
         with open(path, "rb") as f:
             head = f.read(_HEAD.size)
@@ -685,7 +693,18 @@ def _open_index(path: Path, key: str, channel: Channel, subdir: str, where: str)
     if base_url is not None and not isinstance(base_url, str):
         return None
     rest = memoryview(data)[_HEAD.size + hlen:]
-    return SubdirIndex(channel, subdir, where, base_url, rest[hdr["body_offset"]:], hdr["names"], rest)
+    if hdr.get("embedded", True):
+        return SubdirIndex(channel, subdir, where, base_url, rest[hdr["body_offset"]:], hdr["names"], rest)
+    if external is None:
+        return None
+    try:
+        with open(external, "rb") as f:
+            if os.fstat(f.fileno()).st_size != hdr.get("body_size") or not hdr.get("body_size"):
+                return None
+            body = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    return SubdirIndex(channel, subdir, where, base_url, memoryview(body), hdr["names"], rest)
 
 
 # -- local channels: the index is cached by the repodata file's identity (path, size, mtime, inode)
@@ -706,22 +725,24 @@ def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False) -> Sub
         d = cache_dir("repodata")
         stem = "local-" + hashlib.sha256(where.encode()).hexdigest()[:32]
         index_p = d / f"{stem}.index"
+        external = p if fname == "repodata.json" else None  # point into the file itself, no copy
         if not rebuild:
-            got = _open_index(index_p, key, channel, subdir, where)
+            got = _open_index(index_p, key, channel, subdir, where, external)
             if got is not None:
                 return got
         with file_lock(d / f"{stem}.lock"):
             if not rebuild:
-                got = _open_index(index_p, key, channel, subdir, where)
+                got = _open_index(index_p, key, channel, subdir, where, external)
                 if got is not None:
                     return got
             try:
                 body = p.read_bytes()
             except OSError as e:
                 raise ChannelError(f"cannot read {p}: {e.strerror}") from None
+            plain = body
             base_url, body, table = _index_from_body(_decompress(body, where), channel, subdir, where)
             with contextlib.suppress(OSError):  # a read-only cache only costs the next build the same scan
-                _write_index(index_p, key, base_url, body, table)
+                _write_index(index_p, key, base_url, body, table, embed=external is None or body is not plain)
         return SubdirIndex(channel, subdir, where, base_url, body, table)
     return None
 
