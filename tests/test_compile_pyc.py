@@ -160,3 +160,45 @@ def test_skipped_with_the_reason_when_no_host_python_fits(chan: Path, tmp_path: 
     s = build(tmp_path, chan, "nopython", "nopy.tar", "--compile-pyc")
     assert any("--compile-pyc skipped: the environment has no python package" in w
                for w in s["platforms"][0]["warnings"])
+
+
+def test_bytes_independent_of_chunking_order_and_where_sources_sit(realdata: Path, tmp_path: Path) -> None:
+    """The pip sources compiled through the API: in one interpreter or in many small chunks, from files in two
+    different directories or from memory, the .pyc bytes are the same."""
+    from conda_package_streaming.package_streaming import stream_conda_component
+
+    from oci_conda.conda.records import PackageRecord
+    from oci_conda.oci.tar import TarEntry
+    from oci_conda.pyc import compile_pyc
+
+    pkg = realdata / "packages" / "conda-forge-linux-64" / "pip-25.3-pyh8b19718_0.conda"
+    sources: dict[str, bytes] = {}
+    with open(pkg, "rb") as fh:
+        for tar, member in stream_conda_component(str(pkg), fh, "pkg"):
+            if member.isfile() and member.name.endswith(".py") and member.name.startswith("site-packages/pip/_internal"):
+                f = tar.extractfile(member)
+                assert f is not None
+                sources[member.name] = f.read()
+    assert len(sources) > 100
+    records = [PackageRecord("python", f"{XY}.0", "0", 0, "linux-64", "c", "c/python", "python.conda")]
+
+    def run(name: str, chunk: int, in_memory: bool) -> dict[str, bytes]:
+        entries = []
+        for rel, data in sorted(sources.items()):
+            path = f"{SITE}/{rel[len('site-packages/'):]}"
+            if in_memory:
+                entries.append(TarEntry(path, "file", 0o644, size=len(data), data=data))
+            else:
+                src = tmp_path / name / "src" / rel
+                src.parent.mkdir(parents=True, exist_ok=True)
+                src.write_bytes(data)
+                entries.append(TarEntry(path, "file", 0o644, size=len(data), source=str(src)))
+        warnings: list[str] = []
+        out, report = compile_pyc(entries, {}, "opt/conda", records, tmp_path / name / "work", warnings, chunk=chunk)
+        assert not warnings and report.compiled == len(sources)
+        return {e.path: Path(e.source).read_bytes() for e in out if e.path.endswith(".pyc")}
+
+    one = run("one", 10_000, in_memory=False)
+    assert len(one) == len(sources)
+    assert run("chunks", 7, in_memory=False) == one
+    assert run("memory", 50, in_memory=True) == one
