@@ -54,6 +54,12 @@ def host_python_package() -> Path:
     if sys.implementation.name != "cpython" or not sys.platform.startswith("linux") or os.uname().machine != "x86_64":
         pytest.skip("the host-python fixture needs CPython on linux x86_64")
     version = host_python_version()
+    prefix, xy = Path(sys.base_prefix), "%d.%d" % sys.version_info[:2]
+    if len(str(prefix)) < len("/opt/conda") or str(prefix) in ("/usr", "/usr/local"):
+        # a distribution's python: /usr is no build prefix (every binary names /usr/lib; shebangs say /usr/bin/env)
+        pytest.skip(f"the host python lives in {prefix}, not in a prefix of its own (pyenv, a source build, conda)")
+    if not (prefix / "bin" / f"python{xy}").is_file() or not (prefix / "lib" / f"python{xy}" / "os.py").is_file():
+        pytest.skip(f"{prefix} does not have the layout bin/python{xy} + lib/python{xy}/")
     fn = f"python-{version}-{BUILD}.conda"
     out = TEST_CACHE / "host-python" / f"v{FORMAT}" / fn
     if not out.exists():
@@ -61,7 +67,7 @@ def host_python_package() -> Path:
         fd, tmp = tempfile.mkstemp(prefix=".python-", dir=out.parent)
         os.close(fd)
         try:
-            Path(tmp).write_bytes(_build(Path(sys.base_prefix), version))
+            Path(tmp).write_bytes(_build(prefix, version))
             os.replace(tmp, out)
         finally:
             if os.path.exists(tmp):
