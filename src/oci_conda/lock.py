@@ -262,8 +262,10 @@ def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], bas
         if chan is None:
             out.append(r)
             continue
-        rest = r.url[len(r.channel):] if r.url.startswith(r.channel + "/") else f"/{r.subdir}/{r.fn}"
-        out.append(dataclasses.replace(r, channel=chan.url, url=chan.auth_url + rest))
+        if not r.url.startswith(r.channel + "/"):  # hosted elsewhere (CEP-15 base_url): the URL stays as locked
+            out.append(dataclasses.replace(r, channel=chan.url))
+            continue
+        out.append(dataclasses.replace(r, channel=chan.url, url=chan.auth_url + r.url[len(r.channel):]))
     if lock.kind == "explicit":
         return out  # file order is install order; these records carry no depends to order by
     return dependency_order(out)
