@@ -13,11 +13,13 @@ import contextlib
 import hashlib
 import mmap
 import operator
+from operator import itemgetter
 import os
 import struct
 import time
 import zlib
 import re
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate, compress, repeat
 from pathlib import Path
@@ -379,9 +381,9 @@ _HEAD = struct.Struct("<8sQ")
 _NAME_RE = re.compile(rb'"name"[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
 _GROUP1 = operator.methodcaller("group", 1)
 
-#: name -> [(file name, start, end)] of its entries (``packages`` first, then ``packages.conda``), where
-#: ``body[start:end]`` is the entry's JSON object.
-Table = dict[str, list[tuple[str, int, int]]]
+#: name -> (file names, starts, ends) of its entries (``packages`` first, then ``packages.conda``), where
+#: ``body[start:end]`` is an entry's JSON object.
+Table = dict[str, tuple[Sequence[str], Sequence[int], Sequence[int]]]
 
 
 def _entry_names(pieces: list[bytes], at: list[int]) -> list[bytes] | None:
@@ -389,7 +391,7 @@ def _entry_names(pieces: list[bytes], at: list[int]) -> list[bytes] | None:
     plain string. The common layouts (``"name": "x"``, ``"name":"x"``) are cut with C-level maps; others by regex."""
     for sep in (b'"name": "', b'"name":"'):
         if all(map(bytes.startswith, pieces, repeat(sep), at)):
-            ks = [a + len(sep) for a in at]
+            ks = list(map(operator.add, at, repeat(len(sep))))
             qs = list(map(bytes.find, pieces, repeat(b'"'), ks))
             if min(qs, default=0) < 0:
                 return None
@@ -443,34 +445,34 @@ def _scan(body: bytes) -> tuple[dict[str, Any], Table] | None:
     info = obj.get("info")
     if info is not None and not isinstance(info, dict):
         return None
-    at: dict[str, tuple[list[str], int]] = {}
+    fns: list[str] = [""] * n  # by entry, in document order
+    ranges: dict[str, range] = {}
     pos = 0
     for key, val in obj.items():
         if key in ("packages", "packages.conda"):
             if not isinstance(val, dict):
                 return None
             vals = list(val.values())
-            if vals.count(_SENTINEL_STR) != len(vals):
+            if vals.count(_SENTINEL_STR) != len(vals) or pos + len(vals) > n:
                 return None
-            at[key] = (list(val), pos)
+            fns[pos:pos + len(vals)] = list(val)
+            ranges[key] = range(pos, pos + len(vals))
             pos += len(vals)
     if pos != n:
         return None  # markers elsewhere (an object with a name in info) or duplicate keys
-    groups: dict[bytes, list[tuple[str, int, int]]] = {}
-    get = groups.get
-    for key in ("packages", "packages.conda"):
-        if key not in at:
-            continue
-        fns, first = at[key]
-        for j, fn in enumerate(fns, first):
-            nm = names[j]
-            g = get(nm)
-            if g is None:
-                groups[nm] = [(fn, starts[j], ends[j])]
-            else:
-                g.append((fn, starts[j], ends[j]))
+    # group entry numbers by name in load order (packages, then packages.conda), with C-level maps
+    order = [j for key in ("packages", "packages.conda") if key in ranges for j in ranges[key]]
+    groups: defaultdict[bytes, list[int]] = defaultdict(list)
+    deque(map(list.append, map(groups.__getitem__, map(names.__getitem__, order)), order), maxlen=0)
+    table: Table = {}
     try:
-        table = {k.decode(): v for k, v in groups.items()}
+        for k, js in groups.items():
+            if len(js) == 1:
+                j = js[0]
+                table[k.decode()] = ((fns[j],), (starts[j],), (ends[j],))
+            else:
+                get = itemgetter(*js)
+                table[k.decode()] = (get(fns), get(starts), get(ends))
     except UnicodeDecodeError:
         return None
     return (info or {}), table
@@ -482,15 +484,18 @@ def _table_from_parsed(obj: Mapping[str, Any], channel: Channel, subdir: str,
     the entries one after the other as the body the table points into."""
     records_from_repodata(obj, channel, subdir, where)  # raises ChannelError on anything wrong
     parts: list[bytes] = []
-    table: Table = {}
+    groups: dict[str, tuple[list[str], list[int], list[int]]] = {}
     pos = 0
     for key in ("packages", "packages.conda"):
         for fn, raw in (obj.get(key) or {}).items():
             b = orjson.dumps(raw)
-            table.setdefault(raw["name"], []).append((fn, pos, pos + len(b)))
+            g = groups.setdefault(raw["name"], ([], [], []))
+            g[0].append(fn)
+            g[1].append(pos)
+            g[2].append(pos + len(b))
             parts.append(b)
             pos += len(b)
-    return b"".join(parts), table
+    return b"".join(parts), {k: (tuple(a), tuple(b), tuple(c)) for k, (a, b, c) in groups.items()}
 
 
 def _fixed_base(info: Mapping[str, Any], channel: Channel, subdir: str, where: str) -> str:
@@ -516,7 +521,7 @@ class SubdirIndex:
         self.base_url = base_url
         self.base = _fixed_base({"base_url": base_url}, channel, subdir, where)
         self._body = body
-        self._table = table  # name -> list of (fn, start, end), or [offset, length] of its JSON in ``data``
+        self._table = table  # name -> (fns, starts, ends), or [offset, length] of that as JSON in ``data``
         self._data = data
         self.records_made = 0
 
@@ -536,14 +541,18 @@ class SubdirIndex:
                 raise _StaleIndex(name) from None
         body = self._body
         try:
-            if any(e > len(body) for _, _, e in ent):
+            fns, starts, ends = ent
+            if len(fns) != len(starts) or len(fns) != len(ends) or max(ends) > len(body):
                 raise _StaleIndex(name)
-            raw = orjson.loads(b"".join((b"[", b",".join([body[s:e] for _, s, e in ent]), b"]")))
+            raw = orjson.loads(b"".join((b"[", b",".join(list(map(body.__getitem__, map(slice, starts, ends)))),
+                                         b"]")))
         except orjson.JSONDecodeError as e:
             raise ChannelError(f"invalid repodata JSON at {redact_url(self.where)}: entries of {name!r}: {e}") from None
         except (ValueError, TypeError):
             raise _StaleIndex(name) from None
-        return [e[0] for e in ent], raw
+        if len(raw) != len(fns):
+            raise _StaleIndex(name)
+        return fns, raw
 
     def records(self, name: str) -> list[PackageRecord]:
         """Validated records of ``name`` in repodata order (``packages``, then ``packages.conda``)."""
