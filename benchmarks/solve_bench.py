@@ -208,9 +208,6 @@ def main() -> None:
         print(json.dumps(fn(Path(args.chan), args.specs)), flush=True)
         os._exit(0)  # py-rattler 0.28 can crash in interpreter teardown; the figures are already out
 
-    sys.path.insert(0, str(HERE))
-    from synth_repodata import write_channel
-
     print(f"request: {' '.join(repr(s) for s in args.specs)}   (load average {os.getloadavg()[0]:.1f}, "
           f"{os.cpu_count()} CPUs)")
     rows = []
@@ -218,7 +215,9 @@ def main() -> None:
         chan = Path(args.dir) / (f"synth-{n}" if args.indent is None else f"synth-{n}-indent{args.indent}")
         if not (chan / "noarch" / "repodata.json").exists():
             t0 = time.perf_counter()
-            write_channel(chan, n, seed=0, indent=args.indent)
+            # in a child: a worker forked from a big parent would report the parent's RSS as its own peak
+            subprocess.run([sys.executable, str(HERE / "synth_repodata.py"), str(chan), str(n),
+                            *([] if args.indent is None else [str(args.indent)])], check=True)
             print(f"generated {n} records in {time.perf_counter() - t0:.1f}s -> {chan}")
         mb = sum((chan / sd / "repodata.json").stat().st_size for sd in ("linux-64", "noarch")) / 1e6
         print(f"\n== {n} records ({mb:.0f} MB of JSON) ==", flush=True)

@@ -260,4 +260,5 @@ def write_channel(out: str | Path, n_records: int, seed: int = 0, indent: int | 
 
 
 if __name__ == "__main__":
-    write_channel(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
+    write_channel(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 100_000,
+                  indent=int(sys.argv[3]) if len(sys.argv) > 3 else None)
