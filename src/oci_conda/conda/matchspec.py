@@ -255,6 +255,13 @@ def _take_brackets(s: str, orig: str) -> tuple[str, dict[str, str]]:
     return s[:start] + " " + rest, _parse_pairs(s[start + 1 : end], orig)
 
 
+def _pair(key: str, text: str) -> str:
+    """``key=value`` for the brackets of a canonical spec; quoted when the bare value would not read back the same."""
+    if not any(c in text for c in ", \t='\"[]"):
+        return f"{key}={text}"
+    return f'{key}="{text}"' if "'" in text else f"{key}='{text}'"
+
+
 def _parse_pairs(body: str, orig: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     i, n = 0, len(body)
@@ -522,6 +529,8 @@ class MatchSpec:
         self._name_eq = None if _is_pattern(name) else name
 
         v = f.get("version")
+        if v is not None and any(c in str(v) for c in "'\""):  # no way to write such a spec back
+            raise _bad(orig or str(v), f"invalid character(s) in version {str(v)!r}")
         if v is not None and not isinstance(v, VersionSpec):
             try:
                 v = VersionSpec(str(v))
@@ -530,6 +539,8 @@ class MatchSpec:
         self.version = v
 
         b = f.get("build")
+        if b is not None and any(c in str(b) for c in "'\""):
+            raise _bad(orig or str(b), f"invalid character(s) in build {str(b)!r}")
         self.build = None if b is None else str(b)
         self._build_m = None
         self._build_eq = None
@@ -564,6 +575,8 @@ class MatchSpec:
         for key in ("track_features", "features"):
             val = f.get(key)
             fs = None if val is None else _feature_set(val)
+            if fs is not None and not fs:  # e.g. "[track_features=',']": no way to write it back
+                raise _bad(orig or str(f), f"{key} names no feature")
             setattr(self, key, None if fs is None else tuple(sorted(fs)))
             if fs is not None:
                 extra.append(lambda r, k=key, want=fs: _feature_set(getattr(r, k, None)) == want)
@@ -664,18 +677,18 @@ class MatchSpec:
         if channel_exact:
             builder.append(self.channel)  # type: ignore[arg-type]
         elif self.channel and self.channel != "*":
-            brackets.append(f"channel={self.channel}")
+            brackets.append(_pair("channel", self.channel))
         if self.subdir:
-            if channel_exact:
+            if channel_exact and not _is_pattern(self.subdir) and "/" not in self.subdir:
                 builder.append("/" + self.subdir)
             else:
-                brackets.append(f"subdir={self.subdir}")
+                brackets.append(_pair("subdir", self.subdir))
         builder.append(("::" if builder else "") + self.name)
 
         version_exact = False
         if self.version is not None and str(self.version) != "*":
             v = str(self.version)
-            if any(c in v for c in _CHECK_REGEX_CHARS) or "*" in v[:-2]:
+            if any(c in v for c in _CHECK_REGEX_CHARS + "@[]") or "*" in v[:-2]:
                 # (an inner '*', e.g. '*.*' or '1.*.1', would be read back differently after '=' or '==')
                 brackets.append(f"version='{v}'")
             elif v[:2] in ("!=", "~="):
@@ -693,14 +706,14 @@ class MatchSpec:
                 version_exact = True
         if self.build is not None:
             b = self.build
-            if any(c in b for c in _CHECK_REGEX_CHARS):
+            if any(c in b for c in _CHECK_REGEX_CHARS + "@[]"):
                 brackets.append(f"build='{b}'")
             elif "*" in b:
-                brackets.append(f"build={b}")
+                brackets.append(_pair("build", b))
             elif version_exact:
                 builder.append("=" + b)
             else:
-                brackets.append(f"build={b}")
+                brackets.append(_pair("build", b))
         for key in ("build_number", "track_features", "features", "url", "md5", "sha256", "license", "license_family",
                     "fn"):
             val = getattr(self, key)
@@ -711,7 +724,7 @@ class MatchSpec:
             if key == "fn" and self.url is not None:
                 continue
             text = " ".join(val) if isinstance(val, tuple) else str(val)
-            brackets.append(f"{key}='{text}'" if any(c in text for c in ", =") else f"{key}={text}")
+            brackets.append(_pair(key, text))
         if brackets:
             builder.append("[" + ",".join(brackets) + "]")
         return "".join(builder)
