@@ -86,6 +86,8 @@ def _split_component(part: str, vstr: str) -> tuple:
     atoms: list = [] if part[0].isdigit() else [0]  # keep numbers and strings in phase: '1.a1' == '1.0a1'
     for r in runs:
         if r.isdigit():
+            if len(r) > 1000:  # int() refuses over 4300 digits; no real version comes near
+                raise InvalidVersion(f"invalid version {vstr[:60]!r}...: a number of {len(r)} digits")
             atoms.append(int(r))
         elif r == "post":
             atoms.append(_INF)
