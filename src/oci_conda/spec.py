@@ -23,6 +23,7 @@ from .errors import SpecError
 DEFAULT_PREFIX = "/opt/conda"
 DEFAULT_CHANNELS = ("conda-forge",)
 MAX_ENV_FILE = 4 * 1024 * 1024
+MAX_NODES = 1_000_000
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "environment.schema.json"
 
 
@@ -82,6 +83,7 @@ class _Located:
 
     def __init__(self) -> None:
         self.lines: dict[tuple, int] = {}
+        self.nodes = 0  # values constructed; aliases make a small file a huge document ("billion laughs")
 
     def line(self, path: Sequence[Any]) -> int | None:
         path = tuple(path)
@@ -94,6 +96,9 @@ def _construct(node: yaml.Node, path: tuple, loc: _Located, where: str, depth: i
     """Turn composed YAML nodes into plain data, recording lines and refusing duplicate keys."""
     if depth > 64:
         raise SpecError(f"{where}:{node.start_mark.line + 1}: nesting too deep")
+    loc.nodes += 1
+    if loc.nodes > MAX_NODES:
+        raise SpecError(f"{where}:{node.start_mark.line + 1}: more than {MAX_NODES} values (aliases expanding?)")
     loc.lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -131,9 +136,18 @@ def _parse_yaml(text: str, where: str) -> tuple[Any, _Located]:
         raise SpecError(f"{where}{line}: invalid YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise SpecError(f"{where}: invalid YAML: {e}") from None
+    except RecursionError:
+        raise SpecError(f"{where}: invalid YAML: nesting too deep") from None
     if node is None:
         raise SpecError(f"{where}: the file is empty")
-    return _construct(node, (), loc, where), loc
+    try:
+        return _construct(node, (), loc, where), loc
+    except yaml.MarkedYAMLError as e:  # a scalar no safe constructor takes ('=', '!!python/...', bad timestamps)
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise SpecError(f"{where}{line}: invalid YAML: {e.problem or e.context}") from None
+    except (yaml.YAMLError, ValueError, OverflowError) as e:
+        raise SpecError(f"{where}: invalid YAML value: {str(e)[:200]}") from None
 
 
 def _scalar_str(v: Any) -> str:
