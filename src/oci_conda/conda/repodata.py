@@ -142,6 +142,11 @@ def records_from_repodata(obj: Mapping[str, Any], channel: Channel, subdir: str,
     ``<channel>/<subdir>/<fn>`` with the subdir whose index lists the file, as conda and rattler do; the record
     keeps its own ``subdir`` (a noarch file may be listed under a platform subdir).
     """
+    if not isinstance(obj, Mapping):
+        raise ChannelError(f"invalid repodata at {redact_url(where)}: top level is not a JSON object")
+    for key in ("info", "packages", "packages.conda"):
+        if obj.get(key) is not None and not isinstance(obj[key], Mapping):
+            raise ChannelError(f"invalid repodata at {redact_url(where)}: {key!r} is not an object")
     info = obj.get("info") or {}
     base_url = info.get("base_url")
     fixed_base: str | None = None
