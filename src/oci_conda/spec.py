@@ -100,6 +100,8 @@ def _construct(node: yaml.Node, path: tuple, loc: _Located, where: str, depth: i
     if loc.nodes > MAX_NODES:
         raise SpecError(f"{where}:{node.start_mark.line + 1}: more than {MAX_NODES} values (aliases expanding?)")
     loc.lines[path] = node.start_mark.line + 1
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        raise SpecError(f"{where}:{node.start_mark.line + 1}: unsupported YAML tag {node.tag!r}")
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for knode, vnode in node.value:
@@ -117,6 +119,7 @@ def _construct(node: yaml.Node, path: tuple, loc: _Located, where: str, depth: i
 
 
 _SCALAR_LOADER = yaml.SafeLoader("")
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 def _field_name(path: Sequence[Any]) -> str:
