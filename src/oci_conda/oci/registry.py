@@ -750,7 +750,6 @@ def _open_registry(ref: ImageRef, platform: Platform) -> Image:
 
 
 register_transport("registry", _open_registry)
-register_transport("docker", _open_registry)
 
 
 # ---------------------------------------------------------------------------------------------------------------
