@@ -167,3 +167,69 @@ def test_four_builds_at_once_on_one_cache(world: dict, baseline: dict) -> None:
     # and the shared cache is sound: a fifth build from it is the same image again
     assert _build(root, "all", root / "conc" / "again.tar", cache)[:2] == baseline["all"]
     assert sorted(p.name for p in (root / "conc").iterdir()) == sorted([f"{n}.tar" for n in names] + ["again.tar"])
+
+
+def _breaking_server(root: Path, ranges: bool):
+    """Serves ``root``; the first GET of every package file sends half the bytes (full Content-Length), then drops
+    the connection. With ``ranges`` the retry may resume with a Range request, else it gets the whole file again."""
+    import functools
+    import http.server
+    import threading
+
+    class H(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, fmt: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            srv = self.server
+            if not srv.faulty or not self.path.endswith((".conda", ".tar.bz2")):  # type: ignore[attr-defined]
+                return super().do_GET()
+            data = (root / self.path.lstrip("/")).read_bytes()
+            first = self.path not in srv.seen  # type: ignore[attr-defined]
+            srv.seen.add(self.path)  # type: ignore[attr-defined]
+            rng = self.headers.get("Range") if ranges else None
+            start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0
+            srv.ranged += bool(rng and start)  # type: ignore[attr-defined]
+            self.send_response(206 if rng else 200)
+            if rng:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            if first:
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            self.wfile.write(data[start:])
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=str(root)))
+    httpd.faulty, httpd.seen, httpd.ranged = True, set(), 0  # type: ignore[attr-defined]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["resume", "restart"])
+def test_downloads_broken_mid_file(world: dict, tmp_path: Path, ranges: bool) -> None:
+    """Every package transfer breaks half-way once: the build resumes (Range) or restarts and gives the same image
+    as from a server that never breaks; no partial file is left under an entry's name."""
+    root = world["root"]
+    httpd = _breaking_server(root, ranges)
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/chan"
+        (tmp_path / "env.yml").write_text(f"name: all\nchannels: [{url}]\ndependencies: [{', '.join(SPECS)}]\n")
+        broken = _build(tmp_path, "env", tmp_path / "broken.tar", tmp_path / "cache-broken")
+        assert len(httpd.seen) >= 10  # type: ignore[attr-defined]
+        assert (httpd.ranged > 0) == ranges  # type: ignore[attr-defined]
+        httpd.faulty = False  # type: ignore[attr-defined]
+        clean = _build(tmp_path, "env", tmp_path / "clean.tar", tmp_path / "cache-clean")
+        assert broken[:2] == clean[:2]
+        pkgs = tmp_path / "cache-broken" / "pkgs"
+        for p in pkgs.iterdir():
+            if p.is_file():
+                assert not p.name.endswith(".part"), p
+                if not p.name.startswith("."):
+                    assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name.split(".")[0], p
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

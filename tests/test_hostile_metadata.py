@@ -103,7 +103,7 @@ REPODATA = {
                         r"numpy|version"),
     "invalid-depends-spec": (json.dumps({"packages": {"numpy-1.0-0.tar.bz2": _rec(depends=["python >=>=3"])}}).encode(),
                              r"numpy|python >=>=3"),
-    "huge-depends": (json.dumps({"packages": {"numpy-1.0-0.tar.bz2": _rec(depends=[f"dep{i}" for i in range(200_000)])}}
+    "huge-depends": (json.dumps({"packages": {"numpy-1.0-0.tar.bz2": _rec(depends=[f"dep{i}" for i in range(50_000)])}}
                                 ).encode(), r"numpy|dep"),
     "file-name-with-slash": (json.dumps({"packages": {"../numpy-1.0-0.tar.bz2": _rec()}}).encode(), r"bad file name"),
 }
