@@ -16,12 +16,12 @@ import re
 import tarfile
 import warnings
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Union
+from typing import Union
 
 import zstandard
-
 from pkgbuilder import Symlink, build_package, read_index_json
 
 Member = Union[tarfile.TarInfo, "tuple[tarfile.TarInfo, bytes]"]

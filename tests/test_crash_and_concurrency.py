@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from realenv import make_real_channel, oci_conda  # noqa: E402
+from realenv import make_real_channel, oci_conda
 
 SLOW = bool(os.environ.get("OCI_CONDA_SLOW"))
 KILLS = 30 if SLOW else 10
@@ -180,7 +180,7 @@ def _breaking_server(root: Path, ranges: bool):
         def log_message(self, fmt: str, *args: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             srv = self.server
             if not srv.faulty or not self.path.endswith((".conda", ".tar.bz2")):  # type: ignore[attr-defined]
                 return super().do_GET()

@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import hostile  # noqa: E402
-from realenv import oci_conda  # noqa: E402
+import hostile
+from realenv import oci_conda
 
 CASES = sorted(hostile.cases(Path("/nonexistent")))
 

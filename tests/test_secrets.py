@@ -14,14 +14,14 @@ import os
 import sys
 import tarfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from realenv import make_real_channel, oci_conda  # noqa: E402
+from realenv import make_real_channel, oci_conda
 
 TOKEN = "xt-9f3c1a77e5b24d0c8aa1-tokn"
 USER, PASSWORD = "alice", "pw-5e7d2b19c4f0-secret"
