@@ -31,15 +31,16 @@ from .conda.solver import solve
 from .conda.virtual import virtual_packages
 from .errors import OutputError, SpecError
 from .http import make_session, redact_url
+from .layering import DEFAULT_MAX_LAYERS, Layering, LayerPlan, plan_layers
+from .lock import check_base, lock_mtime, records_for_build
 from .oci import image as oci_image
 from .oci import layout as oci_layout
-from .oci.tar import LayerInfo, write_layer
-from .layering import DEFAULT_MAX_LAYERS, Layering, LayerPlan, plan_layers
 from .oci.image import canonical_json
+from .oci.tar import LayerInfo, write_layer
 from .pack import pack_prefix
-from .trim import Profile, trim_entries
 from .progress import Reporter, human_size
 from .spec import BuildSpec
+from .trim import Profile, trim_entries
 
 DEFAULT_EPOCH = 0  # used only when no package has a timestamp and SOURCE_DATE_EPOCH is unset
 
@@ -321,18 +322,12 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     images = []
     results: list[PlatformResult] = []
     for subdir in opts.platforms:
-        if opts.lock is not None:
-            from .lock import lock_mtime, records_for_build
-            records = records_for_build(opts.lock, subdir, spec.channels, spec.base_dir, opts.channel_alias)
-        else:
-            records = solve_environment(spec, subdir, opts, reporter, session)
+        records, mtime = _platform_records(spec, subdir, opts, reporter, session)
         warnings: list[str] = []
-        mtime = source_date_epoch(records) if opts.lock is None else lock_mtime(opts.lock, records, source_date_epoch)
         platform = oci_image.platform_for_subdir(subdir)
         with reporter.phase("base", spec.image.base):
             img = oci_layout.open_image(spec.image.base, platform)
         if opts.lock is not None:
-            from .lock import check_base
             check_base(opts.lock, subdir, img)
         trimmed: dict[str, Any] = {}
         layers = _env_layers(spec, records, subdir, opts, reporter, session, mtime, warnings, len(img.layers),
@@ -373,6 +368,16 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     size = _tree_size(opts.output) if opts.output is not None else 0
     return BuildResult(output=opts.output, digest=digest, platforms=results, timings=dict(reporter.timings),
                        output_size=size, pushed=pushed.to_json() if pushed is not None else None)
+
+
+def _platform_records(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter: Reporter,
+                      session: Any) -> tuple[list[PackageRecord], int]:
+    """The records to install and the time stamp for their files: from the lock if there is one, else solved."""
+    if opts.lock is None:
+        records = solve_environment(spec, subdir, opts, reporter, session)
+        return records, source_date_epoch(records)
+    records = records_for_build(opts.lock, subdir, spec.channels, spec.base_dir, opts.channel_alias)
+    return records, lock_mtime(opts.lock, records, source_date_epoch)
 
 
 def _config_changes(spec: BuildSpec, img: Any, mtime: int) -> dict[str, Any]:
