@@ -577,6 +577,8 @@ class MatchSpec:
             fs = None if val is None else _feature_set(val)
             if fs is not None and not fs:  # e.g. "[track_features=',']": no way to write it back
                 raise _bad(orig or str(f), f"{key} names no feature")
+            if fs is not None and any(c in x for x in fs for c in "'\"[]#="):
+                raise _bad(orig or str(f), f"invalid character(s) in {key} {' '.join(sorted(fs))!r}")
             setattr(self, key, None if fs is None else tuple(sorted(fs)))
             if fs is not None:
                 extra.append(lambda r, k=key, want=fs: _feature_set(getattr(r, k, None)) == want)
@@ -719,7 +721,7 @@ class MatchSpec:
             val = getattr(self, key)
             if val is None:
                 continue
-            if key == "url" and self.channel:
+            if key == "url" and self.channel and self.channel in val:  # the channel came from the URL
                 continue
             if key == "fn" and self.url is not None:
                 continue
