@@ -17,7 +17,6 @@ from operator import itemgetter
 import os
 import struct
 import time
-import zlib
 import re
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -227,10 +226,66 @@ def _read_cached(st: Mapping[str, Any], data_path: Path) -> bytes | None:
     return body if hashlib.sha256(body).hexdigest() == st["sha256"] else None
 
 
+def _conditional_get(channel: Channel, subdir: str, session: requests.Session, st: Mapping[str, Any],
+                     have_copy: bool) -> tuple[str, str, bytes | None, dict[str, Any]]:
+    """GET a subdir's repodata: ``.zst`` first (its absence remembered for a while), conditionally if we hold a copy.
+
+    Returns ``(outcome, where, body, new_state)``: ``"not-modified"`` (use the copy), ``"missing"`` (the channel has
+    no such subdir) or ``"fetched"`` (``body`` decompressed; ``new_state`` has the validators to store once the
+    caller has checked and cached the body). Failures raise ``ChannelError`` naming the channel.
+    """
+    canon = channel.subdir_url(subdir)
+    auth = channel.subdir_url(subdir, auth=True)
+    now = time.time()
+    variants = ["zst", "json"]
+    if now - float(st.get("zst_missing") or 0) < RECHECK_ZST_AFTER:
+        variants = ["json"]
+    new_st: dict[str, Any] = {"state_version": STATE_VERSION, "url": canon, "fetched": now}
+    if st.get("zst_missing"):
+        new_st["zst_missing"] = st["zst_missing"]
+    for variant in variants:
+        name = "repodata.json.zst" if variant == "zst" else "repodata.json"
+        url, where = f"{auth}/{name}", f"{canon}/{name}"
+        headers = {}
+        conditional = have_copy and st.get("variant") == variant
+        if conditional:
+            if st.get("etag"):
+                headers["If-None-Match"] = st["etag"]
+            if st.get("last_modified"):
+                headers["If-Modified-Since"] = st["last_modified"]
+        try:
+            r = session.get(url, headers=headers)
+        except OfflineError:
+            raise ChannelError(f"offline build: no cached repodata for {canon}") from None
+        except requests.RequestException as e:
+            raise ChannelError(f"cannot reach channel {channel.url}: {describe_error(e)}") from None
+        with r:
+            if r.status_code == 304 and conditional:
+                return "not-modified", where, None, dict(st, fetched=now)
+            if variant == "zst" and r.status_code in (403, 404):
+                if r.status_code == 404:
+                    new_st["zst_missing"] = now
+                continue
+            if r.status_code == 404:
+                return "missing", where, None, dict(new_st, missing=True)
+            if r.status_code in (401, 403):
+                raise ChannelError(f"access denied (HTTP {r.status_code}) to channel {channel.url} at {where}")
+            if r.status_code != 200:
+                raise ChannelError(f"channel {channel.url}: HTTP {r.status_code} for {where}")
+            try:
+                body = r.content
+            except requests.RequestException as e:
+                raise ChannelError(f"cannot read repodata from {where}: {describe_error(e)}") from None
+            new_st.update(variant=variant, etag=r.headers.get("ETag"), last_modified=r.headers.get("Last-Modified"))
+        if variant == "zst":
+            new_st.pop("zst_missing", None)
+        return "fetched", where, _decompress(body, where), new_st
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _fetch_http(channel: Channel, subdir: str, session: requests.Session,
                 offline: bool) -> list[PackageRecord] | None:
     canon = channel.subdir_url(subdir)
-    auth = channel.subdir_url(subdir, auth=True)
     state_p, data_p, lock_p = _cache_files(canon)
     with file_lock(lock_p):
         st = _read_state(state_p, canon)
@@ -242,63 +297,22 @@ def _fetch_http(channel: Channel, subdir: str, session: requests.Session,
             if cached is None:
                 raise ChannelError(f"offline build: no cached repodata for {canon} (run once online to fill the cache)")
             return _records(cached, channel, subdir, where)
-        now = time.time()
-        variants = ["zst", "json"]
-        if now - float(st.get("zst_missing") or 0) < RECHECK_ZST_AFTER:
-            variants = ["json"]
-        new_st: dict[str, Any] = {"state_version": STATE_VERSION, "url": canon}
-        if st.get("zst_missing"):
-            new_st["zst_missing"] = st["zst_missing"]
-        for variant in variants:
-            name = "repodata.json.zst" if variant == "zst" else "repodata.json"
-            url, where = f"{auth}/{name}", f"{canon}/{name}"
-            headers = {}
-            conditional = cached is not None and st.get("variant") == variant
-            if conditional:
-                if st.get("etag"):
-                    headers["If-None-Match"] = st["etag"]
-                if st.get("last_modified"):
-                    headers["If-Modified-Since"] = st["last_modified"]
-            try:
-                r = session.get(url, headers=headers)
-            except OfflineError:
-                raise ChannelError(f"offline build: no cached repodata for {canon}") from None
-            except requests.RequestException as e:
-                raise ChannelError(f"cannot reach channel {channel.url}: {describe_error(e)}") from None
-            with r:
-                if r.status_code == 304 and conditional:
-                    assert cached is not None
-                    st = dict(st, fetched=now)
-                    _write_state(state_p, st)
-                    return _records(cached, channel, subdir, where)
-                if variant == "zst" and r.status_code in (403, 404):
-                    if r.status_code == 404:
-                        new_st["zst_missing"] = now
-                    continue
-                if r.status_code == 404:
-                    _write_state(state_p, dict(new_st, missing=True, fetched=now))
-                    data_p.unlink(missing_ok=True)
-                    return None
-                if r.status_code in (401, 403):
-                    raise ChannelError(f"access denied (HTTP {r.status_code}) to channel {channel.url} at {where}")
-                if r.status_code != 200:
-                    raise ChannelError(f"channel {channel.url}: HTTP {r.status_code} for {where}")
-                try:
-                    body = r.content
-                except requests.RequestException as e:
-                    raise ChannelError(f"cannot read repodata from {where}: {describe_error(e)}") from None
-                etag, last_modified = r.headers.get("ETag"), r.headers.get("Last-Modified")
-            body = _decompress(body, where)
-            recs = _records(body, channel, subdir, where)  # only repodata we can use goes into the cache
-            with atomic_write(data_p) as f:
-                f.write(body)
-            new_st.update(variant=variant, etag=etag, last_modified=last_modified,
-                          sha256=hashlib.sha256(body).hexdigest(), size=len(body), fetched=now)
-            if variant == "zst":
-                new_st.pop("zst_missing", None)
+        outcome, where, body, new_st = _conditional_get(channel, subdir, session, st, cached is not None)
+        if outcome == "not-modified":
+            assert cached is not None
             _write_state(state_p, new_st)
-            return recs
-    raise AssertionError("unreachable")  # pragma: no cover
+            return _records(cached, channel, subdir, where)
+        if outcome == "missing":
+            _write_state(state_p, new_st)
+            data_p.unlink(missing_ok=True)
+            return None
+        assert body is not None
+        recs = _records(body, channel, subdir, where)  # only repodata we can use goes into the cache
+        with atomic_write(data_p) as f:
+            f.write(body)
+        new_st.update(sha256=hashlib.sha256(body).hexdigest(), size=len(body))
+        _write_state(state_p, new_st)
+        return recs
 
 
 # ---------------------------------------------------------------- public API
@@ -766,7 +780,6 @@ def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False) -> Sub
 def _http_index(channel: Channel, subdir: str, session: requests.Session, offline: bool, *,
                 rebuild: bool = False) -> SubdirIndex | None:
     canon = channel.subdir_url(subdir)
-    auth = channel.subdir_url(subdir, auth=True)
     state_p, data_p, lock_p = _cache_files(canon)
     index_p = data_p.with_suffix(".index")
     with file_lock(lock_p):
@@ -797,68 +810,28 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
                     raise ChannelError(f"damaged repodata cache for {canon}: run again online")
                 raise ChannelError(f"offline build: no cached repodata for {canon} (run once online to fill the cache)")
             return got
-        have = idx is not None or cached is not None
-        now = time.time()
-        variants = ["zst", "json"]
-        if now - float(st.get("zst_missing") or 0) < RECHECK_ZST_AFTER:
-            variants = ["json"]
-        new_st: dict[str, Any] = {"state_version": STATE_VERSION, "url": canon}
-        if st.get("zst_missing"):
-            new_st["zst_missing"] = st["zst_missing"]
-        for variant in variants:
-            name = "repodata.json.zst" if variant == "zst" else "repodata.json"
-            url, where = f"{auth}/{name}", f"{canon}/{name}"
-            headers = {}
-            conditional = have and st.get("variant") == variant
-            if conditional:
-                if st.get("etag"):
-                    headers["If-None-Match"] = st["etag"]
-                if st.get("last_modified"):
-                    headers["If-Modified-Since"] = st["last_modified"]
-            try:
-                r = session.get(url, headers=headers)
-            except OfflineError:
-                raise ChannelError(f"offline build: no cached repodata for {canon}") from None
-            except requests.RequestException as e:
-                raise ChannelError(f"cannot reach channel {channel.url}: {describe_error(e)}") from None
-            with r:
-                if r.status_code == 304 and conditional:
-                    got = from_cache()
-                    assert got is not None
-                    _write_state(state_p, dict(st, fetched=now))
-                    return got
-                if variant == "zst" and r.status_code in (403, 404):
-                    if r.status_code == 404:
-                        new_st["zst_missing"] = now
-                    continue
-                if r.status_code == 404:
-                    _write_state(state_p, dict(new_st, missing=True, fetched=now))
-                    data_p.unlink(missing_ok=True)
-                    index_p.unlink(missing_ok=True)
-                    return None
-                if r.status_code in (401, 403):
-                    raise ChannelError(f"access denied (HTTP {r.status_code}) to channel {channel.url} at {where}")
-                if r.status_code != 200:
-                    raise ChannelError(f"channel {channel.url}: HTTP {r.status_code} for {where}")
-                try:
-                    body = r.content
-                except requests.RequestException as e:
-                    raise ChannelError(f"cannot read repodata from {where}: {describe_error(e)}") from None
-                etag, last_modified = r.headers.get("ETag"), r.headers.get("Last-Modified")
-            body = _decompress(body, where)
-            digest = hashlib.sha256(body).hexdigest()
-            base_url, ibody, table = _index_from_body(body, channel, subdir, where)  # only usable repodata is cached
-            with atomic_write(data_p) as f:
-                f.write(body)
-            del body
-            _write_index(index_p, digest, base_url, ibody, table)
-            new_st.update(variant=variant, etag=etag, last_modified=last_modified, sha256=digest,
-                          size=data_p.stat().st_size, fetched=now)
-            if variant == "zst":
-                new_st.pop("zst_missing", None)
+        outcome, where, body, new_st = _conditional_get(channel, subdir, session, st,
+                                                        idx is not None or cached is not None)
+        if outcome == "not-modified":
+            got = from_cache()
+            assert got is not None
             _write_state(state_p, new_st)
-            return SubdirIndex(channel, subdir, where, base_url, ibody, table)
-    raise AssertionError("unreachable")  # pragma: no cover
+            return got
+        if outcome == "missing":
+            _write_state(state_p, new_st)
+            data_p.unlink(missing_ok=True)
+            index_p.unlink(missing_ok=True)
+            return None
+        assert body is not None
+        digest = hashlib.sha256(body).hexdigest()
+        base_url, ibody, table = _index_from_body(body, channel, subdir, where)  # only usable repodata is cached
+        with atomic_write(data_p) as f:
+            f.write(body)
+        del body
+        _write_index(index_p, digest, base_url, ibody, table)
+        new_st.update(sha256=digest, size=data_p.stat().st_size)
+        _write_state(state_p, new_st)
+        return SubdirIndex(channel, subdir, where, base_url, ibody, table)
 
 
 def _subdir_index(channel: Channel, subdir: str, session: requests.Session, offline: bool, *,
