@@ -22,7 +22,7 @@ from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate, compress, repeat
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 from urllib.parse import urljoin
 
 import orjson
@@ -343,6 +343,38 @@ def load_repodata(channel: Channel, subdir: str, session: requests.Session, *,
     return recs
 
 
+T = TypeVar("T")
+
+
+def _fan_out(channels: Sequence[Channel], subdir: str, jobs: int,
+             load: Callable[[Channel, str], T | None]) -> list[tuple[Channel, list[str], list[T | None]]]:
+    """``load`` every channel's ``subdir`` and ``noarch`` in parallel; per channel, in order, its parts.
+
+    The first failure in channel order is raised; a channel with neither subdir is not a conda channel.
+    """
+    subdirs = [subdir] if subdir == "noarch" else [subdir, "noarch"]
+    tasks = [(c, s) for c in channels for s in subdirs]
+    if not tasks:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tasks))), thread_name_prefix="repodata") as pool:
+        futures = [pool.submit(load, c, s) for c, s in tasks]
+        results: list[T | None] = []
+        try:
+            for fut in futures:
+                results.append(fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    out = []
+    for i, channel in enumerate(channels):
+        parts = results[i * len(subdirs):(i + 1) * len(subdirs)]
+        if all(p is None for p in parts):
+            raise ChannelError(f"{channel.url} is not a conda channel: no repodata for {' or '.join(subdirs)}")
+        out.append((channel, subdirs, parts))
+    return out
+
+
 def load_channels(channels: Sequence[Channel], subdir: str, session: requests.Session, *,
                   offline: bool = False, jobs: int = 8, names: Sequence[str] | None = None) -> list[list[PackageRecord]]:
     """Per channel (same order) the records of ``subdir`` + ``noarch``, all fetched in parallel.
@@ -357,25 +389,9 @@ def load_channels(channels: Sequence[Channel], subdir: str, session: requests.Se
         sharded = load_sharded(channels, subdir, session, names, offline=offline, jobs=jobs)
         if sharded is not None:
             return sharded
-    subdirs = [subdir] if subdir == "noarch" else [subdir, "noarch"]
-    tasks = [(c, s) for c in channels for s in subdirs]
-    if not tasks:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tasks))), thread_name_prefix="repodata") as pool:
-        futures = [pool.submit(_load_subdir, c, s, session, offline) for c, s in tasks]
-        results: list[list[PackageRecord] | None] = []
-        try:
-            for fut in futures:  # the first failure in channel order wins
-                results.append(fut.result())
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
     out: list[list[PackageRecord]] = []
-    for i, channel in enumerate(channels):
-        parts = results[i * len(subdirs):(i + 1) * len(subdirs)]
-        if all(p is None for p in parts):
-            raise ChannelError(f"{channel.url} is not a conda channel: no repodata for {' or '.join(subdirs)}")
+    for _channel, _subdirs, parts in _fan_out(channels, subdir, jobs,
+                                              lambda c, s: _load_subdir(c, s, session, offline)):
         merged: dict[str, PackageRecord] = {}
         for part in parts:
             for rec in part or ():
@@ -871,25 +887,9 @@ def load_channel_indexes(channels: Sequence[Channel], subdir: str, session: requ
         sharded = load_sharded(channels, subdir, session, names, offline=offline, jobs=jobs)
         if sharded is not None:
             return list(sharded)
-    subdirs = [subdir] if subdir == "noarch" else [subdir, "noarch"]
-    tasks = [(c, s) for c in channels for s in subdirs]
-    if not tasks:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(tasks))), thread_name_prefix="repodata") as pool:
-        futures = [pool.submit(_subdir_index, c, s, session, offline) for c, s in tasks]
-        results: list[SubdirIndex | None] = []
-        try:
-            for fut in futures:  # the first failure in channel order wins
-                results.append(fut.result())
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
     out: list[Mapping[str, list[PackageRecord]]] = []
-    for i, channel in enumerate(channels):
-        parts = results[i * len(subdirs):(i + 1) * len(subdirs)]
-        if all(p is None for p in parts):
-            raise ChannelError(f"{channel.url} is not a conda channel: no repodata for {' or '.join(subdirs)}")
+    for channel, subdirs, parts in _fan_out(channels, subdir, jobs,
+                                            lambda c, s: _subdir_index(c, s, session, offline)):
 
         def reopen(j: int, channel: Channel = channel) -> SubdirIndex | None:
             return _subdir_index(channel, subdirs[j], session, offline, rebuild=True)
