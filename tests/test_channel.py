@@ -15,7 +15,7 @@ from oci_conda.conda.channel import (
     resolve_channels,
 )
 from oci_conda.errors import ChannelError, OciCondaError
-from oci_conda.http import redact_url
+from oci_conda.credentials import redact_url
 
 
 @pytest.fixture(autouse=True)

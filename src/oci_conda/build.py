@@ -30,7 +30,8 @@ from .conda.repodata import load_channel_indexes
 from .conda.solver import solve
 from .conda.virtual import virtual_packages
 from .errors import OutputError, SpecError
-from .http import make_session, redact_url
+from .http import make_session
+from .credentials import redact_url
 from .layering import DEFAULT_MAX_LAYERS, Layering, LayerPlan, plan_layers
 from .lock import check_base, lock_mtime, records_for_build
 from .oci import image as oci_image

@@ -241,7 +241,7 @@ def _solve(args: argparse.Namespace, reporter: Reporter) -> int:
 
 def _public(r: object) -> dict:
     """A record for printing: its URLs without channel tokens or passwords."""
-    from .http import redact_url
+    from .credentials import redact_url
 
     d = r.to_json()  # type: ignore[attr-defined]
     for k in ("url", "channel"):

@@ -6,15 +6,14 @@ offline mode are decided in one place. Error messages must never show credential
 
 from __future__ import annotations
 
-import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.util.retry import Retry
 
 from . import __version__
+from .credentials import redact_url
 from .errors import FetchError
 
 USER_AGENT = f"oci-conda/{__version__}"
@@ -24,24 +23,8 @@ DEFAULT_TIMEOUT = (15.0, 60.0)
 POOL_SIZE = 32
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
-_TOKEN_RE = re.compile(r"/t/[^/]+(?=/|$)")
-
-
 class OfflineError(FetchError):
     """A request was attempted while the build runs offline."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` with ``user:pass@`` and ``/t/<token>/`` hidden, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _TOKEN_RE.sub("/t/***", url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    path = _TOKEN_RE.sub("/t/***", parts.path)
-    return urlunsplit((parts.scheme, netloc, path, parts.query and "***", parts.fragment))
 
 
 def describe_error(exc: BaseException) -> str:

@@ -26,7 +26,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import jsonschema
 
-from .conda.channel import Channel, resolve_channels, split_credentials
+from .conda.channel import Channel, resolve_channels
+from .credentials import strip_credentials
 from .conda.records import PackageRecord
 from .errors import SpecError
 
@@ -83,17 +84,10 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         raise SpecError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def _clean_url(url: str) -> str:
-    """A URL without credentials (http(s) only; ``file:`` URLs carry none)."""
-    if url.startswith(("http://", "https://")):
-        return split_credentials(url)[0]
-    return url
-
-
 def _record_json(r: PackageRecord) -> dict[str, Any]:
     d = r.to_json()
-    d["url"] = _clean_url(r.url)
-    d["channel"] = _clean_url(r.channel)
+    d["url"] = strip_credentials(r.url)
+    d["channel"] = strip_credentials(r.channel)
     return {k: v for k, v in d.items() if v is not None}
 
 
@@ -108,7 +102,7 @@ def lock_document(lock: Lock) -> dict[str, Any]:
     return {
         "version": LOCK_VERSION,
         "env": {"file": lock.env_file, "sha256": lock.env_sha256},
-        "channels": [{"spec": _clean_url(s), "url": _clean_url(u)} for s, u in lock.channels],
+        "channels": [{"spec": strip_credentials(s), "url": strip_credentials(u)} for s, u in lock.channels],
         "options": dict(sorted(lock.options.items())),
         "platforms": plats,
     }
@@ -254,8 +248,8 @@ def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], bas
             continue  # a local channel that is gone: the records keep their locked URLs (the cache may serve them)
         for c in chans:
             current.setdefault(c.url, c)
-        if len(chans) == 1 and _clean_url(s) in locked:
-            current.setdefault(locked[_clean_url(s)], chans[0])
+        if len(chans) == 1 and strip_credentials(s) in locked:
+            current.setdefault(locked[strip_credentials(s)], chans[0])
     out = []
     for r in pl.packages:
         chan = current.get(r.channel)

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from ..errors import ChannelError
-from ..http import redact_url
+from ..credentials import redact_url, split_credentials
 
 DEFAULT_CHANNEL_ALIAS = "https://conda.anaconda.org"
 #: What ``defaults`` stands for on a non-Windows platform (conda's ``DEFAULT_CHANNELS_UNIX``).
@@ -34,7 +34,6 @@ KNOWN_SUBDIRS = frozenset({
 })
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_TOKEN_RE = re.compile(r"/t/[^/]+(?=/|$)")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*$")
 
 
@@ -69,24 +68,6 @@ def file_url_to_path(url: str) -> Path:
     if parts.netloc not in ("", "localhost"):
         raise ChannelError(f"file URL with a remote host is not supported: {redact_url(url)}")
     return Path(url2pathname(unquote(parts.path)))
-
-
-def split_credentials(url: str) -> tuple[str, str]:
-    """``(canonical, auth)``: the URL without ``user:pass@`` and ``/t/<token>``, and the URL as given."""
-    url = url.rstrip("/")
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[1] if "@" in parts.netloc else parts.netloc
-    path = _TOKEN_RE.sub("", parts.path)
-    canonical = urlunsplit((parts.scheme.lower(), netloc.lower(), path, parts.query, parts.fragment)).rstrip("/")
-    auth = urlunsplit((parts.scheme.lower(), _lower_host(parts.netloc), parts.path, parts.query, parts.fragment))
-    return canonical, auth.rstrip("/")
-
-
-def _lower_host(netloc: str) -> str:
-    if "@" in netloc:
-        cred, host = netloc.rsplit("@", 1)
-        return f"{cred}@{host.lower()}"
-    return netloc.lower()
 
 
 def _strip_subdir(url: str) -> str:

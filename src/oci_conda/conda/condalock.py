@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from ..errors import SpecError
-from ..http import redact_url
+from ..credentials import redact_url
 from .explicit import record_from_url
 from .records import PackageRecord
 

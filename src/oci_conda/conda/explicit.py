@@ -12,8 +12,8 @@ from typing import Iterable
 from urllib.parse import unquote, urlsplit
 
 from ..errors import SpecError
-from ..http import redact_url
-from .channel import KNOWN_SUBDIRS, split_credentials
+from .channel import KNOWN_SUBDIRS
+from ..credentials import redact_url, split_credentials
 from .records import PackageRecord
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")

@@ -22,7 +22,8 @@ import requests
 
 from ..cache import cache_dir, file_lock
 from ..errors import FetchError
-from ..http import OfflineError, describe_error, is_offline, redact_url
+from ..http import OfflineError, describe_error, is_offline
+from ..credentials import redact_url
 from .channel import file_url_to_path
 from .records import PackageRecord
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..credentials import strip_credentials
 from ..errors import InstallError, PackageError
 from .package import PathEntry, read_index, read_link_json, read_paths
 from .records import PackageRecord
@@ -385,12 +386,6 @@ class _Linker:
 # conda-meta
 
 
-def _clean_url(url: str) -> str:
-    """The record URL without credentials (``user:pass@``) or an anaconda-style ``/t/<token>`` segment."""
-    url = re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url)
-    return re.sub(r"/t/[^/]+/", "/", url, count=1)
-
-
 def _prefix_record(
     record: PackageRecord,
     pkg_dir: Path,
@@ -405,9 +400,9 @@ def _prefix_record(
         version=record.version,
         build=record.build,
         build_number=record.build_number,
-        channel=_clean_url(record.channel),
+        channel=strip_credentials(record.channel),
         subdir=record.subdir,
-        url=_clean_url(record.url),
+        url=strip_credentials(record.url),
         fn=record.fn,
         md5=record.md5,
         sha256=record.sha256,
@@ -434,7 +429,7 @@ def _prefix_record(
 
 def _channel_name(channel: str) -> str:
     """What conda's history calls a channel: the last path part of an http(s) channel, a file channel's URL."""
-    channel = _clean_url(channel).rstrip("/")
+    channel = strip_credentials(channel).rstrip("/")
     if channel.startswith(("http://", "https://")):
         return channel.rsplit("/", 1)[-1]
     return channel

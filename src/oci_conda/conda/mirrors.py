@@ -22,8 +22,8 @@ from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..errors import ChannelError
-from ..http import RETRY_STATUSES, is_offline, redact_url
-from .channel import split_credentials
+from ..http import RETRY_STATUSES, is_offline
+from ..credentials import redact_url, split_credentials
 
 MIRRORS_ENV = "OCI_CONDA_MIRRORS"
 

@@ -25,7 +25,8 @@ import zstandard
 
 from ..cache import atomic_write, cache_dir, file_lock
 from ..errors import ChannelError
-from ..http import OfflineError, describe_error, is_offline, redact_url
+from ..http import OfflineError, describe_error, is_offline
+from ..credentials import redact_url
 from .channel import Channel
 from .records import PackageRecord
 

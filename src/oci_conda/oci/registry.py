@@ -36,7 +36,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from oci_conda.errors import ImageError, OciCondaError
-from oci_conda.http import DEFAULT_TIMEOUT, USER_AGENT, describe_error, redact_url
+from oci_conda.http import DEFAULT_TIMEOUT, USER_AGENT, describe_error
+from ..credentials import redact_url
 from oci_conda.oci import auth as _auth
 from oci_conda.oci.auth import DOCKER_HUB_NAMES
 from oci_conda.oci.blobs import CHUNK, BlobStore, Opener, VerifyingReader, digest_bytes, verify_bytes

@@ -1,0 +1,32 @@
+"""How many workers a stage may use: one rule for every pool, bounded by ``--jobs``.
+
+Downloads, repodata, shards, registry transfers, compression and byte-compilation each used to size their own pool;
+they now ask here, so ``--jobs`` bounds them all and a small task list never starts idle threads.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+#: ``--jobs`` when the user gives none: parallel I/O (downloads, registry blobs).
+DEFAULT_JOBS = 8
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def workers(jobs: int, tasks: int, *, cpu_bound: bool = False) -> int:
+    """Pool size for ``tasks`` pieces of work under a ``--jobs`` bound (at most the cores for CPU-bound work)."""
+    n = max(1, min(jobs, tasks))
+    return min(n, cpu_count()) if cpu_bound else n
+
+
+def thread_pool(jobs: int, tasks: int, name: str, *, cpu_bound: bool = False) -> ThreadPoolExecutor:
+    """A thread pool sized by :func:`workers`, its threads named for the stage (for py-spy and tracebacks)."""
+    return ThreadPoolExecutor(max_workers=workers(jobs, tasks, cpu_bound=cpu_bound), thread_name_prefix=name)
