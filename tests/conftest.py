@@ -1,4 +1,10 @@
-"""Shared fixtures: the real upstream data in ../shared and a loopback HTTP server that records its requests."""
+"""Shared fixtures: the real upstream data in ../shared and a loopback HTTP server that records its requests; the one
+slowness switch.
+
+Slowness has one name. ``@pytest.mark.slow`` marks the long tests (real packages, podman, registries): the default run
+(the README's test command, which CI runs) includes them, ``-m "not slow"`` leaves them out for a quick run. ``--slow``
+gives the tests that have one their long variant (more property-test examples, more kill moments): a test module
+reads it at import time with ``long_variant(short, long)``."""
 
 from __future__ import annotations
 
@@ -15,6 +21,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("OCI_CONDA_SHARED", REPO.parent / "shared"))
 REALDATA = SHARED / "realdata"
+
+_SWITCHES = {"slow": False}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="run the long variants of the tests that have one (10x property-test examples, "
+                          "3x kill moments); see tests/conftest.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _SWITCHES["slow"] = bool(config.getoption("--slow"))
+
+
+def long_variant(short: int, long: int) -> int:
+    """``long`` under ``pytest --slow``, else ``short`` (test modules are imported after the options are read)."""
+    return long if _SWITCHES["slow"] else short
 
 
 @pytest.fixture(scope="session")

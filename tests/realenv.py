@@ -110,6 +110,17 @@ def oci_conda(*args: str, cwd: Path | None = None, env: dict | None = None, chec
     return p
 
 
+def one_error_line(p: subprocess.CompletedProcess, *secrets: str) -> str:
+    """The single line a failed command printed; no secret anywhere in its output."""
+    assert p.returncode != 0, p.stdout + p.stderr
+    for s in secrets:
+        assert s not in p.stdout and s not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("oci-conda: error: ")
+    return lines[0]
+
+
 def umoci_unpack(archive: Path, work: Path, ref: str) -> Path:
     """Extract an OCI archive and unpack it with umoci, the strictest layout validator; returns the rootfs."""
     need_tool("umoci")

@@ -254,7 +254,8 @@ def upward_imports(project: Project) -> list[Violation]:
             out.append(Violation(mod.path, 1, "not on the map", f"top-level module {mod.name!r} has no layer"))
             continue
         if mod.name in OFF_MAP:
-            out.append(Violation(mod.path, 1, "not on the map", f"{mod.name}.py: its job goes to {OFF_MAP[mod.name][1]}"))
+            out.append(Violation(mod.path, 1, "not on the map",
+                                 f"{mod.name}.py: its job goes to {OFF_MAP[mod.name][1]}"))
         seen = set()
         for e in mod.edges:
             d_rank, d_family = layer_of(e.dst)

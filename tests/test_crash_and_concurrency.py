@@ -2,7 +2,7 @@
 of overlapping environments at once on one cache give the digests they give alone.
 
 The real-package environment (tk, openssl, xz and their dependencies from the real conda-forge files) is built through
-the CLI in subprocesses. Kill moments: 10 (OCI_CONDA_SLOW=1: 30) drawn with a fixed seed uniformly over the duration of
+the CLI in subprocesses. Kill moments: 10 (``pytest --slow``: 30) drawn with a fixed seed uniformly over the duration of
 an undisturbed cold build, each on its own fresh cache so every phase gets hit, plus one kill at the moment each kind
 of temp file (package download, extraction dir, layer blob, output archive) first appears.
 """
@@ -24,10 +24,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from conftest import long_variant
 from realenv import make_real_channel, oci_conda
 
-SLOW = bool(os.environ.get("OCI_CONDA_SLOW"))
-KILLS = 30 if SLOW else 10
+pytestmark = pytest.mark.slow
+
+KILLS = long_variant(10, 30)
 SPECS = ["tk", "openssl", "xz"]
 
 

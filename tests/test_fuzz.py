@@ -1,7 +1,7 @@
 """Property tests (hypothesis, fixed seed): the parsers return a value or their own error, never anything else and never
 slowly; the tar writer's output reads back identically with Python's tarfile and unpacks with umoci.
 
-Examples per property: 1,000 (OCI_CONDA_SLOW=1: 10,000); umoci sees 6 (30).
+Examples per property: 1,000 (``pytest --slow``: 10,000); umoci sees 6 (30).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import need_tool
+from conftest import long_variant, need_tool
 
 from oci_conda.conda.channel import resolve_channels
 from oci_conda.conda.matchspec import InvalidMatchSpec, MatchSpec
@@ -34,8 +34,7 @@ from oci_conda.errors import ChannelError, ImageError, SpecError
 from oci_conda.oci.tar import TarEntry, write_layer
 from oci_conda.spec import load_spec
 
-SLOW = bool(os.environ.get("OCI_CONDA_SLOW"))
-N = 10_000 if SLOW else 1_000
+N = long_variant(1_000, 10_000)
 FUZZ = settings(derandomize=True, max_examples=N, deadline=timedelta(seconds=5), database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
@@ -334,7 +333,7 @@ def _decompress(blob: bytes, compression: str) -> bytes:
     return blob
 
 
-@settings(derandomize=True, max_examples=30 if SLOW else 6, deadline=None, database=None,
+@settings(derandomize=True, max_examples=long_variant(6, 30), deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(layers())
 def test_umoci_unpacks_what_the_tar_writer_writes(tmp_path: Path, entries: list[TarEntry]) -> None:
