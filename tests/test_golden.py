@@ -50,14 +50,16 @@ HELLO = REPO / "examples" / "hello"
 
 
 def _hello(work: Path) -> Path:
-    """The README's example, used in place: its channel is the ``./channel`` directory beside it."""
-    return HELLO / "environment.yml"
+    """A copy of the README's example (nothing is written into the repository); its channel is ``./channel``."""
+    shutil.copytree(HELLO, work / "hello", ignore=shutil.ignore_patterns("src", "build_channel.py", ".*"))
+    return work / "hello" / "environment.yml"
 
 
 def _hello_locked(work: Path) -> Path:
     """The hello example, locked first: a build from the lock must give the bytes the solve gives."""
-    oci_conda("lock", str(HELLO / "environment.yml"), "-o", str(work / "hello.lock"), env=_env(work, epoch=True))
-    return HELLO / "environment.yml"
+    env = _hello(work)
+    oci_conda("lock", str(env), "-o", str(work / "hello.lock"), env=_env(work, epoch=True))
+    return env
 
 
 def _real(work: Path) -> Path:
