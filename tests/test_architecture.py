@@ -12,6 +12,7 @@ Rules, one test each; a failure lists every violation as ``path:line: rule: deta
 - no module (in src or tests) takes another module's ``_private`` name: ``from X import _y``, ``X._y``,
   ``setattr(X, "_y", ...)``, or a ``_private`` module from outside its package;
 - no ``Any`` where a project type exists: public functions' parameters named as in ``PROJECT_TYPED`` are typed;
+- argparse stops at ``cli.py``/``commands.py``: no other module imports it or takes the parsed ``args``;
 - test modules share code through conftest.py and helper modules, never by importing another ``test_*`` module.
 
 ``python3 tests/test_architecture.py`` prints the counts per rule, module sizes and the longest functions.
@@ -61,6 +62,8 @@ PYPI_MAY_USE = {"conda.records", "conda.version"}
 #: Third-party modules a function may import locally: optional for most commands and slow to import.
 LOCAL_IMPORT_OK = {"conda_pack", "cryptography", "jsonschema"}
 #: Parameter names that always denote a project type (so ``Any`` there hides one).
+#: The modules that know argparse (``commands.py`` builds typed options from the parsed command line).
+ARGPARSE_OK = {"cli", "commands", "__main__"}
 PROJECT_TYPED = {"spec", "opts", "options", "lock", "reporter", "record", "records", "image", "img", "source", "sink",
                  "desc", "descriptor"}
 
@@ -392,6 +395,27 @@ def any_for_project_types(project: Project) -> list[Violation]:
     return out
 
 
+def argparse_outside_commands(project: Project) -> list[Violation]:
+    """argparse stops at cli/commands: no other module imports it or takes the parsed namespace (``args``)."""
+    out = []
+    for mod in project.modules.values():
+        if mod.name in ARGPARSE_OK:
+            continue
+        for node, _, _ in _walk_with_scope(mod.tree):
+            if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names) or \
+                    isinstance(node, ast.ImportFrom) and node.module == "argparse":
+                out.append(Violation(mod.path, node.lineno, "argparse outside cli/commands", ast.unparse(node)))
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs]:
+                    ann = ast.unparse(arg.annotation) if arg.annotation is not None else ""
+                    if "Namespace" in ann or (arg.arg == "args" and (not ann or _mentions_any(arg.annotation))):
+                        out.append(Violation(mod.path, arg.lineno, "argparse outside cli/commands",
+                                             f"{node.name}({arg.arg}{': ' + ann if ann else ''}): the parsed "
+                                             "command line goes no further than commands.py"))
+    return out
+
+
 def imports_of_test_modules() -> list[Violation]:
     test_modules = {p.stem for p in TESTS.glob("test_*.py")}
     out = []
@@ -412,6 +436,7 @@ RULES = {
     "function-local imports": local_imports,
     "private names": private_names,
     "Any for project types": any_for_project_types,
+    "argparse stops at commands": argparse_outside_commands,
 }
 
 
@@ -446,6 +471,10 @@ def test_no_any_where_a_project_type_exists(project: Project) -> None:
     _check(any_for_project_types(project), "no Any where a project type exists")
 
 
+def test_argparse_stops_at_commands(project: Project) -> None:
+    _check(argparse_outside_commands(project), "argparse stops at cli/commands")
+
+
 def test_tests_do_not_import_test_modules() -> None:
     _check(imports_of_test_modules(), "tests share code through conftest and helper modules")
 
@@ -462,13 +491,14 @@ def test_the_checker_sees_what_it_checks(tmp_path: Path) -> None:
                                 "def main(spec: Any) -> int:\n    from .oci import image\n    return image._x\n")
     (pkg / "oci" / "image.py").write_text("from ..conda.records import R\n_x = 1\n")  # sideways
     (pkg / "conda" / "records.py").write_text("R = 1\n")
-    (pkg / "surprise.py").write_text("")
+    (pkg / "surprise.py").write_text("import argparse\n")
     p = Project(tmp_path)
     assert [v.detail for v in import_circles(p)][0].startswith("cli <-> errors")
     assert {v.rule for v in upward_imports(p)} == {"upward import", "sideways import", "not on the map"}
     assert [v.rule for v in local_imports(p)] == ["function-local project import"]
     assert [v.detail for v in any_for_project_types(p)] == ["main(spec: Any)"]
     assert [v.detail for v in private_names(p) if v.path.is_relative_to(tmp_path)] == ["image._x (oci.image)"]
+    assert [v.detail for v in argparse_outside_commands(p)] == ["import argparse"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
