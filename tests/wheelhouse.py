@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
 WHEELHOUSE = Path(os.environ.get("OCI_CONDA_WHEELHOUSE", Path.home() / ".cache" / "oci-conda-test-wheels"))
 _DATE = (2020, 1, 1, 0, 0, 0)
@@ -140,8 +140,14 @@ class SimpleIndex:
     def wheels(self) -> dict[str, list[Path]]:
         out: dict[str, list[Path]] = {}
         for d in self.directories:
-            for p in sorted(d.glob("*.whl")):
-                out.setdefault(canonicalize_name(parse_wheel_filename(p.name)[0]), []).append(p)
+            for p in sorted(d.iterdir()):
+                if p.name.endswith(".whl"):
+                    name = parse_wheel_filename(p.name)[0]
+                elif p.name.endswith(".tar.gz"):
+                    name = parse_sdist_filename(p.name)[0]
+                else:
+                    continue
+                out.setdefault(canonicalize_name(name), []).append(p)
         return out
 
     def answer(self, path: str, accept: str) -> tuple[bytes | None, str]:
@@ -169,15 +175,17 @@ class SimpleIndex:
         entries = []
         for p in wheels[name]:
             rp = _requires_python(p)
-            entries.append((p, sha256_file(p), hashlib.sha256(_core_metadata(p)).hexdigest(), rp))
+            mh = hashlib.sha256(_core_metadata(p)).hexdigest() if p.name.endswith(".whl") else None
+            entries.append((p, sha256_file(p), mh, rp))
         if as_json:
             doc = {"meta": {"api-version": "1.0"}, "name": name, "files": [
                 {"filename": p.name, "url": f"/files/{p.name}", "hashes": {"sha256": h},
-                 "core-metadata": {"sha256": mh}, "requires-python": rp} for p, h, mh, rp in entries]}
+                 "core-metadata": {"sha256": mh} if mh else False, "requires-python": rp}
+                for p, h, mh, rp in entries]}
             return json.dumps(doc).encode(), "application/vnd.pypi.simple.v1+json"
         links = "".join(
-            f'<a href="/files/{p.name}#sha256={h}" data-core-metadata="sha256={mh}" '
-            f'data-dist-info-metadata="sha256={mh}"'
+            f'<a href="/files/{p.name}#sha256={h}"'
+            + (f' data-core-metadata="sha256={mh}" data-dist-info-metadata="sha256={mh}"' if mh else "")
             + (f' data-requires-python="{html.escape(rp)}"' if rp else "") + f">{p.name}</a>\n"
             for p, h, mh, rp in entries)
         return f"<!DOCTYPE html><html><body>{links}</body></html>".encode(), "text/html"
@@ -189,9 +197,19 @@ class SimpleIndex:
 
 
 def _core_metadata(wheel: Path) -> bytes:
+    if not wheel.name.endswith(".whl"):
+        return b""
     with zipfile.ZipFile(wheel) as zf:
         name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
         return zf.read(name)
+
+
+def build_sdist(directory: Path, name: str, version: str) -> Path:
+    """A source distribution (never built here: its presence shows pip was offered only a source)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{canonicalize_name(name).replace('-', '_')}-{version}.tar.gz"
+    path.write_bytes(b"not built by these tests")
+    return path
 
 
 def _requires_python(wheel: Path) -> str | None:

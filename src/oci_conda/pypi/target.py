@@ -106,7 +106,7 @@ class Target:
         from ``--platform``/``--python-version``/``--implementation``/``--abi``)."""
         ver = self.python.version[:2]
         plats = self.platforms()
-        return [*cpython_tags(ver, self.abis(), plats), *compatible_tags(ver, "cp", plats)]
+        return [*cpython_tags(ver, self.abis(), plats), *compatible_tags(ver, f"cp{ver[0]}{ver[1]}", plats)]
 
     def marker_environment(self) -> dict[str, str]:
         """PEP 508 marker values on the target. The kernel release/version are unknowable at build time and are
