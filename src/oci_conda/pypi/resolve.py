@@ -8,6 +8,8 @@ otherwise). Two things pip does not do by itself, and how we close the gaps:
   against the *running* interpreter even with ``--platform``/``--python-version``. A short launcher therefore replaces
   pip's marker environment with the target's before pip starts; pip's report echoes that environment and we check
   it, so a pip that ignored the replacement is caught rather than trusted.
+* **Requires-Python.** ``pip install`` checks it against the running interpreter once metadata is read; the
+  launcher hands the target's version to pip's resolver as ``pip download`` does.
 * **conda first.** ``--target`` makes pip ignore installed distributions; conda's count as installed through
   constraints and stand-in wheels (see :mod:`.installed`) and are dropped from the result.
 
@@ -47,12 +49,20 @@ REPORT_CAP = 64 * 1024 * 1024
 _KEEP_PIP_VARS = {"PIP_CERT", "PIP_CLIENT_CERT", "PIP_PROXY", "PIP_DEFAULT_TIMEOUT", "PIP_TIMEOUT", "PIP_RETRIES"}
 _MARKERS_VAR = "OCI_CONDA_PIP_MARKERS"
 
-#: Runs pip with the target's marker environment (see the module docstring); argv after ``-c`` is pip's.
+#: Runs pip with the target's marker environment and python version (see the module docstring); argv after ``-c``
+#: is pip's. ``pip install`` checks ``Requires-Python`` from metadata against the running interpreter even with
+#: ``--python-version`` (only ``pip download`` passes it to the resolver), so the resolver is given it here too.
 LAUNCHER = f"""\
 import json, os, sys
 env = json.loads(os.environ.pop({_MARKERS_VAR!r}))
 import pip._vendor.packaging.markers as markers
 markers.default_environment = lambda: dict(env)
+from pip._internal.cli import req_command
+make_resolver = req_command.RequirementCommand.make_resolver
+def target_resolver(*args, **kwargs):
+    kwargs["py_version_info"] = tuple(int(p) for p in env["python_full_version"].split("."))
+    return make_resolver(*args, **kwargs)
+req_command.RequirementCommand.make_resolver = staticmethod(target_resolver)
 from pip._internal.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -202,12 +212,34 @@ def explain_failure(log: str, section: PipSection, target: Target, conda: dict[s
         seen = f" (versions with a wheel for it: {versions.group(1)})" if versions else ""
         return (f"{place}pip: no wheel of {m.group(1)} fits {target.describe()}{seen}; a wheel is needed "
                 "(source distributions are not built)")
+    if "THESE PACKAGES DO NOT MATCH THE HASHES" in log:
+        start = next(i for i, ln in enumerate(lines) if "THESE PACKAGES DO NOT MATCH THE HASHES" in ln)
+        block = [ln.strip() for ln in lines[start + 1:] if ln.strip()]
+        req = _requirement_words(block[0]) if block else "?"
+        expected = next((ln.split()[-1] for ln in block if ln.startswith("Expected")), "?")
+        got = next((ln.split()[-1] for ln in block if ln.startswith("Got")), "?")
+        r = where.get(canonicalize_name(re.split(r"[\[<>=!~;@ ]", req)[0]))
+        return (f"{r.where + ': ' if r else ''}pip: {req}: the wheel's sha256 is {got}, but --hash allows only "
+                f"{expected}")
+    if "all requirements must have their versions pinned with ==" in log:
+        start = next(i for i, ln in enumerate(lines) if "must have their versions pinned" in ln)
+        loose = [_requirement_words(ln) for ln in lines[start + 1:] if ln.startswith("    ")]
+        return ("pip: hash-checking mode needs every package pinned with == and a --hash in the section, "
+                "but these are not listed: " + ", ".join(loose))
     if "Hashes are required in --require-hashes mode" in log:
         missing = [ln.strip() for ln in lines if "--hash=sha256:" in ln and "==" in ln]
-        return ("pip: hash-checking mode needs every installed package pinned with a --hash, but these are not: "
+        return ("pip: hash-checking mode needs every package pinned with a --hash, but these are not: "
                 + ", ".join(m.split(" --hash", 1)[0] for m in missing))
     errors = [ln[len("ERROR: "):] for ln in lines if ln.startswith("ERROR: ")]
     return "pip: " + (errors[-1] if errors else (lines[-1] if lines else "failed without output"))
+
+
+def _requirement_words(line: str) -> str:
+    """``newer==1.0`` (needed by ``app``) from pip's ``newer==1.0 from URL (from app==1.0->-r FILE (line 3))``."""
+    line = line.strip().rstrip(":")
+    req = line.split(" from ", 1)[0].split(" (from ", 1)[0]
+    parent = re.search(r"\(from ([^-][^)]*?)->", line)
+    return req + (f" (needed by {parent.group(1)})" if parent else "")
 
 
 def _cause(line: str, where: dict[str, PipRequirement], conda: dict[str, InstalledDist]) -> str:
