@@ -144,6 +144,12 @@ def test_hash_checking_mode(index: SimpleIndex, cache_env: Path) -> None:
                        installed=[InstalledDist("setuptools", "80.9.0")])
     msg = str(err.value)
     assert "\n" not in msg and "hash-checking mode" in msg and "fast>=1 (needed by app==2.0)" in msg
+    # Every dependency hashed; conda's setuptools still counts as installed (its stand-in is hashed by us).
+    fast = index.directories[0] / "fast-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    got = resolve_wheels(section(index, f"app==2.0 --hash=sha256:{sha256_file(app)}",
+                                 f"fast==1.0 --hash=sha256:{sha256_file(fast)}"), X86,
+                         installed=[InstalledDist("setuptools", "80.9.0")])
+    assert [(r.name, r.sha256) for r in got] == [("app", sha256_file(app)), ("fast", sha256_file(fast))]
 
 
 def test_direct_wheel_url(index: SimpleIndex, cache_env: Path) -> None:

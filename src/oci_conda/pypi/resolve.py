@@ -90,10 +90,15 @@ def resolve_wheels(
         for dist in sorted(conda.values(), key=lambda d: d.key):
             _, digest = stand_in_wheel(dist, target, stand_ins)
             pins.append(f"{dist.key}=={dist.version}" + (f" --hash={digest}" if section.require_hashes else ""))
+        # In hash-checking mode pip accepts only hashed *requirements* for every package it touches, constraints do
+        # not count: conda's pins then become requirements (their stand-ins are dropped from the result anyway).
+        hashed_pins = pins if section.require_hashes else []
         reqs = work / "requirements.txt"
-        reqs.write_text("\n".join([*_option_lines(section), *(r.pip_line() for r in section.requirements)]) + "\n")
+        reqs.write_text("\n".join([*_option_lines(section), *(r.pip_line() for r in section.requirements),
+                                   *hashed_pins]) + "\n")
         cons = work / "constraints.txt"
-        cons.write_text("\n".join([*(r.pip_line() for r in section.constraints), *pins]) + "\n")
+        cons.write_text("\n".join([*(r.pip_line() for r in section.constraints),
+                                   *([] if hashed_pins else pins)]) + "\n")
         report = work / "report.json"
         argv = [sys.executable, "-c", LAUNCHER, *_pip_args(target, report, work / "target"),
                 "-r", str(reqs), "-c", str(cons), "--find-links", str(stand_ins)]
@@ -243,8 +248,8 @@ def _requirement_words(line: str) -> str:
 
 
 def _cause(line: str, where: dict[str, PipRequirement], conda: dict[str, InstalledDist]) -> str:
-    m = re.match(r"The user requested \(constraint\) (\S+?)==(\S+)$", line)
-    if m and canonicalize_name(m.group(1)) in conda:
+    m = re.match(r"The user requested (?:\(constraint\) )?(\S+?)==(\S+)$", line)
+    if m and canonicalize_name(m.group(1)) in conda and m.group(2) == conda[canonicalize_name(m.group(1))].version:
         dist = conda[canonicalize_name(m.group(1))]
         return f"conda installed {dist.name} {dist.version}" + (f" (package {dist.package})" if dist.package else "")
     m = re.match(r"The user requested (\(constraint\) )?(\S+)", line)
