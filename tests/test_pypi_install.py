@@ -98,7 +98,6 @@ def test_real_wheels_install_and_import(tmp_path: Path) -> None:
         if "aarch64" in wheel.name:
             continue
         install_wheel(wheel, rec(wheel), prefix=PREFIX, python=PY, staging=staging)
-    env = dict(os.environ, PYTHONPATH=str(staging / SITE), PYTHONNOUSERSITE="1")
     code = ("import sys, requests, markupsafe, importlib.metadata as m; "
             "assert markupsafe.__file__.startswith(sys.argv[1]) and requests.__file__.startswith(sys.argv[1]); "
             "print(markupsafe.escape('<a>'), m.distribution('requests').read_text('INSTALLER').strip())")

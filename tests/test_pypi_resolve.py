@@ -106,7 +106,8 @@ def test_conda_dists_count_as_installed(index: SimpleIndex, cache_env: Path) -> 
 def test_conflict_with_conda_is_one_line_naming_both(index: SimpleIndex, cache_env: Path) -> None:
     with pytest.raises(SolveError) as err:
         resolve_wheels(section(index, "app[x]"), X86,
-                       installed=[InstalledDist("numpy", "2.1.0", package="numpy"), InstalledDist("setuptools", "80.9.0")])
+                       installed=[InstalledDist("numpy", "2.1.0", package="numpy"),
+                                  InstalledDist("setuptools", "80.9.0")])
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("pip: conflicting requirements for linux-64")
     assert "depends on numpy<2" in msg and "conda installed numpy 2.1.0" in msg
@@ -177,3 +178,31 @@ def test_real_wheels_for_two_platforms(cache_env: Path) -> None:
         assert arm["markupsafe"].endswith("aarch64.whl")
     finally:
         idx.stop()
+
+
+def test_index_credentials_from_the_environment(index: SimpleIndex, cache_env: Path) -> None:
+    env = {"PIP_INDEX_URL": index.simple_url("alice", SECRET)}
+    sec = parse_pip_section([("oldpy", "env.yml:3")], base_dir=".", environ=env)
+    [rec] = resolve_wheels(sec, X86)
+    assert rec.name == "oldpy"
+    no_secret(rec)
+    # Without them the index answers 401 and pip finds nothing: one line, no secret.
+    with pytest.raises(SolveError) as err:
+        resolve_wheels(parse_pip_section([(f"--index-url {index.simple_url()}", "env.yml:2"),
+                                          ("oldpy", "env.yml:3")], base_dir=".", environ={}), X86)
+    assert "\n" not in str(err.value) and "oldpy" in str(err.value)
+
+
+def test_find_links_without_an_index(index: SimpleIndex, tmp_path: Path, cache_env: Path) -> None:
+    wheels = index.directories[0]
+    lines = [("--no-index", "env.yml:1"), ("--find-links wheels", "env.yml:2"), ("pyver", "env.yml:3")]
+    (tmp_path / "wheels").symlink_to(wheels)
+    [rec] = resolve_wheels(parse_pip_section(lines, base_dir=tmp_path, environ={}), X86)
+    assert rec.name == "pyver" and rec.url == (tmp_path / "wheels" / rec.filename).resolve().as_uri() or \
+        rec.url.startswith("file://")
+    assert rec.sha256 in (None, sha256_file(wheels / rec.filename))
+
+
+def test_time_cap(index: SimpleIndex, cache_env: Path) -> None:
+    with pytest.raises(SolveError, match="took longer than 0s"):
+        resolve_wheels(section(index, "app"), X86, timeout=0.05)

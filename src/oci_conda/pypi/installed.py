@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +71,19 @@ def stand_in_wheel(dist: InstalledDist, target: Target, directory: Path) -> tupl
 
 def _b64(digest: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+_DIST_DIR = re.compile(r"(?:^|/)site-packages/([^/]+?)-([^-/]+?)(?:-py\d+(?:\.\d+)?)?\.(?:dist-info|egg-info)(?:/|$)")
+
+
+def dists_from_paths(paths: Iterable[str], package: str = "") -> list[InstalledDist]:
+    """The distributions a conda package installs, from its file list (``info/files`` / ``paths.json`` paths):
+    each ``site-packages/NAME-VERSION.dist-info`` or ``.egg-info`` (file or directory) names one. Works for both
+    ``lib/pythonX.Y/site-packages/...`` and noarch ``site-packages/...`` paths."""
+    found: dict[str, InstalledDist] = {}
+    for path in paths:
+        m = _DIST_DIR.search(path)
+        if m:
+            name, version = m.group(1), m.group(2)
+            found.setdefault(canonicalize_name(name), InstalledDist(name, version, package=package))
+    return [found[k] for k in sorted(found)]
