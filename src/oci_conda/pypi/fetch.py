@@ -9,7 +9,7 @@ Credentials go only to the origin they came with (:class:`~oci_conda.pypi.hosts.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -137,7 +137,7 @@ def _download(record: WheelRecord, session: requests.Session, creds: HostCredent
     return digest, size
 
 
-def _stream(url: str, session: requests.Session, creds: HostCredentials, where: str):
+def _stream(url: str, session: requests.Session, creds: HostCredentials, where: str) -> Iterator[bytes]:
     parts = urlsplit(url)
     if parts.scheme == "file":
         try:

@@ -103,7 +103,7 @@ def resolve_wheels(
         argv = [sys.executable, "-c", LAUNCHER, *_pip_args(target, report, work / "target"),
                 "-r", str(reqs), "-c", str(cons), "--find-links", str(stand_ins)]
         out = work / "pip.log"
-        code = _run(argv, target, out, timeout, creds)
+        code = _run(argv, target, out, timeout)
         log = creds.scrub(_tail(out))
         if code != 0:
             raise SolveError(explain_failure(log, section, target, conda))
@@ -137,10 +137,9 @@ def _option_lines(section: PipSection) -> list[str]:
     return lines
 
 
-def _run(argv: list[str], target: Target, out: Path, timeout: float, creds: HostCredentials) -> int:
+def _run(argv: list[str], target: Target, out: Path, timeout: float) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in _KEEP_PIP_VARS}
-    env.update({"PIP_CONFIG_FILE": os.devnull, _MARKERS_VAR: json.dumps(target.marker_environment()),
-                "PYTHONNOUSERSITE": "1"})
+    env.update({"PIP_CONFIG_FILE": os.devnull, _MARKERS_VAR: json.dumps(target.marker_environment())})
     with open(out, "wb") as f:
         try:
             return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env,
