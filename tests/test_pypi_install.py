@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from wheelhouse import build_wheel, real_wheelhouse, sha256_file
 
-from oci_conda.errors import InstallError, PackageError
+from oci_conda.errors import FetchError, InstallError, PackageError
 from oci_conda.pypi.install import install_wheel
 from oci_conda.pypi.records import WheelRecord
 
@@ -25,8 +26,9 @@ SITE = f"lib/python{PY}/site-packages"
 
 def rec(wheel: Path, **kw: object) -> WheelRecord:
     name, version = wheel.name.split("-")[:2]
-    return WheelRecord(name=name, version=version, filename=wheel.name, url=f"https://files.example/{wheel.name}",
-                       sha256=sha256_file(wheel), size=wheel.stat().st_size, **kw)  # type: ignore[arg-type]
+    fields: dict = {"name": name, "version": version, "filename": wheel.name, "sha256": sha256_file(wheel),
+                    "url": f"https://files.example/{wheel.name}", "size": wheel.stat().st_size}
+    return WheelRecord(**{**fields, **kw})
 
 
 @pytest.fixture
@@ -105,6 +107,25 @@ def test_real_wheels_install_and_import(tmp_path: Path) -> None:
                           + code, str(staging / SITE)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "&lt;a&gt; pip"
+
+
+def test_pip_lists_them(tmp_path: Path) -> None:
+    house = real_wheelhouse()
+    staging = tmp_path / "stage"
+    for wheel in sorted(house.glob("*x86_64*.whl")) + sorted(house.glob("*-none-any.whl")):
+        install_wheel(wheel, rec(wheel, requested=wheel.name.startswith("requests")), prefix=PREFIX, python=PY,
+                      staging=staging)
+    out = subprocess.run([sys.executable, "-m", "pip", "list", "--path", str(staging / SITE), "--format", "json",
+                          "--disable-pip-version-check", "--not-required"], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, PIP_CONFIG_FILE=os.devnull))
+    listed = {d["name"].lower() for d in json.loads(out.stdout)}
+    assert listed == {"requests", "markupsafe"}  # the rest are requests' dependencies, all present
+
+
+def test_wheel_not_matching_its_record_is_refused(tool: Path, tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="does not match its record"):
+        install_wheel(tool, rec(tool, sha256="0" * 64), prefix=PREFIX, python=PY, staging=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
 
 
 def hostile(tmp_path: Path, name: str, body: bytes = b"x") -> Path:

@@ -84,7 +84,8 @@ def fetch_wheel(
 def verify_wheel(path: Path, record: WheelRecord) -> None:
     """Raise :class:`FetchError` unless ``path`` has the record's sha256 and size: for every use of a cached file."""
     if not record.sha256 or not _verifies(path, record.sha256, record.size):
-        raise FetchError(f"{record.name} {record.version}: cached wheel {path.name} does not match its record")
+        raise FetchError(f"{record.name} {record.version}: wheel file {path.name} does not match its record "
+                         "(sha256/size)")
 
 
 def _entry(sha256: str, filename: str) -> Path:

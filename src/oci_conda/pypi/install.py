@@ -26,6 +26,7 @@ from installer.exceptions import InstallerError
 from installer.sources import WheelFile
 
 from ..errors import InstallError, PackageError
+from .fetch import verify_wheel
 from .records import WheelRecord
 
 _SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
@@ -50,9 +51,11 @@ def install_wheel(wheel: Path, record: WheelRecord, *, prefix: str, python: str,
     """Install ``wheel`` into ``staging`` (a directory standing for ``prefix`` in the image; other wheels may
     already be staged there, and :attr:`InstalledWheel.files` lists only this one's).
 
-    ``python`` is the target's ``X.Y``. Raises :class:`PackageError` for a hostile or corrupt wheel and
-    :class:`InstallError` when it would overwrite a file already staged."""
+    ``python`` is the target's ``X.Y``. Raises :class:`FetchError` when the file does not match the record's sha256
+    and size, :class:`PackageError` for a hostile or corrupt wheel and :class:`InstallError` when it would overwrite
+    a file already staged."""
     label = f"{record.name} {record.version} ({record.filename})"
+    verify_wheel(wheel, record)  # every use of a cached file is verified, this one included
     dist_name = _check_entries(wheel, label)
     scheme = conda_scheme(staging, python, dist_name)
     dest = SchemeDictionaryDestination(scheme, interpreter=posixpath.join(prefix, "bin", "python"),
