@@ -4,6 +4,6 @@ install each at a staging prefix as pip would.
 
 Knows nothing of OCI. Modules, top to bottom: ``requirements`` (syntax) -> ``target`` (tags, markers) ->
 ``resolve`` (the host's pip, dry-run, for the target) -> ``fetch`` (cache by sha256) -> ``install`` (schemes, RECORD,
-entry points). ``records`` holds the data that crosses stages; ``hosts`` the per-host index credentials; ``installed`` turns
-conda's Python distributions into what pip must treat as installed.
+entry points). ``records`` holds the data that crosses stages; ``hosts`` the per-host index credentials;
+``installed`` turns conda's Python distributions into what pip must treat as installed.
 """

@@ -34,7 +34,6 @@ from packaging.utils import canonicalize_name
 from ..cache import cache_dir
 from ..credentials import strip_credentials
 from ..errors import SolveError
-from .hosts import HostCredentials
 from .installed import InstalledDist, stand_in_wheel
 from .records import WheelRecord
 from .requirements import PipRequirement, PipSection
@@ -112,7 +111,7 @@ def resolve_wheels(
     if machine != target.machine:
         raise SolveError(f"pip: the host's pip did not evaluate markers for {target.subdir} (it used "
                          f"platform_machine={machine!r}); this pip version is not supported")
-    return _records(data, section, conda, creds)
+    return _records(data, section, conda)
 
 
 def _pip_args(target: Target, report: Path, target_dir: Path) -> list[str]:
@@ -158,14 +157,16 @@ def _tail(path: Path) -> str:
 def _read_report(path: Path) -> dict:
     if not path.exists() or path.stat().st_size > REPORT_CAP:
         raise SolveError("pip: no usable --report was written (missing or over the size cap)")
-    data = json.loads(path.read_bytes())
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError:
+        raise SolveError("pip: its --report is not valid JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("install"), list):
         raise SolveError("pip: its --report has an unexpected shape")
     return data
 
 
-def _records(data: dict, section: PipSection, conda: dict[str, InstalledDist],
-             creds: HostCredentials) -> list[WheelRecord]:
+def _records(data: dict, section: PipSection, conda: dict[str, InstalledDist]) -> list[WheelRecord]:
     allowed = {r.name: {h.split(":", 1)[1] for h in r.hashes if h.startswith("sha256:")}
                for r in section.requirements if r.hashes}
     out = []
@@ -234,6 +235,10 @@ def explain_failure(log: str, section: PipSection, target: Target, conda: dict[s
         missing = [ln.strip() for ln in lines if "--hash=sha256:" in ln and "==" in ln]
         return ("pip: hash-checking mode needs every package pinned with a --hash, but these are not: "
                 + ", ".join(m.split(" --hash", 1)[0] for m in missing))
+    if "No module named pip" in log or "No module named 'pip" in log:
+        return f"pip: the build host's python ({sys.executable}) has no pip; install pip to resolve pip: sections"
+    if "no such option: --report" in log or "no such option: --dry-run" in log:
+        return "pip: the build host's pip is too old for --dry-run --report (pip 22.2 or newer is needed)"
     errors = [ln[len("ERROR: "):] for ln in lines if ln.startswith("ERROR: ")]
     return "pip: " + (errors[-1] if errors else (lines[-1] if lines else "failed without output"))
 
