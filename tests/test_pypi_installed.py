@@ -7,7 +7,7 @@ from pathlib import Path
 
 from packaging.utils import parse_wheel_filename
 
-from oci_conda.pypi.installed import InstalledDist, dists_from_paths, stand_in_wheel
+from oci_conda.pypi.installed import InstalledDist, dist_from_metadata, dists_from_paths, stand_in_wheel
 from oci_conda.pypi.target import Target, TargetPython
 
 
@@ -35,3 +35,11 @@ def test_stand_in_carries_the_top_tag_and_metadata(tmp_path: Path) -> None:
     again, digest2 = stand_in_wheel(dist, target, tmp_path / ".." / tmp_path.name)
     assert digest2 == digest  # reproducible bytes
     assert not InstalledDist("odd", "nightly-latest").pinnable() and InstalledDist("x", "1.0").pinnable()
+
+
+def test_dist_from_metadata() -> None:
+    text = ("Metadata-Version: 2.1\nName: requests\nVersion: 2.32.3\nRequires-Dist: idna<4,>=2.5\n"
+            "Requires-Dist: PySocks!=1.5.7,>=1.5.6; extra == \"socks\"\n\nLong description\nName: not-this\n")
+    d = dist_from_metadata(text, package="requests")
+    assert (d.key, d.version, d.package) == ("requests", "2.32.3", "requests")
+    assert d.requires_dist == ("idna<4,>=2.5", 'PySocks!=1.5.7,>=1.5.6; extra == "socks"')

@@ -205,3 +205,9 @@ def test_find_links_without_an_index(index: SimpleIndex, tmp_path: Path, cache_e
 def test_time_cap(index: SimpleIndex, cache_env: Path) -> None:
     with pytest.raises(SolveError, match="took longer than 0s"):
         resolve_wheels(section(index, "app"), X86, timeout=0.05)
+
+
+def test_extras_of_a_conda_dist_come_from_its_metadata(index: SimpleIndex, cache_env: Path) -> None:
+    conda_app = InstalledDist("app", "2.0", requires_dist=('extra-dep; extra == "y"',))
+    assert names(resolve_wheels(section(index, "app[y]"), X86, installed=[conda_app])) == {
+        "extra-dep": "extra_dep-0.1-py3-none-any.whl"}

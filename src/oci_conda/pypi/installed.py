@@ -10,6 +10,7 @@ nor fails when conda's version was never published on the index. The resolver dr
 from __future__ import annotations
 
 import base64
+import email.parser
 import hashlib
 import re
 import zipfile
@@ -47,6 +48,17 @@ class InstalledDist:
         return True
 
 
+def dist_from_metadata(text: str, package: str = "") -> InstalledDist:
+    """An installed distribution from its ``METADATA``/``PKG-INFO`` text (name, version and ``Requires-Dist``), so
+    pip sees the dependencies and extras of what conda installed, as it would in the environment itself."""
+    msg = email.parser.HeaderParser().parsestr(text)
+    name, version = msg.get("Name"), msg.get("Version")
+    if not name or not version:
+        raise ValueError("metadata without Name or Version")
+    return InstalledDist(name.strip(), version.strip(), tuple(r.strip() for r in msg.get_all("Requires-Dist") or ()),
+                         package)
+
+
 def stand_in_wheel(dist: InstalledDist, target: Target, directory: Path) -> tuple[Path, str]:
     """Write ``dist``'s stand-in wheel into ``directory``; return its path and ``sha256:<hex>`` (for hash mode)."""
     name = dist.key.replace("-", "_")
@@ -54,6 +66,9 @@ def stand_in_wheel(dist: InstalledDist, target: Target, directory: Path) -> tupl
     info = f"{name}-{version}.dist-info"
     tag = target.tags()[0]
     lines = ["Metadata-Version: 2.1", f"Name: {dist.name}", f"Version: {version}"]
+    # pip honours an extra only when the metadata declares it; the extras are those the requirements mention.
+    extras = sorted({m for r in dist.requires_dist for m in re.findall(r"extra\s*==\s*['\"]([^'\"]+)['\"]", r)})
+    lines += [f"Provides-Extra: {e}" for e in extras]
     lines += [f"Requires-Dist: {r}" for r in dist.requires_dist]
     files = {
         f"{info}/METADATA": ("\n".join(lines) + "\n").encode(),
