@@ -1,0 +1,39 @@
+"""SBOMs of built images: SPDX 2.3 and CycloneDX 1.6 JSON, deterministic, plus the OCI 1.1 artifacts that attach
+them to the image (``sbom_artifact``)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..artifacts import ANNOTATION_CREATED, Artifact, Descriptor, artifact
+from . import cyclonedx, spdx
+from .cyclonedx import cyclonedx_bytes, cyclonedx_document
+from .graph import iso_time
+from .model import CondaPackage, ImageSubject, OsPackage, SbomInput, WheelPackage
+from .ospkgs import collect_os_files, os_packages, read_os_packages
+from .spdx import spdx_bytes, spdx_document
+
+FORMATS = {"spdx": (spdx.MEDIA_TYPE, spdx_bytes), "cyclonedx": (cyclonedx.MEDIA_TYPE, cyclonedx_bytes)}
+#: the file suffix each format is written with beside the output (``OUT.spdx.json``, ``OUT.cdx.json``)
+SUFFIXES = {"spdx": ".spdx.json", "cyclonedx": ".cdx.json"}
+
+
+def render(fmt: str, inp: SbomInput) -> bytes:
+    """The document of format ``fmt`` (``spdx`` or ``cyclonedx``) as canonical JSON bytes."""
+    return FORMATS[fmt][1](inp)
+
+
+def sbom_artifact(fmt: str, document: bytes, subject: Descriptor, created: int,
+                  annotations: Mapping[str, str] | None = None) -> Artifact:
+    """The OCI 1.1 artifact attaching ``document`` (format ``fmt``) to the image ``subject``: artifactType and layer
+    media type ``application/spdx+json`` or ``application/vnd.cyclonedx+json``; created from the build epoch."""
+    media = FORMATS[fmt][0]
+    ann = {ANNOTATION_CREATED: iso_time(created), **(annotations or {})}
+    return artifact(media, document, subject, media, ann)
+
+
+__all__ = [
+    "FORMATS", "SUFFIXES", "CondaPackage", "ImageSubject", "OsPackage", "SbomInput", "WheelPackage",
+    "collect_os_files", "cyclonedx_bytes", "cyclonedx_document", "os_packages", "read_os_packages", "render",
+    "sbom_artifact", "spdx_bytes", "spdx_document",
+]
