@@ -7,6 +7,9 @@ import hashlib
 
 import requests
 
+ACCEPT = ("application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,"
+          "application/vnd.docker.distribution.manifest.v2+json")
+
 
 def put_blob(base: str, repo: str, data: bytes) -> str:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -30,9 +33,7 @@ def put_manifest(base: str, repo: str, ref: str, data: bytes, media_type: str) -
 
 
 def get_manifest(base: str, repo: str, ref: str) -> bytes | None:
-    r = requests.get(f"{base}/v2/{repo}/manifests/{ref}", timeout=10, headers={"Accept": ",".join([
-        "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json"])})
+    r = requests.get(f"{base}/v2/{repo}/manifests/{ref}", timeout=10, headers={"Accept": ACCEPT})
     if r.status_code == 404:
         return None
     assert r.status_code == 200, r.text

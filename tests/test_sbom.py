@@ -11,17 +11,25 @@ from pathlib import Path
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from oci_schema import oci_validator
 from packageurl import PackageURL
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+from supply_fixtures import HelloImage, build_hello
 
 from oci_conda import artifacts as A
-from oci_conda.sbom import (CondaPackage, ImageSubject, OsPackage, SbomInput, WheelPackage, cyclonedx_bytes,
-                            sbom_artifact, spdx_bytes)
+from oci_conda.sbom import (
+    CondaPackage,
+    ImageSubject,
+    OsPackage,
+    SbomInput,
+    WheelPackage,
+    cyclonedx_bytes,
+    sbom_artifact,
+    spdx_bytes,
+)
 from oci_conda.sbom.licenses import spdx_expression
 from oci_conda.sbom.purl import conda_purl, oci_purl, os_purl, pypi_purl
-from oci_schema import oci_validator
-from supply_fixtures import HelloImage, build_hello
 
 EPOCH = 1735689600
 DIGEST = "sha256:" + "ab" * 32

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .errors import ImageError
 from .oci.image import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, canonical_json

@@ -3,7 +3,7 @@ them to the image (``sbom_artifact``)."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..artifacts import ANNOTATION_CREATED, Artifact, Descriptor, artifact
 from . import cyclonedx, spdx

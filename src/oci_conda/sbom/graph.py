@@ -14,7 +14,7 @@ _SPEC_NAME = re.compile(r"^\s*([^\s=<>!~\[,]+)")
 
 def iso_time(epoch: int) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` of the build epoch (both formats want UTC seconds)."""
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def document_uuid(kind: str, image: ImageSubject) -> uuid.UUID:

@@ -6,8 +6,9 @@ whether they came from a solve, a lock or an image read back from an archive.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .. import __version__
 from ..credentials import strip_credentials
@@ -47,7 +48,7 @@ class CondaPackage:
         return "conda" if (self.fn or self.url).endswith(".conda") else "tar.bz2"
 
     @classmethod
-    def from_record(cls, rec: Mapping[str, Any] | object) -> "CondaPackage":
+    def from_record(cls, rec: Mapping[str, Any] | object) -> CondaPackage:
         """From a conda-meta/repodata dict or any object with the same attributes (``PackageRecord``)."""
 
         def get(key: str) -> Any:

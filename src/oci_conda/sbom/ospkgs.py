@@ -13,7 +13,10 @@ from __future__ import annotations
 import gzip
 import re
 import tarfile
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
+
+import zstandard
 
 from ..errors import ImageError
 from .model import OsPackage
@@ -55,8 +58,6 @@ def _decompressed(f: BinaryIO) -> BinaryIO:
     if head.startswith(_GZIP):
         return gzip.GzipFile(fileobj=stream)  # type: ignore[arg-type]
     if head.startswith(_ZSTD):
-        import zstandard  # optional heavy dependency, only for zstd layers
-
         return zstandard.ZstdDecompressor().stream_reader(stream)  # type: ignore[return-value]
     return stream  # type: ignore[return-value]
 

@@ -15,9 +15,9 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import nacl.exceptions
 import nacl.secret

@@ -125,8 +125,8 @@ def gpg_verify(signature: bytes, keyring: str | os.PathLike[str], gpg: str = "gp
             raise SignError(f"{keyring}: gpg cannot import it as public keys")
         r = _gpg(["--status-fd", "2", "--output", "-", "--decrypt"], signature, home, gpg)
         status = r.stderr.decode("utf-8", "replace")
-        good = re.search(r"^\[GNUPG:\] GOODSIG ", status, re.M)
-        valid = re.search(r"^\[GNUPG:\] VALIDSIG ([0-9A-F]{40,64}) ", status, re.M)
+        good = re.search(r"^\[GNUPG:\] GOODSIG ", status, re.MULTILINE)
+        valid = re.search(r"^\[GNUPG:\] VALIDSIG ([0-9A-F]{40,64}) ", status, re.MULTILINE)
         if r.returncode != 0 or not good or not valid:
             why = "no key in the keyring made it" if "NO_PUBKEY" in status else "bad or missing signature"
             raise SignError(f"OpenPGP signature not accepted: {why}")
