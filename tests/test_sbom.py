@@ -25,6 +25,7 @@ from oci_conda.sbom import (
     SbomInput,
     WheelPackage,
     cyclonedx_bytes,
+    output_path,
     sbom_artifact,
     spdx_bytes,
 )
@@ -238,6 +239,13 @@ def test_sbom_artifacts_attach_to_the_image(hello: HelloImage, realdata: Path) -
     assert A.add_referrer(None, descs[0]) == A.referrers_index(descs[:1])
     with pytest.raises(Exception, match="other than an image index"):
         A.add_referrer(hello.manifest, descs[0])
+
+
+def test_output_paths(tmp_path: Path) -> None:
+    assert output_path(tmp_path / "OUT.tar", "spdx") == tmp_path / "OUT.spdx.json"
+    assert output_path(tmp_path / "OUT.tar", "cyclonedx") == tmp_path / "OUT.cdx.json"
+    assert output_path(tmp_path / "OUT.tar", "spdx", "linux/arm64/v8") == tmp_path / "OUT.linux-arm64-v8.spdx.json"
+    assert output_path(tmp_path / "layout", "cyclonedx", "linux/amd64") == tmp_path / "layout.linux-amd64.cdx.json"
 
 
 def test_referrers_tag_schema() -> None:

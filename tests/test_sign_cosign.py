@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import pty
 import stat
 import subprocess
 import sys
@@ -193,3 +194,32 @@ def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     os.chmod(path, 0o600)
     return path
+
+
+def test_passphrase_prompt_on_a_terminal_is_not_echoed() -> None:
+    """On a TTY the passphrase is asked twice for a new key (getpass: echo off) and never shown."""
+    code = ("import hashlib; from oci_conda.sign import keys\n"
+            "try:\n p = keys.read_passphrase(confirm=True, env={})\n print('GOT', hashlib.sha256(p).hexdigest())\n"
+            "except keys.SignError as e:\n print('ERR', e)")
+    for second, expect in (("hunter22", "GOT " + hashlib.sha256(b"hunter22").hexdigest()),
+                           ("different", "ERR passwords do not match")):
+        pid, fd = pty.fork()
+        if pid == 0:  # child: stdin/stdout are the pty
+            os.execv(sys.executable, [sys.executable, "-c", code])
+        out = b""
+        for answer in ("hunter22", second):
+            while b"password for private key" not in out.split(b"\n")[-1]:
+                out += os.read(fd, 1024)
+            os.write(fd, answer.encode() + b"\n")
+            out += b"\n"
+        while True:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.waitpid(pid, 0)
+        text = out.decode()
+        assert expect in text and "hunter22" not in text and "different" not in text

@@ -3,7 +3,10 @@ them to the image (``sbom_artifact``)."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
+from pathlib import Path
 
 from ..artifacts import ANNOTATION_CREATED, Artifact, Descriptor, artifact
 from . import cyclonedx, spdx
@@ -16,6 +19,17 @@ from .spdx import spdx_bytes, spdx_document
 FORMATS = {"spdx": (spdx.MEDIA_TYPE, spdx_bytes), "cyclonedx": (cyclonedx.MEDIA_TYPE, cyclonedx_bytes)}
 #: the file suffix each format is written with beside the output (``OUT.spdx.json``, ``OUT.cdx.json``)
 SUFFIXES = {"spdx": ".spdx.json", "cyclonedx": ".cdx.json"}
+
+
+def output_path(output: str | os.PathLike[str], fmt: str, platform: str | None = None) -> Path:
+    """Where the ``fmt`` SBOM of a build written to ``output`` goes: ``OUT.tar`` -> ``OUT.spdx.json`` beside it
+    (``OUT.cdx.json`` for CycloneDX); a multi-platform build names each by platform (``OUT.linux-arm64.spdx.json``).
+    A layout directory ``OUT/`` gets ``OUT.spdx.json`` next to the directory."""
+    out = Path(output)
+    stem = re.sub(r"\.(tar|tar\.gz|tgz|oci)$", "", out.name) or out.name
+    if platform:
+        stem += "." + re.sub(r"[^A-Za-z0-9._-]+", "-", platform)
+    return out.with_name(stem + SUFFIXES[fmt])
 
 
 def render(fmt: str, inp: SbomInput) -> bytes:
@@ -34,6 +48,6 @@ def sbom_artifact(fmt: str, document: bytes, subject: Descriptor, created: int,
 
 __all__ = [
     "FORMATS", "SUFFIXES", "CondaPackage", "ImageSubject", "OsPackage", "SbomInput", "WheelPackage",
-    "collect_os_files", "cyclonedx_bytes", "cyclonedx_document", "os_packages", "read_os_packages", "render",
+    "collect_os_files", "cyclonedx_bytes", "cyclonedx_document", "os_packages", "output_path", "read_os_packages", "render",
     "sbom_artifact", "spdx_bytes", "spdx_document",
 ]

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -65,20 +66,30 @@ def lookaside_path(lookaside: str | os.PathLike[str], ref: DockerRef, digest: st
     return signature_dir(lookaside, ref, digest) / f"signature-{index}"
 
 
-def _gpg(args: list[str], data: bytes | None, home: str | None, gpg: str) -> subprocess.CompletedProcess[bytes]:
+def _gpg(args: list[str], data: bytes | None, home: str | None, gpg: str,
+         interactive: bool = False) -> subprocess.CompletedProcess[bytes]:
+    """Run gpg; ``interactive`` leaves out ``--batch`` so gpg-agent may ask for a protected key's passphrase
+    (pinentry talks to the terminal, never through us)."""
     exe = shutil.which(gpg)
     if exe is None:
         raise SignError(f"the {gpg!r} program is not installed")
     env = dict(os.environ)
     if home is not None:
         env["GNUPGHOME"] = home
-    return subprocess.run([exe, "--batch", "--no-tty", *args], input=data, capture_output=True, env=env,
+    mode = [] if interactive else ["--batch", "--no-tty"]
+    return subprocess.run([exe, *mode, *args], input=data, capture_output=True, env=env,
                           check=False)
 
 
 def gpg_sign(payload: bytes, fingerprint: str, gnupghome: str | None = None, gpg: str = "gpg") -> bytes:
-    """``payload`` as a binary OpenPGP signed message made by the key ``fingerprint``."""
-    r = _gpg(["--local-user", fingerprint, "--sign", "--output", "-"], payload, gnupghome, gpg)
+    """``payload`` as a binary OpenPGP signed message made by the key ``fingerprint``. On a terminal gpg may
+    prompt for the key's passphrase; elsewhere it runs in batch mode (a protected key then needs gpg-agent to
+    have the passphrase already)."""
+    with tempfile.TemporaryDirectory(prefix="oci-conda-sign-") as tmp:
+        src = Path(tmp) / "payload.json"
+        src.write_bytes(payload)
+        r = _gpg(["--local-user", fingerprint, "--sign", "--output", "-", str(src)], None, gnupghome, gpg,
+                 interactive=sys.stdin.isatty())
     if r.returncode != 0 or not r.stdout:
         last = (r.stderr.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
         raise SignError(f"gpg could not sign with key {fingerprint}: {last}")
