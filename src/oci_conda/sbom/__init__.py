@@ -11,7 +11,9 @@ from pathlib import Path
 from ..artifacts import ANNOTATION_CREATED, Artifact, Descriptor, artifact
 from . import cyclonedx, spdx
 from .cyclonedx import cyclonedx_bytes, cyclonedx_document
+from .distinfo import conda_owned, read_wheels, wheels_from_files
 from .graph import iso_time
+from .layers import collect_files
 from .model import CondaPackage, ImageSubject, OsPackage, SbomInput, WheelPackage
 from .ospkgs import collect_os_files, os_packages, read_os_packages
 from .spdx import spdx_bytes, spdx_document
@@ -48,6 +50,7 @@ def sbom_artifact(fmt: str, document: bytes, subject: Descriptor, created: int,
 
 __all__ = [
     "FORMATS", "SUFFIXES", "CondaPackage", "ImageSubject", "OsPackage", "SbomInput", "WheelPackage",
-    "collect_os_files", "cyclonedx_bytes", "cyclonedx_document", "os_packages", "output_path", "read_os_packages", "render",
-    "sbom_artifact", "spdx_bytes", "spdx_document",
+    "collect_files", "collect_os_files", "conda_owned", "cyclonedx_bytes", "cyclonedx_document", "os_packages",
+    "output_path", "read_os_packages", "read_wheels", "render",
+    "sbom_artifact", "spdx_bytes", "spdx_document", "wheels_from_files",
 ]

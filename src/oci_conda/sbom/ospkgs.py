@@ -4,29 +4,22 @@ Supported: dpkg (``var/lib/dpkg/status``, and distroless' one-file-per-package `
 (``lib/apk/db/installed``). RPM is not read: current RPM distributions keep their database in SQLite with binary
 header blobs, which would need a header parser of its own.
 
-Layers are applied in order with OCI whiteouts honoured, so a database deleted or replaced by an upper layer is read
-as the final filesystem has it. Only the few database files are kept in memory.
+Layers are read by ``layers.collect_files``: whiteouts honoured, only the few database files kept in memory.
 """
 
 from __future__ import annotations
 
-import gzip
 import re
-import tarfile
 from collections.abc import Iterable
 from typing import BinaryIO
 
-import zstandard
-
-from ..errors import ImageError
+from .layers import collect_files
 from .model import OsPackage
 
 DPKG_STATUS = "var/lib/dpkg/status"
 DPKG_STATUS_D = "var/lib/dpkg/status.d/"
 APK_INSTALLED = "lib/apk/db/installed"
 OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
-MAX_DB = 64 << 20
-_GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 
 
 def _wanted(path: str) -> bool:
@@ -34,94 +27,9 @@ def _wanted(path: str) -> bool:
         path.startswith(DPKG_STATUS_D) and "/" not in path[len(DPKG_STATUS_D):] and len(path) > len(DPKG_STATUS_D))
 
 
-class _Prefixed:
-    """A read-only stream with some already-read bytes put back in front (to sniff the compression)."""
-
-    def __init__(self, head: bytes, rest: BinaryIO):
-        self.head, self.rest = head, rest
-
-    def read(self, n: int = -1) -> bytes:
-        if not self.head:
-            return self.rest.read(n)
-        if n is None or n < 0:
-            out, self.head = self.head + self.rest.read(), b""
-            return out
-        out, self.head = self.head[:n], self.head[n:]
-        if len(out) < n:
-            out += self.rest.read(n - len(out))
-        return out
-
-
-def _decompressed(f: BinaryIO) -> BinaryIO:
-    head = f.read(4)
-    stream = _Prefixed(head, f)
-    if head.startswith(_GZIP):
-        return gzip.GzipFile(fileobj=stream)  # type: ignore[arg-type]
-    if head.startswith(_ZSTD):
-        return zstandard.ZstdDecompressor().stream_reader(stream)  # type: ignore[return-value]
-    return stream  # type: ignore[return-value]
-
-
-def _norm(name: str) -> str:
-    name = name.lstrip("/")
-    while name.startswith("./"):
-        name = name[2:]
-    return name
-
-
 def collect_os_files(layers: Iterable[BinaryIO], where: str = "base image") -> dict[str, bytes]:
-    """The package-database and os-release files of the filesystem the ``layers`` (tar streams, plain, gzip or
-    zstd, lowest first) make, applying whiteouts. Symlinked os-release files are followed within the set."""
-    files: dict[str, bytes] = {}
-    links: dict[str, str] = {}
-    for n, layer in enumerate(layers):
-        added: dict[str, bytes] = {}
-        added_links: dict[str, str] = {}
-        gone: list[str] = []
-        opaque: list[str] = []
-        try:
-            with tarfile.open(fileobj=_decompressed(layer), mode="r|") as t:
-                for m in t:
-                    path = _norm(m.name)
-                    d, _, base = path.rpartition("/")
-                    if base == ".wh..wh..opq":
-                        opaque.append(d + "/" if d else "")
-                        continue
-                    if base.startswith(".wh."):
-                        gone.append((d + "/" if d else "") + base[4:])
-                        continue
-                    if not _wanted(path):
-                        continue
-                    if m.issym() and path in OS_RELEASE:
-                        added_links[path] = m.linkname
-                    elif m.isreg() and m.size <= MAX_DB:
-                        f = t.extractfile(m)
-                        if f is not None:
-                            added[path] = f.read()
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise ImageError(f"{where}: layer {n} is not a readable tar ({e})") from None
-        for target in (files, links):
-            for p in list(target):
-                if any(p == g or p.startswith(g + "/") for g in gone) or any(p.startswith(o) for o in opaque):
-                    del target[p]
-        for p in added:
-            links.pop(p, None)
-        for p in added_links:
-            files.pop(p, None)
-        files.update(added)
-        links.update(added_links)
-    for path, target in links.items():
-        resolved = _norm(target if target.startswith("/") else path.rsplit("/", 1)[0] + "/" + target)
-        parts: list[str] = []
-        for seg in resolved.split("/"):
-            if seg == "..":
-                if parts:
-                    parts.pop()
-            elif seg not in ("", "."):
-                parts.append(seg)
-        if "/".join(parts) in files:
-            files[path] = files["/".join(parts)]
-    return files
+    """The package-database and os-release files of the filesystem the ``layers`` make (see ``collect_files``)."""
+    return collect_files(layers, _wanted, where)
 
 
 def os_release(files: dict[str, bytes]) -> dict[str, str]:
