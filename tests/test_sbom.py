@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from oci_schema import oci_validator
 from packageurl import PackageURL
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
@@ -256,3 +258,24 @@ def test_referrers_tag_schema() -> None:
              "alsoSome=InTheEncodedSectionToShowHyphenReplacementAndLotsAndLotsOfCharactersToExcerciseEncodedTruncation")
     assert A.referrers_tag(weird) == ("test-algorithm-using-algorithm-s-alsoSome-InTheEncodedSectionToShowHyphen"
                                       "ReplacementAndLotsAndLot")
+
+
+# conda names and versions never hold blanks or slashes at their ends; packageurl-python strips those on parse
+_WORD = st.text(min_size=1, max_size=10).filter(lambda s: s == s.strip().strip("/") and s.strip() != "")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_WORD, _WORD,
+                          st.text(max_size=8), st.text(max_size=20), st.one_of(st.none(), st.text(max_size=30))),
+                min_size=1, max_size=5))
+def test_any_record_text_gives_valid_documents(rows: list) -> None:
+    """Hostile or odd conda metadata (any unicode in names, versions, builds, channels, licenses) still gives
+    documents both validators accept, with purls packageurl-python reads back to the same fields."""
+    pkgs = tuple(CondaPackage(n, v, b, c, "linux-64", f"{n}.conda", "", None, None, lic, (n,))
+                 for n, v, b, c, lic in rows)
+    inp = SbomInput(ImageSubject("app", DIGEST, "linux/amd64"), EPOCH, pkgs)
+    validate_spdx(spdx_bytes(inp))
+    validate_cdx(cyclonedx_bytes(inp))
+    for p in pkgs:
+        parsed = PackageURL.from_string(conda_purl(p))
+        assert (parsed.name, parsed.version) == (p.name, p.version)

@@ -16,9 +16,22 @@ from .model import SbomInput
 MEDIA_TYPE = "application/spdx+json"
 
 
-def _spdx_id(kind: str, name: str, key: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", name).strip("-") or "x"
-    return f"SPDXRef-{kind}-{slug}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+class _Ids:
+    """SPDXRef ids: readable (kind and sanitised name) plus a hash of the purl; a repeated component (the same
+    purl twice in hostile metadata) gets a numbered id rather than a duplicate the validator rejects."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, kind: str, name: str, key: str) -> str:
+        slug = re.sub(r"[^A-Za-z0-9.-]+", "-", name).strip("-") or "x"
+        base = sid = f"SPDXRef-{kind}-{slug}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+        n = 1
+        while sid in self.seen:
+            n += 1
+            sid = f"{base}-{n}"
+        self.seen.add(sid)
+        return sid
 
 
 class _Licenses:
@@ -71,6 +84,7 @@ def spdx_document(inp: SbomInput) -> dict[str, Any]:
     """The SPDX 2.3 document as a JSON-ready dict (see ``spdx_bytes`` for the bytes)."""
     img = inp.image
     lic = _Licenses()
+    spdx_id = _Ids()
     root_id = "SPDXRef-Image"
     packages: list[dict[str, Any]] = [_package(
         root_id, img.name, img.digest, P.oci_purl(img), "NOASSERTION", None,
@@ -84,7 +98,7 @@ def spdx_document(inp: SbomInput) -> dict[str, Any]:
     conda_ids = []
     for p in conda:
         purl = P.conda_purl(p)
-        sid = _spdx_id("conda", p.name, purl)
+        sid = spdx_id("conda", p.name, purl)
         conda_ids.append(sid)
         packages.append(_package(sid, p.name, p.version, purl, lic.declared(p.license), p.url,
                                  [("SHA256", p.sha256), ("MD5", p.md5)],
@@ -94,13 +108,13 @@ def spdx_document(inp: SbomInput) -> dict[str, Any]:
         contained.append(sid)
     for w in sorted(inp.wheels, key=lambda w: (P.pypi_name(w.name), w.version)):
         purl = P.pypi_purl(w)
-        sid = _spdx_id("pypi", w.name, purl)
+        sid = spdx_id("pypi", w.name, purl)
         packages.append(_package(sid, P.pypi_name(w.name), w.version, purl, lic.declared(w.license), w.url,
                                  [("SHA256", w.sha256)], {"primaryPackagePurpose": "LIBRARY"}))
         contained.append(sid)
     for o in inp.os_packages:
         purl = P.os_purl(o)
-        sid = _spdx_id(o.ecosystem, o.name, purl)
+        sid = spdx_id(o.ecosystem, o.name, purl)
         extra: dict[str, Any] = {"primaryPackagePurpose": "LIBRARY"}
         if o.source and o.source != o.name:
             extra["sourceInfo"] = f"built from source package {o.source}"
