@@ -137,11 +137,14 @@ def gpg_verify(signature: bytes, keyring: str | os.PathLike[str], gpg: str = "gp
         r = _gpg(["--status-fd", "2", "--output", "-", "--decrypt"], signature, home, gpg)
         status = r.stderr.decode("utf-8", "replace")
         good = re.search(r"^\[GNUPG:\] GOODSIG ", status, re.MULTILINE)
-        valid = re.search(r"^\[GNUPG:\] VALIDSIG ([0-9A-F]{40,64}) ", status, re.MULTILINE)
+        valid = re.search(r"^\[GNUPG:\] VALIDSIG ([0-9A-F]{40,64}) (.*)$", status, re.MULTILINE)
         if r.returncode != 0 or not good or not valid:
             why = "no key in the keyring made it" if "NO_PUBKEY" in status else "bad or missing signature"
             raise SignError(f"OpenPGP signature not accepted: {why}")
-        return r.stdout, valid.group(1)
+        fields = valid.group(2).split()
+        # the primary key's fingerprint is the last field when a subkey made the signature
+        primary = fields[8] if len(fields) > 8 and re.fullmatch(r"[0-9A-F]{40,64}", fields[8]) else valid.group(1)
+        return r.stdout, primary
 
 
 def _identity_matches(signed: str, ref: DockerRef) -> bool:
