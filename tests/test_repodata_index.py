@@ -16,7 +16,7 @@ import pytest
 from oci_conda.conda import repodata as R
 from oci_conda.conda.channel import Channel, resolve_channel
 from oci_conda.conda.repodata import ChannelIndex, load_channel_indexes, load_channels, load_repodata
-from oci_conda.conda.solver import clear_index_cache, solve
+from oci_conda.conda.solve import clear_index_cache, solve
 from oci_conda.conda.virtual import virtual_packages
 from oci_conda.errors import ChannelError
 from oci_conda.http import make_session

@@ -14,7 +14,8 @@ import pytest
 
 from oci_conda.conda.matchspec import MatchSpec
 from oci_conda.conda.records import PackageRecord
-from oci_conda.conda.solver import _Problem, dependency_order, solve
+from oci_conda.conda.order import dependency_order
+from oci_conda.conda.solve import solve
 from oci_conda.conda.version import VersionOrder
 from oci_conda.conda.virtual import virtual_packages
 from oci_conda.errors import SolveError, SpecError
@@ -447,7 +448,7 @@ def test_oracle_rattler(synth_channel, capsys) -> None:
             check_valid(ours_recs, specs, LINUX_VP)
         # pruning the pool before libsolv sees it must not change what is solvable nor the requested versions
         try:
-            full = _Problem([recs], specs, LINUX_VP, "strict", prune=False).run()
+            full = solve([recs], specs, LINUX_VP, "strict", prune=False)
         except SolveError:
             full = None
         assert (full is None) == (ours_recs is None), specs
