@@ -130,7 +130,7 @@ def worker_index(chan: Path, specs: list[str]) -> dict:
     """The real path: repodata file -> ``load_channel_indexes`` (scan + write the index file when the cache in
     ``$OCI_CONDA_CACHE`` has none, else open it) -> ``solve``. Cold or warm depends on the cache the caller set."""
     from oci_conda.conda.channel import resolve_channel
-    from oci_conda.conda.repodata import load_channel_indexes
+    from oci_conda.conda.gateway import load_channel_indexes
     from oci_conda.conda.solve import solve
     from oci_conda.conda.virtual import virtual_packages
     from oci_conda.http import make_session
