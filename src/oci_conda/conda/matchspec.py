@@ -597,7 +597,7 @@ class MatchSpec:
         return self
 
     # -- matching ------------------------------------------------------------------------------------------------
-    def match(self, rec: Any) -> bool:
+    def match(self, rec: PackageRecord | Mapping[str, Any]) -> bool:
         """Does the record satisfy every field of this spec? (A record whose version conda cannot parse never does.)"""
         if rec.__class__ is not PackageRecord and isinstance(rec, Mapping):
             rec = _MappingRecord(rec)

@@ -16,7 +16,7 @@ from collections import defaultdict, deque
 from itertools import accumulate, compress, repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, KeysView, Mapping, Sequence
 from urllib.parse import urljoin
 
 import orjson
@@ -309,8 +309,8 @@ class SubdirIndex:
     """One channel subdir as name -> where its entries are in ``body`` (in memory after a scan, or an index file
     mmap'd, whose per-name tables are decoded on first use)."""
 
-    def __init__(self, channel: Channel, subdir: str, where: str, base_url: str | None, body: Any,
-                 table: Mapping[str, Any], data: Any = None) -> None:
+    def __init__(self, channel: Channel, subdir: str, where: str, base_url: str | None, body: bytes | memoryview,
+                 table: Mapping[str, Any], data: memoryview | None = None) -> None:
         self.channel, self.subdir, self.where = channel, subdir, where
         self.base_url = base_url
         self.base = fixed_base({"base_url": base_url}, channel, subdir, where)
@@ -319,7 +319,7 @@ class SubdirIndex:
         self._data = data
         self.records_made = 0
 
-    def names(self) -> Any:
+    def names(self) -> KeysView[str]:
         return self._table.keys()
 
     def __contains__(self, name: object) -> bool:
