@@ -150,9 +150,14 @@ class Candidates:
 
     @property
     def channel_urls(self) -> list[str]:
-        """Each channel's URL, for messages (taken from its first record)."""
+        """Each channel's URL, for messages: the mapping's own ``channel`` when it has one (a gateway index: asking
+        it for a record could fetch a shard, on an error path and maybe offline), else its first record's."""
         out = []
         for c in self.index.channels:
+            url = getattr(getattr(c, "channel", None), "url", None)
+            if isinstance(url, str):
+                out.append(url)
+                continue
             url = ""
             for r in (next(iter(c.values()), ()) if isinstance(c, Mapping) else c):  # type: ignore[arg-type]
                 url = r.channel
