@@ -424,8 +424,9 @@ class OracleCase:
 
 @pytest.fixture(scope="module")
 def oracle_cases(synth_channel) -> list[OracleCase]:
-    """60 random requests on the generated channel, each solved by us (pruned and unpruned) and by rattler."""
-    pytest.importorskip("rattler")
+    """60 random requests on the generated channel, each solved by us (pruned and unpruned) and by rattler (when
+    py-rattler is installed; the tests that compare with it skip otherwise)."""
+    have_rattler = importlib.util.find_spec("rattler") is not None
     chan_dir, recs = synth_channel
     rng = random.Random(7)
     versions: dict[str, list[str]] = {}
@@ -456,7 +457,8 @@ def oracle_cases(synth_channel) -> list[OracleCase]:
     cases = []
     for _ in range(60):
         specs = sorted({random_spec() for _ in range(rng.randint(1, 4))})
-        cases.append(OracleCase(specs, ours(specs, True), ours(specs, False), _rattler_solve(chan_dir, specs, LINUX_VP)))
+        theirs = _rattler_solve(chan_dir, specs, LINUX_VP) if have_rattler else None
+        cases.append(OracleCase(specs, ours(specs, True), ours(specs, False), theirs))
     return cases
 
 
@@ -482,6 +484,7 @@ def test_pruning_changes_neither_solvability_nor_requested_versions(oracle_cases
 
 
 def test_oracle_rattler_agrees_on_what_is_solvable(oracle_cases: list[OracleCase], capsys) -> None:
+    pytest.importorskip("rattler")
     both = only_rattler = only_us = neither = same = 0
     diffs: list[str] = []
     for c in oracle_cases:
@@ -514,6 +517,7 @@ def test_oracle_rattler_agrees_on_what_is_solvable(oracle_cases: list[OracleCase
 
 
 def test_oracle_requested_versions_at_least_rattlers(oracle_cases: list[OracleCase]) -> None:
+    pytest.importorskip("rattler")
     compared = 0
     for c in oracle_cases:
         if c.ours is None or c.theirs is None:
