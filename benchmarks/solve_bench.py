@@ -55,7 +55,7 @@ def _load_records(chan: Path):
 
 
 def worker_ours(chan: Path, specs: list[str]) -> dict:
-    from oci_conda.conda.solver import solve
+    from oci_conda.conda.solve import solve
     from oci_conda.conda.virtual import virtual_packages
 
     t0 = time.perf_counter()
@@ -107,7 +107,7 @@ class _LazyChannel(Mapping):
 
 
 def worker_ours_lazy(chan: Path, specs: list[str]) -> dict:
-    from oci_conda.conda.solver import solve
+    from oci_conda.conda.solve import solve
     from oci_conda.conda.virtual import virtual_packages
 
     t0 = time.perf_counter()
@@ -130,8 +130,8 @@ def worker_index(chan: Path, specs: list[str]) -> dict:
     """The real path: repodata file -> ``load_channel_indexes`` (scan + write the index file when the cache in
     ``$OCI_CONDA_CACHE`` has none, else open it) -> ``solve``. Cold or warm depends on the cache the caller set."""
     from oci_conda.conda.channel import resolve_channel
-    from oci_conda.conda.repodata import load_channel_indexes
-    from oci_conda.conda.solver import solve
+    from oci_conda.conda.gateway import load_channel_indexes
+    from oci_conda.conda.solve import solve
     from oci_conda.conda.virtual import virtual_packages
     from oci_conda.http import make_session
 

@@ -18,9 +18,9 @@ import pytest
 from oci_conda.conda.channel import Channel, resolve_channel
 from oci_conda.conda.fetch import cached_path, fetch_packages
 from oci_conda.conda.records import PackageRecord
-from oci_conda.conda.repodata import load_channels
 from oci_conda.errors import FetchError
 from oci_conda.http import make_session
+from gatewayutil import records_of_channels
 
 PKGS = Path("packages/conda-forge-linux-64")
 REPODATA = Path("repodata/conda-pypi-local-channel")
@@ -47,7 +47,7 @@ def build_channel(realdata: Path, dst: Path) -> Path:
 @pytest.fixture
 def channel_records(realdata: Path, tmp_path: Path, serve_dir) -> Iterator[tuple[object, list[PackageRecord]]]:
     server = serve_dir(build_channel(realdata, tmp_path / "chan"))
-    [recs] = load_channels([Channel(server.url, server.url, server.url)], "linux-64", make_session())
+    [recs] = records_of_channels([Channel(server.url, server.url, server.url)], "linux-64", make_session())
     have = {p.name for p in (realdata / PKGS).iterdir()}
     yield server, [r for r in recs if r.fn in have]
 
@@ -121,7 +121,7 @@ def test_corrupted_file_is_rejected_and_not_cached(realdata: Path, tmp_path: Pat
 
 def test_md5_only_and_no_checksum(realdata: Path, tmp_path: Path, cache_env) -> None:
     chan = resolve_channel(str(build_channel(realdata, tmp_path / "chan")), tmp_path)
-    [recs] = load_channels([chan], "linux-64", make_session())
+    [recs] = records_of_channels([chan], "linux-64", make_session())
     rec = next(r for r in recs if r.fn == "xz-5.2.6-h166bdaf_0.tar.bz2")
     src = realdata / PKGS / rec.fn
     md5 = hashlib.md5(src.read_bytes()).hexdigest()
@@ -136,7 +136,7 @@ def test_md5_only_and_no_checksum(realdata: Path, tmp_path: Path, cache_env) -> 
 
 def test_file_channel_packages_are_copied_and_verified(realdata: Path, tmp_path: Path, cache_env) -> None:
     chan = resolve_channel(str(build_channel(realdata, tmp_path / "chan")), tmp_path)
-    [recs] = load_channels([chan], "linux-64", make_session())
+    [recs] = records_of_channels([chan], "linux-64", make_session())
     recs = [r for r in recs if (realdata / PKGS / r.fn).exists()][:6]
     got = fetch_packages(recs, make_session(offline=True), jobs=3)  # file:// needs no network
     for r in recs:

@@ -21,9 +21,9 @@ import zstandard
 import oci_conda
 
 from oci_conda.conda.channel import Channel, resolve_channel
-from oci_conda.conda.repodata import load_channels, load_repodata
 from oci_conda.errors import ChannelError, FetchError
 from oci_conda.http import make_session
+from gatewayutil import records_of_channels, subdir_records
 
 PYPI_CHANNEL = Path("repodata/conda-pypi-local-channel")
 
@@ -71,7 +71,7 @@ def test_zst_preferred_and_noarch_records_keep_their_subdir(realdata: Path, tmp_
     chan_dir = copy_channel(src, tmp_path / "chan")
     server = serve_dir(chan_dir)
     channel = http_channel(server.url)
-    [recs] = load_channels([channel], "linux-64", make_session())
+    [recs] = records_of_channels([channel], "linux-64", make_session())
     assert sorted(paths(server)) == ["/linux-64/repodata.json.zst", "/noarch/repodata.json.zst"]
     want = expected_fns(src / "linux-64" / "repodata.json", src / "noarch" / "repodata.json")
     assert {r.fn for r in recs} == want and len(recs) == len(want)
@@ -93,7 +93,7 @@ def test_fallback_to_json_is_remembered_and_304_reuses_cache(realdata: Path, tmp
     server = serve_dir(chan_dir)
     channel = http_channel(server.url)
     s, log = session_with_log()
-    first = load_repodata(channel, "linux-64", s)
+    first = subdir_records(channel, "linux-64", s)
     assert log == [("/linux-64/repodata.json.zst", 404), ("/linux-64/repodata.json", 200)]
     state_files = list((cache_env / "repodata").glob("*.state.json"))
     assert len(state_files) == 1
@@ -104,7 +104,7 @@ def test_fallback_to_json_is_remembered_and_304_reuses_cache(realdata: Path, tmp
 
     log.clear()
     n = len(server.requests)
-    second = load_repodata(channel, "linux-64", s)
+    second = subdir_records(channel, "linux-64", s)
     assert log == [("/linux-64/repodata.json", 304)]  # no second .zst probe; conditional GET answered 304
     assert "If-Modified-Since" in server.requests[n][2]
     assert second == first
@@ -118,7 +118,7 @@ def test_fallback_to_json_is_remembered_and_304_reuses_cache(realdata: Path, tmp
     future = time.time() + 10
     os.utime(p, (future, future))
     log.clear()
-    third = load_repodata(channel, "linux-64", s)
+    third = subdir_records(channel, "linux-64", s)
     assert log == [("/linux-64/repodata.json", 200)]
     assert {r.fn for r in third} == {r.fn for r in first} | {"bzip2-9.9-new_0.conda"}
 
@@ -172,10 +172,10 @@ def test_etag_revalidation(realdata: Path, tmp_path: Path, etag_server, cache_en
     chan_dir = copy_channel(realdata / PYPI_CHANNEL, tmp_path / "chan")
     httpd, url = etag_server(chan_dir)
     s, log = session_with_log()
-    first = load_repodata(http_channel(url), "linux-64", s)
+    first = subdir_records(http_channel(url), "linux-64", s)
     assert log == [("/linux-64/repodata.json.zst", 200)]
     log.clear()
-    again = load_repodata(http_channel(url), "linux-64", s)
+    again = subdir_records(http_channel(url), "linux-64", s)
     assert log == [("/linux-64/repodata.json.zst", 304)]
     assert httpd.requests[-1][1].get("If-None-Match", "").startswith('"')
     assert again == first
@@ -185,11 +185,12 @@ def test_corrupted_cache_entry_is_refetched(realdata: Path, tmp_path: Path, serv
     chan_dir = copy_channel(realdata / PYPI_CHANNEL, tmp_path / "chan")
     server = serve_dir(chan_dir)
     s, log = session_with_log()
-    first = load_repodata(http_channel(server.url), "linux-64", s)
+    first = subdir_records(http_channel(server.url), "linux-64", s)
     [data] = [p for p in (cache_env / "repodata").glob("*.json") if not p.name.endswith(".state.json")]
     data.write_bytes(b'{"packages": {}}')
+    data.with_suffix(".index").write_bytes(b"OCICIDX1 truncated")  # the per-name index holds its own copy
     log.clear()
-    assert load_repodata(http_channel(server.url), "linux-64", s) == first
+    assert subdir_records(http_channel(server.url), "linux-64", s) == first
     assert log == [("/linux-64/repodata.json.zst", 200)]  # unconditional: the cached copy failed its sha256
 
 
@@ -201,18 +202,18 @@ def test_offline_uses_cache_and_says_what_is_missing(realdata: Path, tmp_path: P
     server = serve_dir(chan_dir)
     channel = http_channel(server.url)
     with pytest.raises(ChannelError) as ei:
-        load_channels([channel], "linux-64", make_session(offline=True))
+        records_of_channels([channel], "linux-64", make_session(offline=True))
     assert "offline" in str(ei.value) and server.url in str(ei.value) and "\n" not in str(ei.value)
     assert server.requests == []
 
-    online = load_channels([channel], "linux-64", make_session())
+    online = records_of_channels([channel], "linux-64", make_session())
     with pytest.raises(ChannelError):  # a missing subdir is remembered too, but only after it was asked for
-        load_channels([channel], "osx-arm64", make_session(offline=True))
-    load_channels([channel], "osx-arm64", make_session())  # noarch alone is a channel: fine
+        records_of_channels([channel], "osx-arm64", make_session(offline=True))
+    records_of_channels([channel], "osx-arm64", make_session())  # noarch alone is a channel: fine
     n = len(server.requests)
-    assert load_channels([channel], "linux-64", make_session(offline=True)) == online
-    assert load_channels([channel], "linux-64", make_session(), offline=True) == online
-    [osx] = load_channels([channel], "osx-arm64", make_session(offline=True))
+    assert records_of_channels([channel], "linux-64", make_session(offline=True)) == online
+    assert records_of_channels([channel], "linux-64", make_session(), offline=True) == online
+    [osx] = records_of_channels([channel], "osx-arm64", make_session(offline=True))
     assert len(server.requests) == n  # nothing went to the network
     assert {r.subdir for r in osx} <= {"noarch"}
 
@@ -224,7 +225,7 @@ def test_file_url_and_path_channels(realdata: Path, tmp_path: Path) -> None:
     by_path = resolve_channel(str(src), tmp_path)
     by_url = resolve_channel(src.resolve().as_uri(), tmp_path)
     assert by_path == by_url
-    [recs] = load_channels([by_path], "linux-64", make_session(offline=True))
+    [recs] = records_of_channels([by_path], "linux-64", make_session(offline=True))
     want = expected_fns(src / "linux-64" / "repodata.json", src / "noarch" / "repodata.json")
     assert {r.fn for r in recs} == want
     # every file is listed in linux-64/repodata.json (noarch/ is empty): URLs use the listing subdir
@@ -239,7 +240,7 @@ def test_local_zst_preferred_over_json(tmp_path: Path) -> None:
     both = {"info": {"subdir": "noarch"}, "packages": {"a-1-0.tar.bz2": entry, "b-1-0.tar.bz2": dict(entry, name="b")}}
     (tmp_path / "noarch" / "repodata.json").write_bytes(json.dumps(plain).encode())
     (tmp_path / "noarch" / "repodata.json.zst").write_bytes(zstandard.compress(json.dumps(both).encode()))
-    recs = load_repodata(resolve_channel(str(tmp_path), tmp_path), "noarch", make_session())
+    recs = subdir_records(resolve_channel(str(tmp_path), tmp_path), "noarch", make_session())
     assert sorted(r.fn for r in recs) == ["a-1-0.tar.bz2", "b-1-0.tar.bz2"]
 
 
@@ -248,7 +249,7 @@ def test_conda_preferred_over_tar_bz2(realdata: Path, tmp_path: Path) -> None:
     raw = json.loads((src / "linux-64/repodata.json").read_bytes())
     dupes = {fn[:-6] for fn in raw["packages.conda"]} & {fn[:-8] for fn in raw["packages"]}
     assert dupes  # the real file has zlib in both formats
-    recs = load_repodata(resolve_channel(str(src), tmp_path), "linux-64", make_session())
+    recs = subdir_records(resolve_channel(str(src), tmp_path), "linux-64", make_session())
     by_stem = {r.dist_name: r for r in recs}
     assert len(by_stem) == len(recs)
     for stem in dupes:
@@ -263,14 +264,14 @@ def test_cep15_base_url(realdata: Path, tmp_path: Path) -> None:
     base = raw["info"]["base_url"]
     (tmp_path / "linux-64").mkdir()
     shutil.copyfile(src, tmp_path / "linux-64" / "repodata.json")
-    recs = load_repodata(resolve_channel(str(tmp_path), tmp_path), "linux-64", make_session())
+    recs = subdir_records(resolve_channel(str(tmp_path), tmp_path), "linux-64", make_session())
     assert {r.url for r in recs} == {base.rstrip("/") + "/" + fn for fn in expected_fns(src)}
     assert all(r.channel == tmp_path.resolve().as_uri() for r in recs)
 
     # a relative base_url is relative to the subdir URL
     raw["info"]["base_url"] = "../../pkgs/"
     (tmp_path / "linux-64" / "repodata.json").write_bytes(json.dumps(raw).encode())
-    recs = load_repodata(resolve_channel(str(tmp_path), tmp_path), "linux-64", make_session())
+    recs = subdir_records(resolve_channel(str(tmp_path), tmp_path), "linux-64", make_session())
     root = tmp_path.resolve().parent.as_uri()
     assert {r.url for r in recs} == {f"{root}/pkgs/{fn}" for fn in expected_fns(src)}
 
@@ -287,7 +288,7 @@ def test_unreachable_channel_one_line_error_without_credentials(cache_env) -> No
     port = _closed_port()
     chan = Channel(name="x", url=f"http://127.0.0.1:{port}/chan", auth_url=f"http://me:hunter2@127.0.0.1:{port}/t/TOKEN9/chan")
     with pytest.raises(ChannelError) as ei:
-        load_channels([chan], "linux-64", make_session(retries=1, backoff=0))
+        records_of_channels([chan], "linux-64", make_session(retries=1, backoff=0))
     msg = str(ei.value)
     assert f"http://127.0.0.1:{port}/chan" in msg and "refused" in msg
     assert "\n" not in msg and "hunter2" not in msg and "TOKEN9" not in msg
@@ -300,7 +301,7 @@ def test_token_and_basic_auth_are_sent(realdata: Path, tmp_path: Path, serve_dir
     server = serve_dir(chan_dir)
     host = server.url.split("//", 1)[1]
     chan = Channel(name="p", url=server.url, auth_url=f"http://me:pw@{host}/t/TOK")
-    recs = load_repodata(chan, "linux-64", make_session())
+    recs = subdir_records(chan, "linux-64", make_session())
     method, path, headers = server.requests[0]
     assert path == "/t/TOK/linux-64/repodata.json.zst" and headers["Authorization"].startswith("Basic ")
     assert headers["User-Agent"] == f"oci-conda/{oci_conda.__version__}"
@@ -314,15 +315,15 @@ def test_not_a_channel_and_missing_subdirs(tmp_path: Path, serve_dir, cache_env)
     server = serve_dir(tmp_path)
     s = make_session()
     with pytest.raises(ChannelError, match="not a conda channel") as ei:
-        load_channels([http_channel(f"{server.url}/empty")], "linux-64", s)
+        records_of_channels([http_channel(f"{server.url}/empty")], "linux-64", s)
     assert f"{server.url}/empty" in str(ei.value)
     with pytest.raises(ChannelError, match="not a conda channel"):
-        load_channels([resolve_channel(str(tmp_path / "empty"), tmp_path)], "linux-64", s)
-    assert load_channels([http_channel(f"{server.url}/only-linux")], "linux-64", s) == [[]]
+        records_of_channels([resolve_channel(str(tmp_path / "empty"), tmp_path)], "linux-64", s)
+    assert records_of_channels([http_channel(f"{server.url}/only-linux")], "linux-64", s) == [[]]
     with pytest.raises(ChannelError, match=r"has no repodata for noarch at .*only-linux/noarch"):
-        load_repodata(http_channel(f"{server.url}/only-linux"), "noarch", s)
+        subdir_records(http_channel(f"{server.url}/only-linux"), "noarch", s)
     with pytest.raises(ChannelError, match=r"has no repodata for osx-64"):
-        load_repodata(resolve_channel(str(tmp_path / "only-linux"), tmp_path), "osx-64", s)
+        subdir_records(resolve_channel(str(tmp_path / "only-linux"), tmp_path), "osx-64", s)
 
 
 GARBAGE = [
@@ -346,10 +347,14 @@ def test_garbage_repodata_is_a_channel_error(tmp_path: Path, serve_dir, cache_en
     for i, body in enumerate(GARBAGE):
         for chan in (http_channel(f"{server.url}/c{i}"), resolve_channel(str(tmp_path / f"c{i}"), tmp_path)):
             with pytest.raises(ChannelError) as ei:
-                load_repodata(chan, "linux-64", make_session())
+                subdir_records(chan, "linux-64", make_session())
             msg = str(ei.value)
             assert "\n" not in msg and f"{chan.url}/linux-64/repodata.json" in msg, body
-    assert not [p for p in (cache_env / "repodata").glob("*.json") if not p.name.endswith(".state.json")]
+    # what is not repodata at all is never cached; a document with a bad entry is (its index is cut without
+    # parsing entries), and that entry fails again, as above, whenever its name is looked up
+    cached = [p for p in (cache_env / "repodata").glob("*.json") if not p.name.endswith(".state.json")]
+    entry_level = [b for b in GARBAGE if b.startswith(b'{"packages": {"a-1-0')]
+    assert len(cached) <= len(entry_level)
 
 
 class _FailingHandler(http.server.BaseHTTPRequestHandler):
@@ -377,7 +382,7 @@ def test_server_errors_are_retried_then_reported(cache_env) -> None:
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/c"
         with pytest.raises(ChannelError, match="HTTP 503") as ei:
-            load_repodata(http_channel(url), "linux-64", make_session(retries=2, backoff=0))
+            subdir_records(http_channel(url), "linux-64", make_session(retries=2, backoff=0))
         assert url in str(ei.value)
         assert httpd.hits == 3  # the first try and two retries
     finally:
@@ -388,7 +393,7 @@ def test_server_errors_are_retried_then_reported(cache_env) -> None:
 def test_state_file_is_plain_json(realdata: Path, tmp_path: Path, serve_dir, cache_env) -> None:
     chan_dir = copy_channel(realdata / PYPI_CHANNEL, tmp_path / "chan")
     server = serve_dir(chan_dir)
-    load_channels([http_channel(server.url)], "linux-64", make_session())
+    records_of_channels([http_channel(server.url)], "linux-64", make_session())
     states = [orjson.loads(p.read_bytes()) for p in (cache_env / "repodata").glob("*.state.json")]
     assert sorted(s["url"] for s in states) == [f"{server.url}/linux-64", f"{server.url}/noarch"]
     for st in states:

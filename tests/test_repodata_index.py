@@ -1,4 +1,4 @@
-"""The lazy per-name repodata index: same records as load_channels, warm opens from the index file without the
+"""The lazy per-name repodata index: same records as the exact, eager parse of the documents, warm opens from the index file without the
 JSON, rebuilt when the repodata changes, broken repodata and damaged index files handled."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from oci_conda.conda import repodata as R
 from oci_conda.conda.channel import Channel, resolve_channel
-from oci_conda.conda.repodata import ChannelIndex, load_channel_indexes, load_channels, load_repodata
-from oci_conda.conda.solver import clear_index_cache, solve
+from oci_conda.conda.gateway import ChannelIndex, load_channel_indexes
+from oci_conda.conda.records import PackageRecord
+from oci_conda.conda.repodata import decompress, merge_record, parse_document, records_from_repodata, scan
+from oci_conda.conda.solve import clear_index_cache, solve
 from oci_conda.conda.virtual import virtual_packages
 from oci_conda.errors import ChannelError
 from oci_conda.http import make_session
@@ -36,6 +37,24 @@ def _synth():
     return mod
 
 
+def exact(channel: Channel, subdir: str, chan_dir: Path | None = None) -> list[PackageRecord]:
+    """The reference: every entry of ``subdir`` + ``noarch`` parsed and validated at once from the channel's files
+    (``chan_dir``, or a local channel's own directory), merged as the gateway merges them."""
+    chan_dir = chan_dir or channel.path
+    assert chan_dir is not None
+    merged: dict[str, PackageRecord] = {}
+    for sd in [subdir] if subdir == "noarch" else [subdir, "noarch"]:
+        for fname in ("repodata.json.zst", "repodata.json"):
+            p = chan_dir / sd / fname
+            if p.is_file():
+                where = p.as_uri() if channel.is_local else f"{channel.subdir_url(sd)}/{fname}"
+                obj = parse_document(decompress(p.read_bytes(), where), where)
+                for r in records_from_repodata(obj, channel, sd, where):
+                    merge_record(merged, r)
+                break
+    return list(merged.values())
+
+
 def by_name(recs) -> dict[str, list]:
     out: dict[str, list] = {}
     for r in recs:
@@ -44,7 +63,7 @@ def by_name(recs) -> dict[str, list]:
 
 
 def assert_same(index: ChannelIndex, full: list) -> None:
-    """The mapping holds exactly load_channels' records, name by name and in the same order."""
+    """The mapping holds exactly the reference records, name by name and in the same order."""
     want = by_name(full)
     assert sorted(index) == sorted(want) and len(index) == len(want)
     for name, recs in want.items():
@@ -67,7 +86,7 @@ def real_repodata_files(realdata: Path) -> list[Path]:
     return out
 
 
-def test_same_records_as_load_channels_on_real_repodata(realdata: Path, tmp_path: Path, cache_env) -> None:
+def test_same_records_as_the_exact_parse_on_real_repodata(realdata: Path, tmp_path: Path, cache_env) -> None:
     files = real_repodata_files(realdata)
     assert len(files) >= 20
     session = make_session()
@@ -78,11 +97,11 @@ def test_same_records_as_load_channels_on_real_repodata(realdata: Path, tmp_path
         (tmp_path / f"c{i}" / sd).mkdir(parents=True)
         shutil.copyfile(f, tmp_path / f"c{i}" / sd / "repodata.json")
         chan = resolve_channel(str(tmp_path / f"c{i}"), tmp_path)
-        ways["scan" if R._scan(f.read_bytes()) is not None else "parse"] += 1
+        ways["scan" if scan(f.read_bytes()) is not None else "parse"] += 1
         try:
-            full = load_channels([chan], sd, session)[0]
+            full = exact(chan, sd)
         except ChannelError as e:
-            # entries are checked when their name is looked up: the first bad one gives load_channels' message
+            # entries are checked when their name is looked up: the first bad one gives the exact parse's message
             msgs = []
             try:
                 index = load_channel_indexes([chan], sd, session)[0]
@@ -109,10 +128,10 @@ def test_same_records_as_load_channels_on_real_repodata(realdata: Path, tmp_path
 def test_same_records_and_solution_on_synthetic_channel(tmp_path: Path, cache_env, indent) -> None:
     chan_dir = _synth().write_channel(tmp_path / "chan", 10000, seed=3, indent=indent)
     for sd in ("linux-64", "noarch"):
-        assert R._scan((chan_dir / sd / "repodata.json").read_bytes()) is not None
+        assert scan((chan_dir / sd / "repodata.json").read_bytes()) is not None
     chan = resolve_channel(str(chan_dir), tmp_path)
     session = make_session()
-    full = load_channels([chan], "linux-64", session)
+    full = [exact(chan, "linux-64")]
     vps = virtual_packages("linux-64", env={})
     specs = ["python >=3.10", "numpy", "pandas"]
     want = solve(full, specs, vps)
@@ -147,12 +166,12 @@ def test_warm_open_reads_the_index_not_the_json(realdata: Path, tmp_path: Path, 
     chan_dir = _copy_channel(realdata / PYPI_CHANNEL, tmp_path / "chan", ("repodata.json", "repodata.json.zst"))
     server = serve_dir(chan_dir)
     chan = http_channel(server.url)
-    full = load_channels([chan], "linux-64", make_session())[0]
+    full = exact(chan, "linux-64", chan_dir)
     index = load_channel_indexes([chan], "linux-64", make_session())[0]
     assert_same(index, full)
     states = {p: orjson.loads(p.read_bytes()) for p in (cache_env / "repodata").glob("*.state.json")}
     # the cached JSON is now garbage (same size) and even gone: the state still says it is current, so a warm
-    # open must come from the index file alone. (load_repodata, which hashes the JSON, notices and refetches.)
+    # open must come from the index file alone.
     for p in states:
         data = p.with_name(p.name.replace(".state.json", ".json"))
         data.write_bytes(b"\0" * data.stat().st_size)
@@ -166,8 +185,6 @@ def test_warm_open_reads_the_index_not_the_json(realdata: Path, tmp_path: Path, 
     offline = load_channel_indexes([chan], "linux-64", make_session(offline=True), offline=True)[0]
     assert_same(offline, full)
     assert len(server.requests) == n + 2
-    # the old path still works from the same cache: the JSON is gone, so it fetches it again
-    assert sorted(r.fn for r in load_channels([chan], "linux-64", make_session())[0]) == sorted(r.fn for r in full)
 
 
 def test_index_follows_the_repodata_304_and_200(realdata: Path, tmp_path: Path, serve_dir, cache_env) -> None:
@@ -204,7 +221,7 @@ def test_index_follows_the_repodata_304_and_200(realdata: Path, tmp_path: Path, 
     assert changed["zzz-new"][0].url == f"{server.url}/linux-64/zzz-new-1.0-0.conda"
     new_mtimes = {p: p.stat().st_mtime_ns for p in index_files}
     assert sum(new_mtimes[p] != index_files[p] for p in index_files) == 1  # only linux-64's
-    assert_same(changed, load_channels([chan], "linux-64", make_session())[0])
+    assert_same(changed, exact(chan, "linux-64", chan_dir))
 
 
 def test_local_channel_index_is_rebuilt_when_the_file_changes(tmp_path: Path, cache_env) -> None:
@@ -224,7 +241,7 @@ def test_local_channel_index_is_rebuilt_when_the_file_changes(tmp_path: Path, ca
     rd.write_text(json.dumps(d))
     index = load_channel_indexes([chan], "linux-64", session)[0]
     assert victim not in {r.fn for r in index.get(name, [])}
-    assert_same(index, load_channels([chan], "linux-64", session)[0])
+    assert_same(index, exact(chan, "linux-64"))
 
 
 GARBAGE = [
@@ -251,7 +268,7 @@ def test_garbage_repodata_is_a_channel_error(tmp_path: Path, serve_dir, cache_en
     for i, body in enumerate(GARBAGE):
         for chan in (http_channel(f"{server.url}/c{i}"), resolve_channel(str(tmp_path / f"c{i}"), tmp_path)):
             with pytest.raises(ChannelError) as ei:
-                load_repodata(chan, "linux-64", make_session())
+                exact(chan, "linux-64", tmp_path / f"c{i}")
             want = str(ei.value)
             with pytest.raises(ChannelError) as ei:  # at open, or when the broken name is looked up
                 for index in load_channel_indexes([chan], "linux-64", make_session()):
@@ -265,7 +282,7 @@ def test_garbage_repodata_is_a_channel_error(tmp_path: Path, serve_dir, cache_en
 
 def test_braces_and_names_inside_strings(tmp_path: Path, cache_env) -> None:
     """Repodata the fast cut must not trust (braces or "name" inside strings, nested objects, escapes) still gives
-    exactly load_channels' records."""
+    exactly the exact parse's records."""
     entry = {"version": "1", "build": "0", "build_number": 0, "depends": ["b >=1"], "subdir": "linux-64"}
     variants = [
         {"license": "}"}, {"license": "{"}, {"license": 'a "name": "x" }{'}, {"license": "name"},
@@ -280,7 +297,7 @@ def test_braces_and_names_inside_strings(tmp_path: Path, cache_env) -> None:
             body = json.dumps({"info": {"subdir": "linux-64"}, "packages.conda": pk}, indent=layout)
             (tmp_path / f"c{i}" / "linux-64" / "repodata.json").write_text(body)
             chan = resolve_channel(str(tmp_path / f"c{i}"), tmp_path)
-            full = load_channels([chan], "linux-64", session)[0]
+            full = exact(chan, "linux-64")
             assert len(full) == 4
             assert_same(load_channel_indexes([chan], "linux-64", session)[0], full)
             assert_same(load_channel_indexes([chan], "linux-64", session)[0], full)
@@ -290,7 +307,7 @@ def test_damaged_index_file_is_rebuilt(realdata: Path, tmp_path: Path, serve_dir
     chan_dir = _copy_channel(realdata / PYPI_CHANNEL, tmp_path / "chan")
     server = serve_dir(chan_dir)
     chan = http_channel(server.url)
-    full = load_channels([chan], "linux-64", make_session())[0]
+    full = exact(chan, "linux-64", chan_dir)
     load_channel_indexes([chan], "linux-64", make_session())
     files = sorted((cache_env / "repodata").glob("*.index"), key=lambda p: p.stat().st_size)
     big = files[-1]

@@ -26,8 +26,8 @@ from .conda.matchspec import MatchSpec
 from .conda.mirrors import with_mirrors
 from .conda.package import extract_package
 from .conda.records import PackageRecord
-from .conda.repodata import load_channel_indexes
-from .conda.solver import solve
+from .conda.gateway import load_channel_indexes
+from .conda.solve import solve
 from .conda.virtual import virtual_packages
 from .errors import OutputError, SpecError
 from .http import make_session

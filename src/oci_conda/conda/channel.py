@@ -153,3 +153,15 @@ def resolve_channels(specs: Sequence[str], base_dir: Path, channel_alias: str | 
                 seen.add(c.url)
                 out.append(c)
     return out
+
+
+def channel_label(url: str) -> str:
+    """A channel as messages show it: ``conda-forge`` for ``https://host/conda-forge``, a ``file://`` URL whole
+    (its path is its name), ``@`` (the virtual-package pseudo channel) as "the system". The one label rule."""
+    if url == "@":
+        return "the system (virtual package)"
+    if url.startswith("file://"):
+        return url
+    rest = url.split("://", 1)[-1]
+    parts = rest.split("/", 1)
+    return parts[1] if len(parts) == 2 and parts[1] else rest

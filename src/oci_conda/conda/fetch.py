@@ -14,7 +14,6 @@ import hashlib
 import os
 import re
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
@@ -23,6 +22,7 @@ import requests
 from ..cache import cache_dir, file_lock
 from ..errors import FetchError
 from ..http import OfflineError, describe_error, is_offline
+from ..parallel import thread_pool
 from ..credentials import redact_url
 from .channel import file_url_to_path
 from .records import PackageRecord
@@ -221,7 +221,7 @@ def fetch_packages(records: Sequence[PackageRecord], session: requests.Session, 
     if jobs <= 1 or len(todo) == 1:
         return {rec.url: _fetch_one(rec, session, pkgs, offline, progress) for rec in todo}
     out: dict[str, Path] = {}
-    with ThreadPoolExecutor(max_workers=min(jobs, len(todo)), thread_name_prefix="fetch") as pool:
+    with thread_pool(jobs, len(todo), "fetch") as pool:
         futures = [pool.submit(_fetch_one, rec, session, pkgs, offline, progress) for rec in todo]
         try:
             for rec, fut in zip(todo, futures):  # the first failure in record order wins

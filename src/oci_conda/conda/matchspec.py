@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from typing import Any, Callable
 from urllib.parse import unquote
 
-from oci_conda.conda.records import PackageRecord
-from oci_conda.conda.version import InvalidVersion, VersionSpec
-from oci_conda.errors import SpecError
+from ..errors import OciCondaError, SpecError
+from .records import PackageRecord
+from .version import InvalidVersion, VersionSpec
 
-__all__ = ["InvalidMatchSpec", "MatchSpec", "KNOWN_SUBDIRS", "FIELD_NAMES"]
+__all__ = ["InvalidMatchSpec", "MatchSpec", "KNOWN_SUBDIRS", "FIELD_NAMES", "parse_spec", "dep_name"]
 
 
 class InvalidMatchSpec(SpecError):
@@ -597,7 +597,7 @@ class MatchSpec:
         return self
 
     # -- matching ------------------------------------------------------------------------------------------------
-    def match(self, rec: Any) -> bool:
+    def match(self, rec: PackageRecord | Mapping[str, Any]) -> bool:
         """Does the record satisfy every field of this spec? (A record whose version conda cannot parse never does.)"""
         if rec.__class__ is not PackageRecord and isinstance(rec, Mapping):
             rec = _MappingRecord(rec)
@@ -747,3 +747,43 @@ class MatchSpec:
 
     def __reduce__(self):
         return (MatchSpec, (self._str,))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# cached parsing of dependency strings (a solve sees the same few thousand strings hundreds of thousands of times)
+# ---------------------------------------------------------------------------------------------------------------
+
+_SPEC_CACHE: dict[str, MatchSpec | OciCondaError] = {}
+_DEP_NAME: dict[str, str] = {}
+_CACHE_LIMIT = 500_000
+
+
+def parse_spec(spec: str) -> MatchSpec:
+    """``MatchSpec(spec)``, memoised together with its failure (raised again each time)."""
+    got = _SPEC_CACHE.get(spec)
+    if got is None:
+        try:
+            got = MatchSpec(spec)
+        except OciCondaError as e:
+            got = e
+        if len(_SPEC_CACHE) > _CACHE_LIMIT:
+            _SPEC_CACHE.clear()
+        _SPEC_CACHE[spec] = got
+    if isinstance(got, OciCondaError):
+        raise got
+    return got
+
+
+def dep_name(spec: str) -> str:
+    """The package name a depends/constrains string is about (``numpy >=1.2`` -> ``numpy``); "" if it does not
+    parse. The one place that answers this, for the solver, shard prefetching, install order and requests."""
+    n = _DEP_NAME.get(spec)
+    if n is None:
+        try:
+            n = parse_spec(spec).name
+        except OciCondaError:
+            n = ""
+        if len(_DEP_NAME) > _CACHE_LIMIT:
+            _DEP_NAME.clear()
+        _DEP_NAME[spec] = n
+    return n

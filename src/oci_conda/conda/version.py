@@ -18,7 +18,7 @@ import operator
 import re
 from typing import Callable, Union
 
-from oci_conda.errors import SpecError
+from ..errors import SpecError
 
 __all__ = ["InvalidVersion", "VersionOrder", "parse_version", "VersionSpec", "parse_version_spec"]
 

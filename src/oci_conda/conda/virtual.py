@@ -24,6 +24,7 @@ from typing import Mapping
 
 from ..errors import SpecError
 from .records import PackageRecord
+from .version import parse_version
 
 DEFAULT_LINUX = "4.18"
 DEFAULT_GLIBC = "2.28"
@@ -53,8 +54,6 @@ def _record(name: str, version: str, build: str, subdir: str) -> PackageRecord:
 
 
 def _check_version(key: str, value: str) -> str:
-    from .version import parse_version  # noqa: PLC0415 (keeps import of this module cheap)
-
     try:
         parse_version(value)
     except Exception as e:  # InvalidVersion, but any parse failure is the user's value
