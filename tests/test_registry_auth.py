@@ -19,7 +19,7 @@ from test_registry import cli_env, hello  # noqa: F401
 
 from oci_conda.oci.image import Platform
 from oci_conda.oci.registry import auth
-from oci_conda.oci.registry.client import RegistryOptions
+from oci_conda.oci.registry.client import Diagnostic, RegistryError, RegistryOptions
 from oci_conda.oci.registry.pull import pull_image
 
 USER, PASSWORD = "alice", "s3cret-Basic-pw"
@@ -209,3 +209,27 @@ def test_docker_hub_credentials_under_dockers_own_key(tmp_path: Path) -> None:
         creds = auth.lookup(host, authfile=cfg)
         assert creds is not None and creds.username == "hubuser"
     assert auth.lookup("ghcr.io", authfile=cfg) is None
+
+
+def test_credentials_are_bound_to_one_origin() -> None:
+    creds = auth.Credentials("u", "pw")
+    https = auth.ScopedCredentials(auth.Origin.of("https://reg.test/v2/"), creds)
+    assert https.allows("https://reg.test:443/v2/a/blobs/uploads/x")
+    assert not https.allows("http://reg.test/v2/")  # a downgrade
+    assert not https.allows("https://reg.test:8443/v2/")  # another port
+    assert not https.allows("https://bucket.test/blob")  # another host (e.g. an upload Location elsewhere)
+    assert https.allows_realm("https://auth.test/token")
+    assert not https.allows_realm("http://reg.test/token")  # never from HTTPS down to HTTP
+    plain = auth.ScopedCredentials(auth.Origin.of("http://127.0.0.1:5000"), creds)
+    assert plain.allows_realm("http://127.0.0.1:5001/token")  # the same host, already in the clear
+    assert not plain.allows_realm("http://other.test/token")
+    assert "pw" not in repr(https) and "pw" not in str(creds)
+
+
+def test_registry_error_is_typed_and_says_whether_to_retry() -> None:
+    assert RegistryError("x", status=503).temporary()
+    assert not RegistryError("x", status=404).temporary()
+    assert RegistryError("x", status=400, diagnostics=(Diagnostic("TOOMANYREQUESTS"),)).temporary()
+    denied = RegistryError("x", status=403, diagnostics=(Diagnostic("DENIED", "no"),))
+    assert not denied.temporary() and denied.codes == {"DENIED"}
+    assert RegistryError("connection refused", temporary=True).temporary()

@@ -282,7 +282,7 @@ class RegistryClient:
                                             verify=self._verify)
             except requests.exceptions.SSLError:
                 raise RegistryError(f"{what}: TLS certificate verification failed for {self.host} "
-                                    "(use --ca-file for a private CA)", temporary=False) from None
+                                    "(a private CA needs its CA file)", temporary=False) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if retry and attempt < self.retries:
                     self.sleep(attempt)
