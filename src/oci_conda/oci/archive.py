@@ -19,8 +19,21 @@ from typing import Any, BinaryIO
 
 from oci_conda.errors import ImageError, OutputError
 from oci_conda.oci.atomic import check_parent, remove_stale_temps
-from oci_conda.oci.blobs import CHUNK, Opener, VerifyingReader, check_digest, digest_bytes
-from oci_conda.oci.image import Descriptor, Image, Platform, canonical_json, config_bytes, index_bytes
+from oci_conda.oci.blobs import (
+    CHUNK,
+    Opener,
+    VerifyingReader,
+    check_digest,
+    digest_bytes,
+)
+from oci_conda.oci.image import (
+    Descriptor,
+    Image,
+    Platform,
+    canonical_json,
+    config_bytes,
+    index_bytes,
+)
 from oci_conda.oci.layout import OCI_LAYOUT
 from oci_conda.oci.memory import Plan, plan
 from oci_conda.oci.tar import TarEntry, write_layer
@@ -54,7 +67,7 @@ class _TarSlice:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "_TarSlice":
+    def __enter__(self) -> _TarSlice:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,8 +10,9 @@ and turning the platform's manifest into an :class:`~oci_conda.oci.image.Image`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from oci_conda.errors import ImageError
 from oci_conda.oci.blobs import Opener, check_digest, verify_bytes

@@ -16,9 +16,21 @@ import requests
 from oci_conda.errors import ImageError
 from oci_conda.http import describe_error
 from oci_conda.oci.blobs import BlobStore, Opener, digest_bytes, verify_bytes
-from oci_conda.oci.image import INDEX_TYPES, MANIFEST_TYPES, MEDIA_TYPE_MANIFEST, Descriptor, Image, Platform, \
-    set_annotations
-from oci_conda.oci.registry.client import MAX_MANIFEST, RegistryClient, RegistryError, RegistryOptions
+from oci_conda.oci.image import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    MEDIA_TYPE_MANIFEST,
+    Descriptor,
+    Image,
+    Platform,
+    set_annotations,
+)
+from oci_conda.oci.registry.client import (
+    MAX_MANIFEST,
+    RegistryClient,
+    RegistryError,
+    RegistryOptions,
+)
 from oci_conda.oci.registry.reference import RegistryRef, parse_reference
 from oci_conda.oci.walk import ANNOTATION_BASE_DIGEST, resolve_image
 from oci_conda.parallel import thread_pool

@@ -11,18 +11,36 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO
 from urllib.parse import urljoin
 
 import requests
 
 from oci_conda.errors import ImageError
-from oci_conda.oci.blobs import CHUNK, Opener, VerifyingReader, digest_bytes, verify_bytes
-from oci_conda.oci.image import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Image, set_annotations
+from oci_conda.oci.blobs import (
+    CHUNK,
+    Opener,
+    VerifyingReader,
+    digest_bytes,
+    verify_bytes,
+)
+from oci_conda.oci.image import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    Descriptor,
+    Image,
+    set_annotations,
+)
 from oci_conda.oci.local import open_local_image, parse_local
 from oci_conda.oci.memory import plan
-from oci_conda.oci.registry.client import RETRY_STATUSES, RegistryClient, RegistryError, RegistryOptions
+from oci_conda.oci.registry.client import (
+    RETRY_STATUSES,
+    RegistryClient,
+    RegistryError,
+    RegistryOptions,
+)
 from oci_conda.oci.registry.client import location as location_of
 from oci_conda.oci.registry.reference import RegistryRef, parse_reference
 from oci_conda.oci.walk import BlobSource, fetch_verified, walk
