@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from oci_conda.errors import ImageError
+from oci_conda.platforms import platform_for_subdir
 from oci_schema import SCHEMAS, oci_validator  # noqa: F401
 from oci_conda.oci.image import (
     Descriptor,
@@ -24,7 +25,6 @@ from oci_conda.oci.image import (
     manifest_bytes,
     manifest_descriptor,
     merge_env,
-    platform_for_subdir,
     set_annotations,
     set_config,
 )

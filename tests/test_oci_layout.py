@@ -17,10 +17,13 @@ import pytest
 from conftest import need_tool
 from oci_schema import oci_validator
 from oci_conda.errors import ImageError, OutputError
-from oci_conda.oci import layout
-from oci_conda.oci.blobs import BlobStore
+from oci_conda.oci.blobs import BlobStore, file_opener
 from oci_conda.oci.image import Descriptor, Image, Layer, Platform, append_layer, empty_image, set_config
-from oci_conda.oci.layout import ImageRef, open_image, parse_image_ref, write_oci_archive, write_oci_dir
+from oci_conda.oci.archive import write_oci_archive
+from oci_conda.oci.layout import write_oci_dir
+from oci_conda.oci.output import write_output
+from oci_conda.oci.registry.client import RegistryError, RegistryOptions
+from oci_conda.oci.source import ImageRef, open_image, parse_image_ref
 from oci_conda.oci.tar import TarEntry, write_layer
 
 BUSYBOX = Path("/bin/busybox")
@@ -360,7 +363,7 @@ def test_output_errors(tmp_path: Path) -> None:
         write_oci_archive(tmp_path / "notalayout", [(img, None)])
 
 
-def test_parse_image_ref_and_transport_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parse_image_ref_and_registry_end(tmp_path: Path) -> None:
     assert parse_image_ref("scratch") == ImageRef("scratch")
     assert parse_image_ref("oci-archive:/x/y.tar") == ImageRef("oci-archive", "/x/y.tar", None)
     assert parse_image_ref("oci-archive:/x/y.tar:a:1") == ImageRef("oci-archive", "/x/y.tar", "a:1")
@@ -368,23 +371,22 @@ def test_parse_image_ref_and_transport_hook(tmp_path: Path, monkeypatch: pytest.
     odd = tmp_path / "with:colon"
     odd.mkdir()
     assert parse_image_ref(f"oci:{odd}") == ImageRef("oci", str(odd), None)
-    # without a registry transport (oci/registry.py registers one when it exists) a registry ref is refused
-    monkeypatch.setattr(layout, "_PLUGINS", ())
-    monkeypatch.delitem(layout._TRANSPORTS, "registry", raising=False)
-    with pytest.raises(ImageError, match="registry bases are not supported yet"):
-        parse_image_ref("ghcr.io/owner/image:1.0")
+    # anything else is a registry reference, with or without docker://; an unknown transport is refused
+    assert parse_image_ref("ghcr.io/owner/image:1.0") == ImageRef("registry", "ghcr.io/owner/image:1.0")
+    assert parse_image_ref("docker://host.test/a/b:1") == ImageRef("registry", "host.test/a/b:1")
+    with pytest.raises(ImageError, match="unknown transport 'ftp'"):
+        parse_image_ref("ftp://host.test/a/b:1")
     with pytest.raises(ImageError, match="missing path"):
         parse_image_ref("oci-archive:")
+    # a registry base goes to the registry end, with the options given (nothing listens here: one clear error)
+    import socket
 
-    seen = []
-
-    def fake_registry(ref: ImageRef, platform: Platform) -> Image:
-        seen.append((ref, platform))
-        return empty_image(platform)
-
-    monkeypatch.setitem(layout._TRANSPORTS, "registry", fake_registry)
-    assert open_image("docker://host.test/a/b:1", ARM64).platform == ARM64
-    assert seen == [(ImageRef("registry", "host.test/a/b:1"), ARM64)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RegistryError, match=f"127.0.0.1:{port}/a/b: manifest 1: connection refused") as err:
+        open_image(f"docker://127.0.0.1:{port}/a/b:1", ARM64, RegistryOptions(retries=0))
+    assert err.value.temporary()
 
 
 def test_write_output_picks_format_and_reports_digests(tmp_path: Path, realdata: Path) -> None:
@@ -393,9 +395,9 @@ def test_write_output_picks_format_and_reports_digests(tmp_path: Path, realdata:
     # a layer given as a plain file, opened (and verified) by file_opener
     blob = store.path(images[0].layers[0].descriptor.digest)
     d = images[0].layers[0].descriptor
-    images[0] = Image(images[0].config, (Layer(d, images[0].layers[0].diff_id, layout.file_opener(blob, d.digest, d.size)),))
+    images[0] = Image(images[0].config, (Layer(d, images[0].layers[0].diff_id, file_opener(blob, d.digest, d.size)),))
     ann = {"org.opencontainers.image.title": "demo"}
-    res = layout.write_output(tmp_path / "img.tar", images, tag="demo:1", annotations=ann)
+    res = write_output(tmp_path / "img.tar", images, tag="demo:1", annotations=ann)
     lay = extract(tmp_path / "img.tar", tmp_path / "lay")
     validate_layout(realdata, lay)
     index = json.loads((lay / "index.json").read_text())
@@ -404,7 +406,7 @@ def test_write_output_picks_format_and_reports_digests(tmp_path: Path, realdata:
     assert [m["digest"] for m in nested["manifests"]] == res.manifest_digests
     for digest in res.manifest_digests:
         assert json.loads((lay / "blobs/sha256" / digest.split(":")[1]).read_text())["annotations"] == ann
-    single = layout.write_output(tmp_path / "dir-out", images[:1], tag="demo:1")
+    single = write_output(tmp_path / "dir-out", images[:1], tag="demo:1")
     assert (tmp_path / "dir-out" / "oci-layout").is_file()
     assert single.digest == single.manifest_digests[0] == single.descriptors[0].digest
     man = json.loads((tmp_path / "dir-out/blobs/sha256" / single.digest.split(":")[1]).read_text())
@@ -414,7 +416,7 @@ def test_write_output_picks_format_and_reports_digests(tmp_path: Path, realdata:
     data[-1] ^= 0xFF
     blob.write_bytes(bytes(data))
     with pytest.raises(ImageError, match="does not match digest|size"):
-        layout.write_output(tmp_path / "again.tar", images, tag="demo:1")
+        write_output(tmp_path / "again.tar", images, tag="demo:1")
 
 
 def test_blob_store(tmp_path: Path, cache_env: Path) -> None:

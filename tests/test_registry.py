@@ -16,10 +16,13 @@ from conftest import REPO, need_tool
 from realenv import Podman, debian_base, oci_conda
 from registry_fixtures import CountingProxy, Registry, Servers, module_servers, servers  # noqa: F401
 
-from oci_conda.oci import registry
+from oci_conda.errors import ImageError
 from oci_conda.oci.blobs import digest_bytes
 from oci_conda.oci.image import Descriptor, Platform, append_layer, empty_image, manifest_descriptor, set_platform
-from oci_conda.oci.layout import open_image
+from oci_conda.oci.registry.client import RegistryClient
+from oci_conda.oci.registry.push import push_images
+from oci_conda.oci.registry.reference import parse_reference
+from oci_conda.oci.source import open_image
 
 HELLO_ENV = REPO / "examples" / "hello" / "environment.yml"
 GREETING = "Hello from a conda package in an OCI image!"
@@ -59,20 +62,20 @@ def reg(module_servers: Servers) -> tuple[Registry, CountingProxy]:  # noqa: F81
 
 
 def test_reference_parsing() -> None:
-    r = registry.parse_reference("docker://127.0.0.1:5000/a/b-c:1.0")
+    r = parse_reference("docker://127.0.0.1:5000/a/b-c:1.0")
     assert (r.host, r.repository, r.tag, r.digest) == ("127.0.0.1:5000", "a/b-c", "1.0", None)
     d = "sha256:" + "a" * 64
-    r = registry.parse_reference(f"registry.example:443/x/y@{d}")
+    r = parse_reference(f"registry.example:443/x/y@{d}")
     assert (r.repository, r.tag, r.digest, r.reference) == ("x/y", None, d, d)
-    assert registry.parse_reference("localhost/x").reference == "latest"
+    assert parse_reference("localhost/x").reference == "latest"
     # Docker's rules for names without a registry, and Docker Hub's API host
     for short, full in (("busybox", "docker.io/library/busybox"), ("library/busybox:1", "docker.io/library/busybox:1"),
                         ("user/app", "docker.io/user/app"), ("index.docker.io/debian:12", "docker.io/library/debian:12")):
-        assert str(registry.parse_reference(short)) == full
-    assert registry.client_for("docker.io").base == "https://registry-1.docker.io"
+        assert str(parse_reference(short)) == full
+    assert RegistryClient("docker.io").base == "https://registry-1.docker.io"
     for bad in ("UPPER", "127.0.0.1:5000/UPPER", "127.0.0.1:5000/a:b/c", "h.x/a@sha256:12", "docker.io/"):
-        with pytest.raises(registry.RegistryError):
-            registry.parse_reference(bad)
+        with pytest.raises(ImageError):
+            parse_reference(bad)
 
 
 def test_push_pull_with_skopeo_and_second_push_uploads_nothing(hello: dict, reg, tmp_path: Path) -> None:
@@ -117,12 +120,26 @@ def test_changed_image_uploads_only_its_new_layer(hello: dict, reg) -> None:
     changed = append_layer(base, Descriptor("application/vnd.oci.image.layer.v1.tar", d, len(blob)), d,
                            lambda: io.BytesIO(blob), {"created_by": "test"})
     proxy.reset()
-    res = registry.push_images([changed], f"{proxy.host}/oci-conda/changed:2")
+    res = push_images([changed], f"{proxy.host}/oci-conda/changed:2")
     up = proxy.uploads()
     config_digest = raw_manifest(f"{r.host}/oci-conda/changed:2")["config"]["digest"]
     assert sorted(up["completed"]) == sorted([d, config_digest])
     assert res.stats.uploaded == 2 and res.stats.existing == len(base.layers)
     assert res.digest == manifest_descriptor(changed).digest
+
+
+def test_layers_pulled_from_the_registry_are_mounted_into_another_repository(hello: dict, reg) -> None:
+    r, proxy = reg
+    oci_conda("push", str(hello["out"]), f"{proxy.host}/oci-conda/mount-src:1", env=cli_env(hello["work"]))
+    base = open_image(f"{proxy.host}/oci-conda/mount-src:1", Platform())
+    # each layer knows where it came from: no registry-wide table of origins
+    assert {layer.origin for layer in base.layers} == {(proxy.host, "oci-conda/mount-src")}
+    proxy.reset()
+    res = push_images([base], f"{proxy.host}/oci-conda/mount-dst:1")
+    up = proxy.uploads()
+    assert res.stats.mounted == len(base.layers) and res.stats.uploaded == 1  # the config is new in that repository
+    assert len(up["mounts"]) == len(base.layers) and all("from=oci-conda/mount-src" in m for m in up["mounts"])
+    assert res.digest == manifest_descriptor(base).digest
 
 
 def test_build_push_without_output_gives_the_same_digest(hello: dict, reg, tmp_path: Path) -> None:
@@ -144,7 +161,7 @@ def test_multi_platform_index(reg) -> None:
     d = digest_bytes(blob)
     arm = append_layer(arm, Descriptor("application/vnd.oci.image.layer.v1.tar", d, len(blob)), d,
                        lambda: io.BytesIO(blob), {"created_by": "test"})
-    res = registry.push_images([amd, arm], f"{proxy.host}/oci-conda/multi:1", annotations={"org.example.k": "v"})
+    res = push_images([amd, arm], f"{proxy.host}/oci-conda/multi:1", annotations={"org.example.k": "v"})
     index = raw_manifest(f"{r.host}/oci-conda/multi:1")
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert [m["digest"] for m in index["manifests"]] == res.manifests

@@ -17,8 +17,10 @@ from realenv import oci_conda
 from registry_fixtures import Servers, htpasswd, make_tls, servers  # noqa: F401
 from test_registry import cli_env, hello  # noqa: F401
 
-from oci_conda.oci import registry
 from oci_conda.oci.image import Platform
+from oci_conda.oci.registry import auth
+from oci_conda.oci.registry.client import Diagnostic, RegistryError, RegistryOptions
+from oci_conda.oci.registry.pull import pull_image
 
 USER, PASSWORD = "alice", "s3cret-Basic-pw"
 
@@ -132,7 +134,7 @@ def test_bearer_token_auth(hello: dict, servers: Servers, tmp_path: Path) -> Non
     # one token for the whole push (cached per scope, shared by the upload threads), asked as bob
     assert ts.log == [("token", "bob", ["repository:tok/hello:pull,push"])]
     # anonymous pull with a token for the pull scope
-    img = registry.pull_image(ref, Platform(), registry.Options(authfile=str(tmp_path / "none.json")))
+    img = pull_image(ref, Platform(), RegistryOptions(authfile=str(tmp_path / "none.json")))
     assert img.annotations["org.opencontainers.image.base.digest"] == hello["summary"]["digest"]
     assert ("token", None, ["repository:tok/hello:pull"]) in ts.log
     # an identity token (OAuth2 refresh token) instead of a password
@@ -170,13 +172,11 @@ def test_tls_with_a_private_ca(hello: dict, servers: Servers, tmp_path: Path) ->
                          capture_output=True, text=True)
     assert got.stdout.strip() == hello["summary"]["digest"], got.stderr
     # and pulled back as a base over TLS
-    img = registry.pull_image(ref, Platform(), registry.Options(ca_file=str(tls.ca)))
+    img = pull_image(ref, Platform(), RegistryOptions(ca_file=str(tls.ca)))
     assert img.annotations["org.opencontainers.image.base.digest"] == hello["summary"]["digest"]
 
 
 def test_credentials_lookup_order_and_no_secret_in_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from oci_conda.oci import auth
-
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     docker = tmp_path / "docker"
     docker.mkdir()
@@ -202,8 +202,6 @@ def test_docker_hub_credentials_under_dockers_own_key(tmp_path: Path) -> None:
     """docker login stores Docker Hub credentials under https://index.docker.io/v1/; every Hub name finds them."""
     import base64
 
-    from oci_conda.oci import auth
-
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps({"auths": {"https://index.docker.io/v1/": {
         "auth": base64.b64encode(b"hubuser:hubpass").decode()}}}))
@@ -211,3 +209,27 @@ def test_docker_hub_credentials_under_dockers_own_key(tmp_path: Path) -> None:
         creds = auth.lookup(host, authfile=cfg)
         assert creds is not None and creds.username == "hubuser"
     assert auth.lookup("ghcr.io", authfile=cfg) is None
+
+
+def test_credentials_are_bound_to_one_origin() -> None:
+    creds = auth.Credentials("u", "pw")
+    https = auth.ScopedCredentials(auth.Origin.of("https://reg.test/v2/"), creds)
+    assert https.allows("https://reg.test:443/v2/a/blobs/uploads/x")
+    assert not https.allows("http://reg.test/v2/")  # a downgrade
+    assert not https.allows("https://reg.test:8443/v2/")  # another port
+    assert not https.allows("https://bucket.test/blob")  # another host (e.g. an upload Location elsewhere)
+    assert https.allows_realm("https://auth.test/token")
+    assert not https.allows_realm("http://reg.test/token")  # never from HTTPS down to HTTP
+    plain = auth.ScopedCredentials(auth.Origin.of("http://127.0.0.1:5000"), creds)
+    assert plain.allows_realm("http://127.0.0.1:5001/token")  # the same host, already in the clear
+    assert not plain.allows_realm("http://other.test/token")
+    assert "pw" not in repr(https) and "pw" not in str(creds)
+
+
+def test_registry_error_is_typed_and_says_whether_to_retry() -> None:
+    assert RegistryError("x", status=503).temporary()
+    assert not RegistryError("x", status=404).temporary()
+    assert RegistryError("x", status=400, diagnostics=(Diagnostic("TOOMANYREQUESTS"),)).temporary()
+    denied = RegistryError("x", status=403, diagnostics=(Diagnostic("DENIED", "no"),))
+    assert not denied.temporary() and denied.codes == {"DENIED"}
+    assert RegistryError("connection refused", temporary=True).temporary()

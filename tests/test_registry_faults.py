@@ -15,10 +15,14 @@ from registry_fixtures import Servers, free_port, servers  # noqa: F401
 from test_registry import HELLO_ENV, cli_env, hello  # noqa: F401
 from test_registry_auth import one_error_line
 
-from oci_conda.oci import registry
-from oci_conda.oci.blobs import digest_bytes
+from oci_conda.oci.blobs import digest_bytes, file_opener
 from oci_conda.oci.image import Descriptor, Platform, append_layer, empty_image
-from oci_conda.oci.layout import file_opener, write_oci_dir
+from oci_conda.oci.layout import LayoutDirSource, write_oci_dir
+from oci_conda.oci.registry.client import RegistryClient, RegistryError
+from oci_conda.oci.registry.pull import get_blob_bytes, pull_image
+from oci_conda.oci.registry.push import PushStats, push_path, put_monolithic, start_upload
+from oci_conda.oci.walk import select_ref
+from oci_conda.registry_options import registry_options
 
 MiB = 1 << 20
 BIG = 12 * MiB
@@ -77,7 +81,7 @@ def test_registry_killed_mid_blob_then_rerun_uploads_only_what_is_missing(big_la
     again = proxy.uploads()
     assert again["completed"] == [big_layout["big"]]
     assert len(again["started"]) == 1
-    img = registry.pull_image(ref, Platform())
+    img = pull_image(ref, Platform(), registry_options())
     assert [la.descriptor.digest for la in img.layers] == [big_layout["big"], *big_layout["small"]]
 
 
@@ -103,15 +107,15 @@ def test_interrupted_chunked_upload_resumes_where_the_registry_stopped(big_layou
         return True
 
     proxy.before = before
-    res = registry.push_path(str(big_layout["layout"]), f"{proxy.host}/faults/resume:1")
+    res = push_path(str(big_layout["layout"]), f"{proxy.host}/faults/resume:1", registry_options())
     state["restarting"].join()
     assert res.digest == big_layout["digest"]
     assert res.stats.resumes == 1 and res.stats.restarts == 0
     assert res.stats.bytes_uploaded == BIG + 6000 + len(
-        registry.client_for(proxy.host).get_blob_bytes("faults/resume", _config_desc(big_layout)))
+        get_blob_bytes(RegistryClient(proxy.host), "faults/resume", _config_desc(big_layout)))
     sent = proxy.uploads()["patches"]
     assert sum(sent) == BIG + MiB  # every chunk once, plus the one the dying registry never got
-    img = registry.pull_image(f"{proxy.host}/faults/resume:1", Platform())
+    img = pull_image(f"{proxy.host}/faults/resume:1", Platform(), registry_options())
     with img.layers[0].open() as f:  # downloaded and verified against its digest
         assert len(f.read()) == BIG
 
@@ -119,10 +123,8 @@ def test_interrupted_chunked_upload_resumes_where_the_registry_stopped(big_layou
 def _config_desc(big_layout: dict) -> Descriptor:
     import json
 
-    from oci_conda.oci.layout import LayoutDirSource, _select_ref
-
     src = LayoutDirSource(big_layout["layout"])
-    top = _select_ref(src.index(), None, "x")
+    top = select_ref(src.index(), None, "x")
     man = json.loads(src.fetch(top))
     return Descriptor.from_json(man["config"])
 
@@ -144,12 +146,12 @@ def test_clear_errors(hello: dict, big_layout: dict, servers: Servers, tmp_path:
                                     f"{reg.host}/some/repo:nope", env=env, check=False))
     assert "some/repo has no image nope" in line
     # the registry rejects a blob whose bytes do not match its digest
-    client = registry.client_for(reg.host)
+    client = RegistryClient(reg.host)
     wrong = Descriptor("application/octet-stream", digest_bytes(b"other bytes"), 5)
-    location = client._start_upload("some/repo", ("repository:some/repo:pull,push",), "test")
-    with pytest.raises(registry.RegistryError, match=f"{reg.host}/some/repo: blob {wrong.digest}: HTTP 400.*DIGEST_INVALID"):
-        client._put_monolithic("some/repo", location, b"bytes", wrong, ("repository:some/repo:pull,push",),
-                               f"{reg.host}/some/repo: blob {wrong.digest}", registry.PushStats())
+    location = start_upload(client, "some/repo", ("repository:some/repo:pull,push",), "test")
+    with pytest.raises(RegistryError, match=f"{reg.host}/some/repo: blob {wrong.digest}: HTTP 400.*DIGEST_INVALID"):
+        put_monolithic(client, "some/repo", location, b"bytes", wrong, ("repository:some/repo:pull,push",),
+                               f"{reg.host}/some/repo: blob {wrong.digest}", PushStats())
     # a corrupted local blob is caught before it is sent
     import shutil
 
@@ -187,7 +189,7 @@ def test_retries_on_429_and_5xx_and_blobs_from_a_redirect(hello: dict, servers: 
         return None
 
     proxy.before = flaky
-    res = registry.push_path(str(hello["out"]), f"{proxy.host}/flaky/hello:1")
+    res = push_path(str(hello["out"]), f"{proxy.host}/flaky/hello:1", registry_options())
     assert res.digest == hello["summary"]["digest"]
     assert sorted(str(a[0]) for a in answered) == ["429", "503", "503", "drop"]
     assert res.stats.restarts == 1  # the dropped blob's upload began again
@@ -206,7 +208,7 @@ def test_retries_on_429_and_5xx_and_blobs_from_a_redirect(hello: dict, servers: 
         return None
 
     proxy.before = redirect
-    img = registry.pull_image(f"{proxy.host}/flaky/hello:1", Platform())
+    img = pull_image(f"{proxy.host}/flaky/hello:1", Platform(), registry_options())
     for layer in img.layers:
         with layer.open() as f:
             f.read()

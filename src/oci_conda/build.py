@@ -35,10 +35,15 @@ from .credentials import redact_url
 from .layering import DEFAULT_MAX_LAYERS, Layering, LayerPlan, plan_layers
 from .lock import check_base, lock_mtime, records_for_build
 from .oci import image as oci_image
-from .oci import layout as oci_layout
+from .oci.blobs import file_opener
 from .oci.image import canonical_json
+from .oci.output import write_output
+from .oci.registry.client import RegistryOptions
+from .oci.registry.push import push_images
+from .oci.source import open_image
 from .oci.tar import LayerInfo, write_layer
 from .pack import pack_prefix
+from .platforms import platform_for_subdir
 from .progress import Reporter, human_size
 from .spec import BuildSpec
 from .trim import Profile, trim_entries
@@ -60,6 +65,7 @@ class BuildOptions:
     trim: Profile = "none"
     compile_pyc: bool = False  # byte-compile site-packages (unchecked-hash .pyc) with a host python of the env's X.Y
     lock: Any = None  # a lock.Lock: records come from it, nothing is solved and no repodata is fetched
+    registry: RegistryOptions = RegistryOptions()  # how to reach registries (base pulls, --push); jobs from ``jobs``
 
 
 @dataclass
@@ -325,9 +331,9 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     for subdir in opts.platforms:
         records, mtime = _platform_records(spec, subdir, opts, reporter, session)
         warnings: list[str] = []
-        platform = oci_image.platform_for_subdir(subdir)
+        platform = platform_for_subdir(subdir)
         with reporter.phase("base", spec.image.base):
-            img = oci_layout.open_image(spec.image.base, platform)
+            img = open_image(spec.image.base, platform, dataclasses.replace(opts.registry, jobs=opts.jobs))
         if opts.lock is not None:
             check_base(opts.lock, subdir, img)
         trimmed: dict[str, Any] = {}
@@ -337,7 +343,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
             for plan, info, blob in layers:
                 img = oci_image.append_layer(
                     img, oci_image.Descriptor(info.media_type, info.digest, info.size), info.diff_id,
-                    oci_layout.file_opener(blob),
+                    file_opener(blob),
                     history={"created": _rfc3339(mtime), "created_by": f"oci-conda: {plan.name}",
                              "comment": " ".join(plan.packages[:50])},
                 )
@@ -355,13 +361,12 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     if opts.output is not None:
         with reporter.phase("write", str(opts.output)):
             tag = spec.image.tag or f"{_repo_name(spec.name)}:latest"
-            written = oci_layout.write_output(opts.output, images, tag=tag, annotations=annotations)
+            written = write_output(opts.output, images, tag=tag, annotations=annotations)
         digest, manifest_digests = written.digest, written.manifest_digests
     if opts.push:
-        from .oci import registry as oci_registry
-
         with reporter.phase("push", opts.push):
-            pushed = oci_registry.push_images(images, opts.push, annotations=annotations)
+            pushed = push_images(images, opts.push, annotations=annotations,
+                                 options=dataclasses.replace(opts.registry, jobs=opts.jobs))
         digest, manifest_digests = digest or pushed.digest, manifest_digests or pushed.manifests
     for res, mdigest in zip(results, manifest_digests):
         res.manifest_digest = mdigest

@@ -32,6 +32,12 @@ from typing import Any, Iterator
 from .cache import cache_dir
 from .errors import OutputError
 from .lock import Lock, LockError, check_fresh, dump_lock, lock_from_args, read_lock, sniff_kind
+from .oci.blobs import Opener
+from .oci.image import Descriptor
+from .oci.local import open_local_image
+from .oci.source import parse_image_ref
+from .oci.walk import fetch_verified, resolve
+from .platforms import platform_for_subdir
 
 BUNDLE_VERSION = 1
 MANIFEST_NAME = "oci-conda-bundle.json"
@@ -41,41 +47,20 @@ MANIFEST_NAME = "oci-conda-bundle.json"
 # base image blobs
 
 
-def _base_blobs(base: str, subdir: str) -> tuple[Any, dict[str, bytes], dict[str, tuple[int, Any]]]:
+def _base_blobs(base: str, subdir: str) -> tuple[Descriptor, dict[str, bytes], dict[str, tuple[int, Opener]]]:
     """``(manifest descriptor with platform, small blobs, big blobs)`` of ``base`` for ``subdir``, digests kept."""
-    from .oci import layout as L
-    from .oci.blobs import verify_bytes
-    from .oci.image import INDEX_TYPES, MANIFEST_TYPES, Descriptor, platform_for_subdir
-
     platform = platform_for_subdir(subdir)
-    ref = L.parse_image_ref(base)
-    if ref.transport == "oci":
-        src: Any = L.LayoutDirSource(Path(ref.path))
-    elif ref.transport == "oci-archive":
-        src = L.ArchiveSource(Path(ref.path))
-    else:
+    ref = parse_image_ref(base)
+    if ref.transport not in ("oci", "oci-archive"):
         raise LockError(f"bundle: base image {base}: only scratch, oci:DIR and oci-archive:PATH bases can be bundled")
     what = f"base image {base}"
-    desc = L._select_ref(src.index(), ref.ref, what)
-    small: dict[str, bytes] = {}
-    big: dict[str, tuple[int, Any]] = {}
-    for _ in range(8):
-        data = verify_bytes(src.fetch(desc), desc.digest, desc.size, what)
-        doc = json.loads(data)
-        mt = L._media_type(doc, desc)
-        if mt in INDEX_TYPES:
-            entries = [Descriptor.from_json(m, what) for m in doc.get("manifests") or []]
-            desc = L.select_manifest([e for e in entries if e.media_type in MANIFEST_TYPES + INDEX_TYPES], platform,
-                                     what)
-            continue
-        small[desc.digest] = data
-        cdesc = Descriptor.from_json(doc["config"], what)
-        small[cdesc.digest] = verify_bytes(src.fetch(cdesc), cdesc.digest, cdesc.size, what)
-        for raw in doc.get("layers") or []:
-            ld = Descriptor.from_json(raw, what)
-            big[ld.digest] = (ld.size, src.opener(ld))
-        return Descriptor(mt, desc.digest, desc.size, None, platform), small, big
-    raise LockError(f"{what}: image indexes nested too deeply")
+    local = open_local_image(Path(ref.path), ref.ref)
+    node = resolve(local.source, local.top, platform, what)
+    cdesc = node.config(what)
+    small = {node.descriptor.digest: node.data, cdesc.digest: fetch_verified(local.source, cdesc, what)}
+    big = {ld.digest: (ld.size, local.source.opener(ld)) for ld in node.layers(what)}
+    d = node.descriptor
+    return Descriptor(d.media_type, d.digest, d.size, None, platform), small, big
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -13,11 +13,12 @@ import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO
 
 from .errors import ImageError
-from .oci import layout as L
 from .oci.image import INDEX_TYPES, MANIFEST_TYPES, Descriptor
+from .oci.local import LocalSource, open_local
+from .oci.walk import BlobSource, Node, fetch_json, walk
 
 _META_RE = re.compile(r"^(?:\./)?(.*/)?conda-meta/([^/]+)\.json$")
 _WH_RE = re.compile(r"^(?:\./)?(.*/)?conda-meta/\.wh\.([^/]+)\.json$")
@@ -52,17 +53,8 @@ class ImageView:
         }
 
 
-def _source(path: Path) -> Any:
-    if path.is_dir():
-        if not (path / "oci-layout").is_file():
-            raise ImageError(f"{path}: not an OCI layout directory (no oci-layout file)")
-        return L.LayoutDirSource(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file or directory")
-    return L.ArchiveSource(path)
-
-
-def _open_layer(src: Any, desc: Descriptor) -> Any:
+def _open_layer(src: BlobSource, desc: Descriptor) -> tuple[BinaryIO, IO[bytes]]:
+    """(the raw blob stream, its decompressed view): close the first when done."""
     raw = src.opener(desc)()
     mt = desc.media_type
     if mt.endswith("+zstd") or mt.endswith(".zstd"):
@@ -74,7 +66,7 @@ def _open_layer(src: Any, desc: Descriptor) -> Any:
     return raw, raw
 
 
-def _read_layer(src: Any, desc: Descriptor, where: str) -> tuple[dict[tuple[str, str], dict[str, Any]],
+def _read_layer(src: BlobSource, desc: Descriptor, where: str) -> tuple[dict[tuple[str, str], dict[str, Any]],
                                                                 set[tuple[str, str]]]:
     """``({(prefix, dist): conda-meta record}, {(prefix, whited-out dist)})`` of one layer."""
     metas: dict[tuple[str, str], dict[str, Any]] = {}
@@ -106,33 +98,29 @@ def _read_layer(src: Any, desc: Descriptor, where: str) -> tuple[dict[tuple[str,
     return metas, whiteouts
 
 
-def _manifests(src: Any, where: str) -> list[tuple[Descriptor, dict[str, Any]]]:
-    """Every image manifest reachable from index.json (through nested indexes)."""
-    out = []
-    todo = [Descriptor.from_json(m, where) for m in src.index().get("manifests") or []]
-    seen = set()
-    while todo:
-        d = todo.pop(0)
-        if d.digest in seen:
+def _manifests(src: LocalSource, where: str) -> list[Node]:
+    """Every image manifest reachable from index.json (through nested indexes), each once."""
+    out: list[Node] = []
+    seen: set[str] = set()
+    for top in [Descriptor.from_json(m, where) for m in src.index().get("manifests") or []]:
+        if top.media_type not in MANIFEST_TYPES + INDEX_TYPES:
             continue
-        seen.add(d.digest)
-        doc = L._fetch_json(src, d, where)
-        mt = L._media_type(doc, d)
-        if mt in INDEX_TYPES:
-            todo.extend(Descriptor.from_json(m, where) for m in doc.get("manifests") or [])
-        elif mt in MANIFEST_TYPES:
-            out.append((d, doc))
+        for node in walk(src, top, where):
+            if not node.is_index and node.descriptor.digest not in seen:
+                seen.add(node.descriptor.digest)
+                out.append(node)
     return out
 
 
 def inspect_image(path: str | Path) -> list[ImageView]:
     path = Path(path)
     where = str(path)
-    src = _source(path)
+    src = open_local(path)
     views = []
-    for d, man in _manifests(src, where):
+    for node in _manifests(src, where):
+        d, man = node.descriptor, node.doc
         cdesc = Descriptor.from_json(man.get("config"), where)
-        config = L._fetch_json(src, cdesc, f"{where}: config")
+        config = fetch_json(src, cdesc, f"{where}: config")
         plat = "/".join(x for x in (config.get("os"), config.get("architecture"), config.get("variant")) if x)
         layers = []
         packages: dict[tuple[str, str], dict[str, Any]] = {}  # (prefix, name) -> package

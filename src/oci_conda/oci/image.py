@@ -85,26 +85,6 @@ class Platform:
         return not self.variant or not other.variant or self.variant == other.variant
 
 
-_SUBDIR_PLATFORMS = {
-    "linux-64": Platform("linux", "amd64"),
-    "linux-aarch64": Platform("linux", "arm64", "v8"),
-    "linux-ppc64le": Platform("linux", "ppc64le"),
-    "linux-s390x": Platform("linux", "s390x"),
-    "linux-armv7l": Platform("linux", "arm", "v7"),
-    "linux-armv6l": Platform("linux", "arm", "v6"),
-    "linux-32": Platform("linux", "386"),
-    "linux-riscv64": Platform("linux", "riscv64"),
-}
-
-
-def platform_for_subdir(subdir: str) -> Platform:
-    """The OCI platform for a conda subdir (a table; this module knows nothing else of conda)."""
-    try:
-        return _SUBDIR_PLATFORMS[subdir]
-    except KeyError:
-        raise ImageError(f"no container platform for subdir {subdir!r} (only linux subdirs can become images)") from None
-
-
 @dataclass(frozen=True)
 class Descriptor:
     media_type: str
@@ -144,6 +124,9 @@ class Layer:
     descriptor: Descriptor
     diff_id: str
     opener: Opener = field(compare=False, repr=False)
+    # (registry host, repository) the blob was read from, so a push to that registry can mount it instead of
+    # uploading it (go-containerregistry's MountableLayer); None for a blob that lives only here
+    origin: tuple[str, str] | None = field(default=None, compare=False)
 
     def open(self) -> BinaryIO:
         return self.opener()
@@ -317,7 +300,7 @@ def index_bytes(manifest_descriptors: list[Descriptor], annotations: dict[str, s
 
 def with_descriptor(layer: Layer, **changes: Any) -> Layer:
     """A copy of ``layer`` with descriptor fields replaced (e.g. a docker media type renamed to OCI)."""
-    return Layer(replace(layer.descriptor, **changes), layer.diff_id, layer.opener)
+    return Layer(replace(layer.descriptor, **changes), layer.diff_id, layer.opener, layer.origin)
 
 
 def set_annotations(image: Image, annotations: dict[str, str]) -> Image:

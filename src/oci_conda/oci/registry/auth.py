@@ -5,7 +5,10 @@ then Docker's ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``)
 then ``auths[host]`` (``auth`` = base64 ``user:password``, or ``identitytoken``), then ``credsStore``. Helpers speak
 the ``docker-credential-NAME get|store`` protocol (server URL on stdin, JSON on stdout).
 
-A ``Credentials`` value never shows its secret in ``repr`` or ``str``; nothing here prints or logs one.
+A ``Credentials`` value never shows its secret in ``repr`` or ``str``; nothing here prints or logs one. Credentials
+found for a registry are bound to exactly one origin (scheme, host, port) as :class:`ScopedCredentials`: they go
+only to that origin, and to a token server it names only over HTTPS (or in the clear on the same host, when the
+registry is plain HTTP itself), never to another host in the clear and never over a downgrade from HTTPS to HTTP.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from oci_conda.errors import OciCondaError
+from oci_conda.oci.registry.reference import DOCKER_HUB_NAMES
 
 
 class AuthError(OciCondaError):
@@ -74,10 +79,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     if not isinstance(doc, dict):
         raise AuthError(f"credentials file {path} is not a JSON object")
     return doc
-
-
-# Docker Hub answers to several names; docker itself stores its credentials under https://index.docker.io/v1/.
-DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
 
 def _host_of(key: str) -> str:
@@ -212,3 +213,57 @@ def store(host: str, creds: Credentials, authfile: str | os.PathLike[str] | None
     except OSError as exc:
         raise AuthError(f"cannot write credentials file {path}: {exc.strerror}") from None
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scope: where credentials may go
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """scheme, host and port of a URL: the unit credentials are bound to."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, url: str) -> "Origin":
+        u = urlsplit(url)
+        scheme = u.scheme.lower()
+        try:
+            port = u.port
+        except ValueError:
+            port = None
+        return cls(scheme, (u.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0))
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ScopedCredentials:
+    """Credentials bound to one registry origin; they say themselves where they may be sent."""
+
+    origin: Origin
+    credentials: Credentials
+
+    def allows(self, url: str) -> bool:
+        """Whether a request to ``url`` may carry these credentials (or a token obtained with them): same origin only."""
+        return Origin.of(url) == self.origin
+
+    def allows_realm(self, realm: str) -> bool:
+        """Whether the token server ``realm`` the registry named may receive them: over HTTPS, or in the clear only
+        on the registry's own host when the registry itself is plain HTTP; never a downgrade from HTTPS."""
+        o = Origin.of(realm)
+        if o.scheme == "https":
+            return True
+        return o.scheme == "http" and self.origin.scheme == "http" and o.host == self.origin.host
+
+
+def lookup_scoped(origin: Origin, host: str, authfile: str | os.PathLike[str] | None = None) -> ScopedCredentials | None:
+    """The stored credentials for registry ``host`` (as the credentials files name it), bound to ``origin``."""
+    creds = lookup(host, authfile)
+    return ScopedCredentials(origin, creds) if creds is not None else None

@@ -1,0 +1,219 @@
+"""An OCI archive (an uncompressed tar of an OCI layout, plus Docker's ``manifest.json``): a source and a sink.
+
+Reading is a :class:`~oci_conda.oci.walk.BlobSource` over the tar's members, read in place (nothing extracted).
+Writing streams a :class:`~oci_conda.oci.memory.Plan` into a deterministic tar, verifying every blob on the way;
+Docker's ``manifest.json`` and ``repositories`` ride along so ``docker load`` / ``podman load`` take it. The tar
+appears atomically (temp file, rename) or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import platform as _host
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from oci_conda.errors import ImageError, OutputError
+from oci_conda.oci.atomic import check_parent, remove_stale_temps
+from oci_conda.oci.blobs import (
+    CHUNK,
+    Opener,
+    VerifyingReader,
+    check_digest,
+    digest_bytes,
+)
+from oci_conda.oci.image import (
+    Descriptor,
+    Image,
+    Platform,
+    canonical_json,
+    config_bytes,
+    index_bytes,
+)
+from oci_conda.oci.layout import OCI_LAYOUT
+from oci_conda.oci.memory import Plan, plan
+from oci_conda.oci.tar import TarEntry, write_layer
+from oci_conda.oci.walk import MAX_JSON_BLOB, load_json
+
+
+def blob_path(digest: str) -> str:
+    """``blobs/ALGO/HEX``: where a blob lives inside a layout (and so inside an archive)."""
+    algo, hexpart = check_digest(digest)
+    return f"blobs/{algo}/{hexpart}"
+
+
+class _TarSlice:
+    """A read-only view of one member's bytes inside an uncompressed tar."""
+
+    def __init__(self, path: Path, offset: int, size: int):
+        self._f = open(path, "rb")  # noqa: SIM115
+        self._f.seek(offset)
+        self._left = size
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > self._left:
+            n = self._left
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> _TarSlice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ArchiveSource:
+    """Blobs of an OCI archive, read in place from the tar (nothing is extracted)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.members: dict[str, tuple[int, int]] = {}
+        self.what = what = f"OCI archive {self.path}"
+        links: dict[str, str] = {}
+        try:
+            with tarfile.open(self.path, "r:") as t:
+                for m in t:
+                    name = m.name.removeprefix("./").rstrip("/")
+                    if m.isreg():
+                        self.members[name] = (m.offset_data, m.size)
+                    elif m.islnk():
+                        links[name] = m.linkname.removeprefix("./")
+                    elif m.issym():
+                        links[name] = os.path.normpath(os.path.join(os.path.dirname(name), m.linkname))
+        except FileNotFoundError:
+            raise ImageError(f"{what}: no such file") from None
+        except (tarfile.TarError, OSError) as exc:
+            raise ImageError(f"{what}: not a readable uncompressed tar ({exc})") from None
+        for name, target in links.items():
+            if target in self.members:
+                self.members[name] = self.members[target]
+
+    def _member(self, name: str) -> tuple[int, int]:
+        try:
+            return self.members[name]
+        except KeyError:
+            raise ImageError(f"OCI archive {self.path}: {name} is missing") from None
+
+    def index(self) -> dict[str, Any]:
+        offset, size = self._member("index.json")
+        if size > MAX_JSON_BLOB:
+            raise ImageError(f"OCI archive {self.path}: index.json is too large")
+        with _TarSlice(self.path, offset, size) as f:
+            return load_json(f.read(), f"OCI archive {self.path}: index.json")
+
+    def fetch(self, desc: Descriptor) -> bytes:
+        offset, size = self._member(blob_path(desc.digest))
+        with _TarSlice(self.path, offset, min(size, desc.size + 1)) as f:
+            return f.read()
+
+    def opener(self, desc: Descriptor) -> Opener:
+        offset, size = self._member(blob_path(desc.digest))
+        what = f"OCI archive {self.path}: blob {desc.digest}"
+
+        def _open() -> BinaryIO:
+            return VerifyingReader(_TarSlice(self.path, offset, size), desc.digest, desc.size, what)  # type: ignore[return-value]
+
+        return _open
+
+
+
+def _host_platform() -> Platform:
+    machine = _host.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le",
+            "s390x": "s390x", "armv7l": "arm"}.get(machine, machine)
+    return Platform("linux", arch)
+
+
+def docker_repo_tag(name: str) -> str:
+    """``name:tag`` for Docker's RepoTags from an OCI ref name (a bare name gets ``:latest``)."""
+    last = name.rsplit("/", 1)[-1]
+    return name if ":" in last or "@" in name else f"{name}:latest"
+
+
+def docker_manifest(planned: Plan) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """Docker's ``manifest.json`` entries and ``repositories`` for a plan.
+
+    Docker's manifest.json knows one platform per tag: it lists the host's image if there is one, else the first.
+    """
+    docker: list[dict[str, Any]] = []
+    repositories: dict[str, dict[str, str]] = {}
+    host = _host_platform()
+    for group in planned.groups:
+        tag = group.tag
+        chosen = next((img for img in group.images if host.matches(img.platform)), group.images[0])
+        cfg_hex = digest_bytes(config_bytes(chosen)).split(":", 1)[1]
+        docker.append({
+            "Config": f"blobs/sha256/{cfg_hex}",
+            "RepoTags": [docker_repo_tag(tag)] if tag else [],
+            "Layers": [blob_path(layer.descriptor.digest) for layer in chosen.layers],
+        })
+        if tag and chosen.layers:
+            repo, _, t = docker_repo_tag(tag).rpartition(":")
+            repositories.setdefault(repo, {})[t] = chosen.layers[-1].descriptor.digest.split(":", 1)[1]
+    return docker, repositories
+
+
+def write_archive(out_tar: Path, planned: Plan, index_annotations: dict[str, str] | None = None,
+                  mtime: int = 0) -> list[Descriptor]:
+    """Write ``planned`` as an OCI archive that ``docker load``/``podman load`` also accept; returns index.json's
+    entries. Blobs are streamed from their openers into the tar and verified on the way."""
+    out_tar = Path(out_tar).absolute()
+    check_parent(out_tar)
+    if out_tar.is_dir():
+        raise OutputError(f"cannot write {out_tar}: it is a directory")
+    docker, repositories = docker_manifest(planned)
+    src = planned.source
+    entries = [
+        TarEntry("oci-layout", "file", data=OCI_LAYOUT),
+        TarEntry("index.json", "file", data=index_bytes(planned.tops, index_annotations)),
+        TarEntry("manifest.json", "file", data=canonical_json(docker)),
+    ]
+    if repositories:
+        entries.append(TarEntry("repositories", "file", data=canonical_json(repositories)))
+    for digest, data in src.small.items():
+        entries.append(TarEntry(blob_path(digest), "file", data=data))
+    for digest, layer in src.layers.items():
+        if digest in src.small:
+            continue
+        entries.append(TarEntry(blob_path(digest), "file", size=layer.descriptor.size,
+                                opener=src.opener(layer.descriptor)))
+    remove_stale_temps(out_tar)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_tar.name}.", suffix=".tmp", dir=out_tar.parent)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until the fd closes: not a stale temp
+    except OSError as exc:
+        raise OutputError(f"cannot write {out_tar}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb", buffering=CHUNK) as f:
+            write_layer(entries, f, "none", mtime)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out_tar)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise OutputError(f"cannot write {out_tar}: {exc.strerror or exc}") from None
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return planned.tops
+
+
+def write_oci_archive(out_tar: Path, images: list[tuple[Image, str | None]],
+                      index_annotations: dict[str, str] | None = None, mtime: int = 0) -> list[Descriptor]:
+    """Write ``(image, tag)`` pairs as an OCI archive; images sharing a tag become one index."""
+    return write_archive(out_tar, plan(images), index_annotations, mtime)

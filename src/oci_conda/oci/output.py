@@ -1,0 +1,39 @@
+"""Where built images go on disk: ``OUT.tar`` becomes an OCI archive, anything else an OCI layout directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from oci_conda.oci.archive import write_archive
+from oci_conda.oci.image import Descriptor, Image, manifest_descriptor, set_annotations
+from oci_conda.oci.layout import write_layout
+from oci_conda.oci.memory import plan
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What was written: ``digest`` is what index.json points at (a manifest, or an index for several platforms)."""
+
+    path: Path
+    digest: str
+    manifest_digests: list[str]
+    descriptors: list[Descriptor]
+
+
+def write_output(
+    out: Path, images: list[Image], tag: str | None = None, annotations: dict[str, str] | None = None, mtime: int = 0
+) -> WriteResult:
+    """Write ``images`` under ``tag`` (several, one per platform, become one multi-platform index).
+
+    ``annotations`` go on every manifest and on index.json.
+    """
+    if annotations:
+        images = [set_annotations(img, annotations) for img in images]
+    planned = plan([(img, tag) for img in images])
+    out = Path(out)
+    if out.name.endswith(".tar"):
+        top = write_archive(out, planned, annotations, mtime)
+    else:
+        top = write_layout(out, planned, annotations)
+    return WriteResult(out, top[0].digest, [manifest_descriptor(img).digest for img in images], top)
