@@ -364,7 +364,8 @@ def load_spec(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
             raise SpecError(f"{at}: empty spec")
         specs.append((s, selector))
     if not specs:
-        raise SpecError(f"{where}:{loc.line(['dependencies']) or 1}: dependencies: nothing to install")
+        why = " with conda (pip: entries need python and pip from conda)" if pip else ""
+        raise SpecError(f"{where}:{loc.line(['dependencies']) or 1}: dependencies: nothing to install{why}")
 
     platforms: list[str] = []
     for i, p in enumerate(doc.get("platforms") or ()):
@@ -453,9 +454,13 @@ def _pip_lines(entries: Sequence[str], path: tuple[Any, ...], loc: _Located, lin
 
 
 def _innermost(e: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    """For a ``pip:`` mapping that fits no ``oneOf`` branch, the error inside it (``pip[0]: expected string``)."""
-    while e.validator == "oneOf" and isinstance(e.instance, dict) and "pip" in e.instance and e.context:
-        e = max(e.context, key=lambda c: (len(c.relative_path), c.validator != "required"))
+    """For a dependency mapping that fits no ``oneOf`` branch, the error of the branch it was meant for
+    (``pip[0]: expected string``, ``unknown selector``), not "is not valid under any of the given schemas"."""
+    if e.validator == "oneOf" and isinstance(e.instance, dict) and e.context:
+        branch = 1 if "pip" in e.instance else 2  # dependencies.items.oneOf: string, pip mapping, selector
+        mine = [c for c in e.context if c.relative_schema_path and c.relative_schema_path[0] == branch]
+        if mine:
+            return max(mine, key=lambda c: (len(c.relative_path), c.validator != "required"))
     return e
 
 
@@ -473,6 +478,8 @@ def _schema_message(e: jsonschema.ValidationError) -> str:
     if e.validator == "additionalProperties":
         extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
         allowed = ", ".join(sorted(e.schema.get("properties", {})))
+        if "patternProperties" in e.schema and extra:
+            return f"unknown selector {extra[0]!r} (expected sel(linux), sel(osx), sel(win) or sel(unix))"
         return f"unknown field {extra[0]!r} (allowed: {allowed})" if extra else e.message
     if e.validator == "type":
         want = e.validator_value if isinstance(e.validator_value, str) else " or ".join(e.validator_value)
