@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oci_conda.conda.pixilock import parse_pixi_lock, read_pixi_lock
+from oci_conda.conda.pixilock import is_pixi_lock, lock_environments, parse_pixi_lock, read_pixi_lock
 from oci_conda.errors import SpecError
 
 LOCKS = Path(os.environ.get("OCI_CONDA_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "realdata" / "envs" \
@@ -149,6 +149,8 @@ def test_v6_with_pypi_and_local_paths(tmp_path: Path) -> None:
         "requests", "2.31.0", SHA, ("socks",), ">=3.7")
     assert req.requires_dist[1] == "PySocks!=1.5.7,>=1.5.6 ; extra == 'socks'"
     assert (lib.name, lib.url, lib.editable, lib.sha256) == ("mylib", "./src/mylib", True, None)
+    assert lock_environments(V6, "pixi.lock") == ["default", "test"]
+    assert is_pixi_lock(yaml.safe_load(V6)) and not is_pixi_lock({"version": 1, "package": []})
     test = read_pixi_lock(p, environment="test")
     assert [r.name for r in test.platforms["linux-aarch64"].conda] == ["tzdata"]
 
