@@ -412,3 +412,42 @@ def test_rattler_parse_snapshots(spec: str, want: dict) -> None:
             assert ms.version.match(probe) == theirs.matches(rattler.Version(probe)), probe
     elif "url" not in want:
         assert ms.version is None
+
+
+# --- edges found against conda's own test suite ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "https://conda.anaconda.org/conda-forge/linux-64/x264-1%21164.3095-h166bdaf_2.tar.bz2",
+    "https://conda.anaconda.org/conda-forge/linux-64/x264-1!164.3095-h166bdaf_2.tar.bz2",
+    "file:///srv/chan/linux-64/x264-1%21164.3095-h166bdaf_2.conda",
+])
+def test_package_url_with_percent_encoded_epoch(url: str) -> None:
+    """conda reads the epoch's '!' written as %21 in a package URL; the version keeps its epoch."""
+    ms = MatchSpec(url)
+    assert ms.name == "x264" and ms.subdir == "linux-64"
+    assert ms.fn == "x264-1!164.3095-h166bdaf_2" + (".conda" if url.endswith(".conda") else ".tar.bz2")
+    assert ms.url == url
+    rec = PackageRecord(name="x264", version="1!164.3095", build="h166bdaf_2", build_number=2, subdir="linux-64",
+                        channel=url.rsplit("/", 2)[0], url=url, fn=ms.fn)
+    assert ms.version.match("1!164.3095") and not ms.version.match("164.3095")
+    assert ms.match(rec)
+
+
+def test_percent_encoded_epoch_matches_the_corpus_range() -> None:
+    """The ecosystem corpus spec for x264 selects the version the URL names."""
+    url = MatchSpec("https://conda.anaconda.org/conda-forge/linux-64/x264-1%21164.3095-h166bdaf_2.tar.bz2")
+    assert MatchSpec("x264 >=1!164.3095,<1!165").version.match(str(url.version).lstrip("="))
+
+
+@pytest.mark.parametrize("spec", ["foo if python>=3.6", "foo >=1 if __linux", "foo\tif\tbar"])
+def test_conditional_dependency_is_refused_not_dropped(spec: str) -> None:
+    """Dropping the condition would install what was not asked for; conda raises, so do we, in one line."""
+    with pytest.raises(InvalidMatchSpec, match=r"conditional dependencies .* are not supported") as e:
+        MatchSpec(spec)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("spec", ["gift", "iffy >=1", "foo[build=*if*]", "spiffy 1.0 py_if_0"])
+def test_if_inside_names_and_builds_is_not_a_condition(spec: str) -> None:
+    assert MatchSpec(spec).name in ("gift", "iffy", "foo", "spiffy")

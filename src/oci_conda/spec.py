@@ -3,6 +3,11 @@
 Errors name the file, the line and the field, because that is what a person needs to fix them. The YAML is
 composed into nodes (not just loaded) so every value keeps its line; the document is then checked against
 ``schemas/environment.schema.json``.
+
+Files made for other tools load too: conda-lock's ``platforms:`` (the default targets) and ``category:`` keys and its
+``# [linux64]`` selector comments, micromamba's ``sel(linux):``, and ``pip:`` sections (carried as raw lines with
+their location for the pip stage). Sections nobody here uses are ignored with a warning naming file:line, as conda
+does.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import jsonschema
 import yaml
 
 from .errors import SpecError
+from .platform_names import parse_conda_subdir
 
 DEFAULT_PREFIX = "/opt/conda"
 DEFAULT_CHANNELS = ("conda-forge",)
@@ -45,15 +51,32 @@ class ImageSettings:
 
 
 @dataclass(frozen=True)
+class PipLine:
+    """One entry of a ``pip:`` section, as written; the pypi stage interprets it (requirement, ``-e``, options)."""
+
+    text: str
+    where: str  # "FILE:LINE", for that stage's error messages
+    selector: str | None = None  # conda-lock ``# [linux64]`` selector expression, or None
+
+    def applies_to(self, subdir: str) -> bool:
+        return self.selector is None or selector_applies(self.selector, subdir)
+
+
+@dataclass(frozen=True)
 class BuildSpec:
     """Everything the environment file says, resolved relative to its directory."""
 
     path: Path
     name: str | None
     channels: tuple[str, ...]
-    selected_specs: tuple[tuple[str, str | None], ...]  # (spec, micromamba selector or None)
+    # (spec, selector or None); a selector is a platform expression: micromamba's sel(linux) becomes "linux",
+    # conda-lock's "# [linux64 or osx]" comment becomes "linux64 or osx".
+    selected_specs: tuple[tuple[str, str | None], ...]
     variables: tuple[tuple[str, str], ...] = ()
     image: ImageSettings = field(default_factory=ImageSettings)
+    platforms: tuple[str, ...] = ()  # conda-lock's platforms: as conda subdirs (may list osx/win); () = not given
+    pip: tuple[PipLine, ...] = ()  # every pip: entry of the file, in order
+    warnings: tuple[str, ...] = ()  # one line each, "FILE:LINE: ...", for the caller to show
 
     @property
     def base_dir(self) -> Path:
@@ -65,10 +88,121 @@ class BuildSpec:
         return tuple(s for s, _ in self.selected_specs)
 
     def specs_for(self, subdir: str) -> tuple[str, ...]:
-        """The specs that apply to the target ``subdir`` (micromamba's ``sel(linux|osx|win|unix)``)."""
-        family = subdir.split("-", 1)[0]
-        ok = {None, family, "unix" if family in ("linux", "osx") else family}
-        return tuple(s for s, sel in self.selected_specs if sel in ok)
+        """The specs that apply to the target ``subdir`` (micromamba's ``sel(...)``, conda-lock's ``# [...]``)."""
+        return tuple(s for s, sel in self.selected_specs if sel is None or selector_applies(sel, subdir))
+
+    def pip_for(self, subdir: str) -> tuple[PipLine, ...]:
+        """The ``pip:`` entries that apply to the target ``subdir``."""
+        return tuple(p for p in self.pip if p.applies_to(subdir))
+
+
+# conda-build's platform selector names, true per target subdir (conda-lock uses the same names).
+_SELECTOR_TRUE: dict[str, frozenset[str]] = {
+    "linux-64": frozenset({"linux", "linux64", "unix", "x86", "x86_64"}),
+    "linux-32": frozenset({"linux", "linux32", "unix", "x86"}),
+    "linux-aarch64": frozenset({"linux", "aarch64", "unix"}),
+    "linux-armv6l": frozenset({"linux", "armv6l", "unix"}),
+    "linux-armv7l": frozenset({"linux", "armv7l", "unix"}),
+    "linux-ppc64": frozenset({"linux", "ppc64", "unix"}),
+    "linux-ppc64le": frozenset({"linux", "ppc64le", "unix"}),
+    "linux-riscv64": frozenset({"linux", "riscv64", "unix"}),
+    "linux-s390x": frozenset({"linux", "s390x", "unix"}),
+    "osx-64": frozenset({"osx", "osx64", "unix", "x86", "x86_64"}),
+    "osx-arm64": frozenset({"osx", "arm64", "unix"}),
+    "win-32": frozenset({"win", "win32", "x86"}),
+    "win-64": frozenset({"win", "win64", "x86", "x86_64"}),
+    "win-arm64": frozenset({"win", "arm64"}),
+}
+SELECTOR_NAMES = frozenset().union(*_SELECTOR_TRUE.values())
+_SEL_TOKEN = re.compile(r"\s*(\(|\)|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _selector_tokens(expr: str) -> list[str]:
+    tokens, i = [], 0
+    while i < len(expr):
+        m = _SEL_TOKEN.match(expr, i)
+        if m is None:
+            if expr[i:].strip():
+                raise ValueError(f"unexpected {expr[i:].strip()[:20]!r}")
+            break
+        tokens.append(m.group(1))
+        i = m.end()
+    return tokens
+
+
+def _eval_selector(expr: str, true: frozenset[str]) -> bool:
+    """``name``, ``not``, ``and``, ``or`` and parentheses over the platform names; ValueError when malformed."""
+    tokens = _selector_tokens(expr)
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take() -> str:
+        nonlocal pos
+        if pos >= len(tokens):
+            raise ValueError("incomplete expression")
+        pos += 1
+        return tokens[pos - 1]
+
+    def disjunction() -> bool:
+        v = conjunction()
+        while peek() == "or":
+            take()
+            v = conjunction() or v
+        return v
+
+    def conjunction() -> bool:
+        v = negation()
+        while peek() == "and":
+            take()
+            v = negation() and v
+        return v
+
+    def negation() -> bool:
+        if peek() == "not":
+            take()
+            return not negation()
+        t = take()
+        if t == "(":
+            v = disjunction()
+            if take() != ")":
+                raise ValueError("missing ')'")
+            return v
+        if t in (")", "and", "or"):
+            raise ValueError(f"unexpected {t!r}")
+        if t not in SELECTOR_NAMES:
+            raise ValueError(f"{t!r} is not a platform selector (known: {', '.join(sorted(SELECTOR_NAMES))})")
+        return t in true
+
+    value = disjunction()
+    if pos != len(tokens):
+        raise ValueError(f"unexpected {tokens[pos]!r}")
+    return value
+
+
+def selector_applies(selector: str, subdir: str) -> bool:
+    """Whether a (validated) selector expression is true for the target ``subdir``."""
+    return _eval_selector(selector, _SELECTOR_TRUE.get(subdir, frozenset()))
+
+
+def _check_selector(selector: str, where: str) -> str:
+    try:
+        _eval_selector(selector, frozenset())
+    except ValueError as e:
+        raise SpecError(f"{where}: invalid selector [{selector}]: {e}") from None
+    return selector
+
+
+_COMMENT_SELECTOR = re.compile(r"^\s*#.*\[([^\[\]]+)\][^()\[\]]*$")
+
+
+def _comment_selector(lines: Sequence[str], end: tuple[int, int] | None) -> str | None:
+    """conda-lock's ``- pkg  # [linux64]``: the bracket at the end of the comment after a dependency."""
+    if end is None or end[0] >= len(lines):
+        return None
+    m = _COMMENT_SELECTOR.match(lines[end[0]][end[1]:])
+    return m.group(1).strip() if m else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,6 +217,7 @@ class _Located:
 
     def __init__(self) -> None:
         self.lines: dict[tuple, int] = {}
+        self.ends: dict[tuple, tuple[int, int]] = {}  # scalar path -> 0-based (line, column) just after it
         self.nodes = 0  # values constructed; aliases make a small file a huge document ("billion laughs")
 
     def line(self, path: Sequence[Any]) -> int | None:
@@ -115,6 +250,7 @@ def _construct(node: yaml.Node, path: tuple, loc: _Located, where: str, depth: i
     if isinstance(node, yaml.SequenceNode):
         return [_construct(v, path + (i,), loc, where, depth + 1) for i, v in enumerate(node.value)]
     # Scalars: let PyYAML's safe constructor decide the type (so `3.10` is a float we can flag, 'yes' a bool ...).
+    loc.ends[path] = (node.end_mark.line, node.end_mark.column)
     return yaml.SafeLoader.construct_object(_SCALAR_LOADER, node, deep=True)
 
 
@@ -198,29 +334,44 @@ def load_spec(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
     if not isinstance(doc, dict):
         raise SpecError(f"{where}:{loc.line(()) or 1}: expected a mapping with 'dependencies', got {type(doc).__name__}")
 
-    errors = [(_error_path(e), e) for e in _schema_validator().iter_errors(doc)]
+    errors = [(_error_path(e), e) for e in map(_innermost, _schema_validator().iter_errors(doc))]
     if errors:
         p, e = min(errors, key=lambda pe: (loc.line(pe[0]) or 0, len(pe[0])))
         raise SpecError(f"{where}:{loc.line(p)}: {_field_name(p)}: {_schema_message(e)}")
 
+    lines = text.splitlines()
+    warnings = _unused_sections(doc, loc, where)
     deps = doc.get("dependencies") or []
     specs: list[tuple[str, str | None]] = []
+    pip: list[PipLine] = []
     for i, d in enumerate(deps):
+        at = f"{where}:{loc.line(['dependencies', i])}: dependencies[{i}]"
         selector = None
+        node: tuple[Any, ...] = ("dependencies", i)
         if isinstance(d, dict):
             if "pip" in d:
-                raise SpecError(
-                    f"{where}:{loc.line(['dependencies', i])}: dependencies[{i}].pip: pip packages are not supported "
-                    "yet; install them from conda packages or remove the pip: section"
-                )
+                pip.extend(_pip_lines(d["pip"], ("dependencies", i, "pip"), loc, lines, where))
+                continue
             (key, d), = d.items()
             selector = key[4:-1]
+            node += (key,)
+        comment = _comment_selector(lines, loc.ends.get(node))
+        if comment is not None:
+            _check_selector(comment, at)
+            selector = comment if selector is None else f"({selector}) and ({comment})"
         s = d.strip()
         if not s:
-            raise SpecError(f"{where}:{loc.line(['dependencies', i])}: dependencies[{i}]: empty spec")
+            raise SpecError(f"{at}: empty spec")
         specs.append((s, selector))
     if not specs:
-        raise SpecError(f"{where}:{loc.line(['dependencies']) or 1}: dependencies: nothing to install")
+        why = " with conda (pip: entries need python and pip from conda)" if pip else ""
+        raise SpecError(f"{where}:{loc.line(['dependencies']) or 1}: dependencies: nothing to install{why}")
+
+    platforms: list[str] = []
+    for i, p in enumerate(doc.get("platforms") or ()):
+        subdir = parse_conda_subdir(p, f"{where}:{loc.line(['platforms', i])}: platforms[{i}]")
+        if subdir not in platforms:
+            platforms.append(subdir)
 
     channels = []
     for i, c in enumerate(doc.get("channels") or DEFAULT_CHANNELS):
@@ -256,7 +407,61 @@ def load_spec(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
         selected_specs=tuple(specs),
         variables=variables,
         image=image,
+        platforms=tuple(platforms),
+        pip=tuple(pip),
+        warnings=tuple(warnings),
     )
+
+
+# Top-level keys this loader reads; conda's own name/channels/dependencies/variables/prefix, conda-lock's
+# platforms/category, and our image.
+_USED_KEYS = frozenset({"name", "channels", "dependencies", "variables", "image", "platforms"})
+
+
+def _unused_sections(doc: Mapping[str, Any], loc: _Located, where: str) -> list[str]:
+    """One warning line per section that changes nothing here, like conda's "section ... will be ignored"."""
+    out = []
+    for key in doc:
+        at = f"{where}:{loc.line([key])}: {key}"
+        if key in _USED_KEYS:
+            continue
+        if key == "prefix":
+            if doc[key] is not None:
+                image_prefix = (doc.get("image") or {}).get("prefix", DEFAULT_PREFIX)
+                out.append(f"{at}: conda's local install path is ignored; the image's environment lives at "
+                           f"image.prefix ({image_prefix})")
+        elif key == "category":
+            out.append(f"{at}: conda-lock's category {doc[key]!r} is ignored; every dependency of this file is "
+                       "installed")
+        else:
+            out.append(f"{at}: section not used by oci-conda; ignored")
+    return out
+
+
+def _pip_lines(entries: Sequence[str], path: tuple[Any, ...], loc: _Located, lines: Sequence[str],
+               where: str) -> list[PipLine]:
+    """Each ``pip:`` entry as written, with FILE:LINE and its conda-lock selector comment; only blank is refused."""
+    out = []
+    for j, text in enumerate(entries):
+        at = f"{where}:{loc.line(path + (j,))}"
+        if not text.strip():
+            raise SpecError(f"{at}: {_field_name(path + (j,))}: empty pip entry")
+        selector = _comment_selector(lines, loc.ends.get(path + (j,)))
+        if selector is not None:
+            _check_selector(selector, f"{at}: {_field_name(path + (j,))}")
+        out.append(PipLine(text=text.strip(), where=at, selector=selector))
+    return out
+
+
+def _innermost(e: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a dependency mapping that fits no ``oneOf`` branch, the error of the branch it was meant for
+    (``pip[0]: expected string``, ``unknown selector``), not "is not valid under any of the given schemas"."""
+    if e.validator == "oneOf" and isinstance(e.instance, dict) and e.context:
+        branch = 1 if "pip" in e.instance else 2  # dependencies.items.oneOf: string, pip mapping, selector
+        mine = [c for c in e.context if c.relative_schema_path and c.relative_schema_path[0] == branch]
+        if mine:
+            return max(mine, key=lambda c: (len(c.relative_path), c.validator != "required"))
+    return e
 
 
 def _error_path(e: jsonschema.ValidationError) -> list[Any]:
@@ -273,6 +478,8 @@ def _schema_message(e: jsonschema.ValidationError) -> str:
     if e.validator == "additionalProperties":
         extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
         allowed = ", ".join(sorted(e.schema.get("properties", {})))
+        if "patternProperties" in e.schema and extra:
+            return f"unknown selector {extra[0]!r} (expected sel(linux), sel(osx), sel(win) or sel(unix))"
         return f"unknown field {extra[0]!r} (allowed: {allowed})" if extra else e.message
     if e.validator == "type":
         want = e.validator_value if isinstance(e.validator_value, str) else " or ".join(e.validator_value)

@@ -358,7 +358,8 @@ def _parse_package_file(s: str, orig: str) -> dict[str, Any]:
     url = s
     path = url.split("://", 1)[1]
     segments = path.split("/")
-    fn = unquote(segments[-1]) if url.startswith("file://") else segments[-1]
+    # The file name may be percent-encoded in any scheme (an epoch's '!' is often written %21): decode it.
+    fn = unquote(segments[-1])
     parent = segments[-2] if len(segments) > 2 else ""
     if parent in KNOWN_SUBDIRS:
         stem = fn[: -len(".conda")] if fn.endswith(".conda") else fn[: -len(".tar.bz2")]
@@ -386,7 +387,9 @@ def _parse(spec: str) -> dict[str, Any]:
         return {"name": "*", "track_features": s[:-1]}
     if "#" in s:
         s = s[: s.index("#")].strip()
-    s = s.split(" if ", 1)[0]  # conda ignores (future) conditionals
+    if re.search(r"\sif\s", s):
+        # conda refuses conditional specs too; dropping the condition would install what was not asked for.
+        raise _bad(orig, "conditional dependencies ('NAME if CONDITION') are not supported")
     if s.endswith(_PKG_EXTS) and ("://" in s or s.startswith("/")):
         return _parse_package_file(s, orig)
 
