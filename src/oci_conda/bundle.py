@@ -54,7 +54,7 @@ def _base_blobs(base: str, subdir: str) -> tuple[Descriptor, dict[str, bytes], d
     platform = platform_for_subdir(subdir)
     ref = L.parse_image_ref(base)
     if ref.transport == "oci":
-        src: Any = L.LayoutDirSource(Path(ref.path))
+        src: L.LayoutDirSource | L.ArchiveSource = L.LayoutDirSource(Path(ref.path))
     elif ref.transport == "oci-archive":
         src = L.ArchiveSource(Path(ref.path))
     else:
