@@ -82,9 +82,10 @@ def test_build_image_writes_what_the_result_says(tmp_path: Path, cache_env: Path
     assert "opt/env/conda-meta/hello-data-1.0-0.json" in data_layer
     assert "opt/env/bin/hello" in hello_layer and "opt/env/conda-meta/hello-1.0-0.json" in hello_layer
     assert "opt/env/bin/hello" not in data_layer and "opt/env/conda-meta/history" in env_layer
-    with tarfile.open(out) as t:
-        m = next(m for m in tarfile.open(fileobj=io.BytesIO(_blob(t, manifest["layers"][1]["digest"])), mode="r:gz"))
-    assert m.mtime == EPOCH and m.uid == 0 and m.uname == ""
+    with tarfile.open(out) as t, tarfile.open(fileobj=io.BytesIO(_blob(t, manifest["layers"][1]["digest"]))) as lt:
+        members = lt.getmembers()
+    assert members and all(m.mtime == EPOCH and m.uid == m.gid == 0 and m.uname == m.gname == "" for m in members)
+    assert [m.name for m in members] == sorted(m.name for m in members)
 
 
 def test_same_digest_cold_warm_and_from_a_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -14,6 +14,7 @@ from oci_conda.conda.fetch import fetch_packages
 from oci_conda.conda.install import install
 from oci_conda.conda.package import extract_package
 from oci_conda.layers.pack import pack_prefix
+from oci_conda.oci.tar import TarEntry
 from oci_conda.options import BuildOptions
 from oci_conda.progress import Reporter
 from oci_conda.resolve import default_session, solve_environment
@@ -37,9 +38,10 @@ def staged(tmp_path: Path, cache_env: Path) -> Path:
     return staging
 
 
-def _content(e) -> bytes:  # noqa: ANN001 - a TarEntry
+def _content(e: TarEntry) -> bytes:
     if e.data is not None:
         return e.data
+    assert e.source is not None
     return Path(e.source).read_bytes()
 
 
