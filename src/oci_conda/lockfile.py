@@ -9,6 +9,9 @@ the lock stale: relock, or build with ``--allow-stale``).
 Credentials never enter a lock: URLs are written without ``user:pass@`` and ``/t/<token>``; on read, a record whose
 channel is one of the environment's channels gets that channel's credentials back.
 Foreign formats read as build inputs too: conda-lock ``conda-lock.yml`` (v1) and ``@EXPLICIT`` files.
+
+The model and its reading and writing only: locking (a solve) is resolve.create_lock, the ``lock`` command is in
+commands.py, and which options a lock records comes from options.py's table.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def default(name: str) -> Any:
     raise KeyError(name)
 
 
-def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, locked_only: bool = False) -> None:
+def add_arguments(parser: argparse.ArgumentParser, *, locked_only: bool = False) -> None:
     """Add the table's flags to ``parser`` (``locked_only``: those a lock records, for ``lock`` and ``bundle``)."""
     for o in LOCKED_OPTIONS if locked_only else IMAGE_OPTIONS:
         if o.type is bool:
