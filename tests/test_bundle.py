@@ -3,6 +3,8 @@ gone and an empty cache (and inside a network namespace with no interfaces, wher
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -16,6 +18,16 @@ import pytest
 
 from conftest import REPO
 from realenv import oci_conda
+
+from oci_conda.build import build_image
+from oci_conda.bundle import MANIFEST_NAME, open_bundle, write_bundle
+from oci_conda.lockfile import BASE_DIGEST_ANNOTATION, LockError, dump_lock
+from oci_conda.platforms import platform_for_subdir
+from oci_conda.oci.layout import open_image
+from oci_conda.options import BuildOptions
+from oci_conda.progress import Reporter
+from oci_conda.resolve import create_lock, default_session
+from oci_conda.spec import load_spec
 
 HELLO = REPO / "examples" / "hello"
 
@@ -112,8 +124,6 @@ def test_corrupt_bundle_package_is_named(tmp_path: Path, online, monkeypatch: py
 
 
 def test_bundle_of_a_conda_lock_file_carries_linux_only(tmp_path: Path, serve_dir, monkeypatch) -> None:
-    import hashlib
-
     import yaml
 
     shutil.copytree(HELLO / "channel", tmp_path / "srv" / "chan")
@@ -143,3 +153,70 @@ def test_bundle_of_a_conda_lock_file_carries_linux_only(tmp_path: Path, serve_di
     monkeypatch.setenv("OCI_CONDA_CACHE", str(tmp_path / "cache-b"))
     out = json.loads(oci_conda("build", "--from-bundle", str(bundle), "-o", str(tmp_path / "o.tar"), "--json").stdout)
     assert out["digest"] == direct["digest"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bundle.py's model functions, in process: write_bundle, then open_bundle reads the same lock, environment file,
+# packages and base image back
+
+
+def test_write_bundle_then_open_bundle_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    quiet = Reporter("quiet")
+    monkeypatch.setenv("OCI_CONDA_CACHE", str(tmp_path / "cache-a"))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    base = tmp_path / "base.tar"
+    build_image(load_spec(HELLO / "environment.yml"), BuildOptions(output=base), quiet)
+    env = tmp_path / "proj" / "environment.yml"
+    env.parent.mkdir()
+    env.write_text(f"name: hello\nchannels: [{HELLO / 'channel'}]\ndependencies: [hello]\n"
+                   f"image:\n  base: oci-archive:{base}\n  prefix: /opt/env\n")
+    lock = create_lock(load_spec(env), BuildOptions(), quiet)
+    lock_bytes = dump_lock(lock)
+    pl = lock.for_platform("linux-64")
+    assert pl.base_digest is not None and pl.base_digest.startswith("sha256:")
+
+    out = tmp_path / "b.tar"
+    info = write_bundle(lock, lock_bytes, "oci-conda.lock", env, out, default_session(BuildOptions()), jobs=2)
+    assert info["output"] == str(out) and info["size"] == out.stat().st_size
+    assert info["packages"] == 2 and info["base_blobs"] >= 5  # index, manifest, config, 3 layers
+    again = tmp_path / "again.tar"
+    write_bundle(lock, lock_bytes, "oci-conda.lock", env, again, default_session(BuildOptions()), jobs=2)
+    assert again.read_bytes() == out.read_bytes()
+    with tarfile.open(out) as t:
+        names = t.getnames()
+        assert json.load(t.extractfile(MANIFEST_NAME)) == {"version": 1, "lock": "lock/oci-conda.lock",
+                                                            "env": "env/environment.yml", "base": True}
+    assert names == sorted(names)
+    assert {n for n in names if n.startswith("pkgs/")} == {f"pkgs/{r.sha256}.conda" for r in pl.packages}
+
+    base.unlink()  # the base must come from the bundle
+    monkeypatch.setenv("OCI_CONDA_CACHE", str(tmp_path / "cache-b"))
+    with open_bundle(out) as ub:
+        root = ub.root
+        assert dump_lock(ub.lock) == lock_bytes
+        assert ub.env_file is not None and ub.env_file.read_bytes() == env.read_bytes()
+        assert ub.base_ref == f"oci:{root / 'base'}"
+        img = open_image(ub.base_ref, platform_for_subdir("linux-64"))
+        assert img.annotations[BASE_DIGEST_ANNOTATION] == pl.base_digest
+        assert len(img.layers) == 3
+    assert not root.exists()  # the unpacked bundle is gone, its packages stay in the (new) cache, verified
+    cached = tmp_path / "cache-b" / "pkgs"
+    assert sorted(p.name for p in cached.iterdir()) == sorted(f"{r.sha256}.conda" for r in pl.packages)
+    for r in pl.packages:
+        assert hashlib.sha256((cached / f"{r.sha256}.conda").read_bytes()).hexdigest() == r.sha256
+
+
+def test_open_bundle_refuses_unsafe_paths(tmp_path: Path, cache_env: Path) -> None:
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as t:
+        data = b"x"
+        ti = tarfile.TarInfo("../escape")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    with pytest.raises(LockError, match="unsafe path in bundle"):
+        with open_bundle(bad):
+            pass
+    assert not (tmp_path / "escape").exists()
+    with pytest.raises(LockError, match="no such file"):
+        with open_bundle(tmp_path / "missing.tar"):
+            pass

@@ -169,7 +169,7 @@ def test_bytes_independent_of_chunking_order_and_where_sources_sit(realdata: Pat
 
     from oci_conda.conda.records import PackageRecord
     from oci_conda.oci.tar import TarEntry
-    from oci_conda.pyc import compile_pyc
+    from oci_conda.layers.pyc import compile_pyc
 
     pkg = realdata / "packages" / "conda-forge-linux-64" / "pip-25.3-pyh8b19718_0.conda"
     sources: dict[str, bytes] = {}

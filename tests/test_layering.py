@@ -12,7 +12,7 @@ import pytest
 
 from oci_conda.conda.records import PackageRecord
 from oci_conda.errors import SpecError
-from oci_conda.layering import plan_layers
+from oci_conda.layers.plan import plan_layers
 from oci_conda.oci.tar import TarEntry
 from pkgbuilder import build_package, index_channel
 from realenv import oci_conda

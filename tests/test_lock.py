@@ -18,7 +18,7 @@ from realenv import oci_conda
 
 from oci_conda.conda.explicit import parse_explicit
 from oci_conda.errors import OciCondaError, SpecError
-from oci_conda.lock import LockError, dump_lock, read_lock, validate_document
+from oci_conda.lockfile import LockError, dump_lock, read_lock, validate_document
 
 HELLO_CHANNEL = REPO / "examples" / "hello" / "channel"
 

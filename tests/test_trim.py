@@ -8,7 +8,7 @@ import pytest
 
 from oci_conda.errors import SpecError
 from oci_conda.oci.tar import TarEntry
-from oci_conda.trim import trim_entries
+from oci_conda.layers.trim import trim_entries
 
 R = "opt/conda"
 

@@ -1,6 +1,7 @@
 """Run the stages in order for each platform. The only module that knows the whole pipeline.
 
-spec → channels/repodata → solve → fetch → extract → install (staging prefix) → conda-pack → layer → image → output
+records (resolve.py: solved, or from a lock) → fetch → extract → install (staging prefix) → conda-pack → trim/pyc →
+layers → image(s) → a sink (OCI archive, layout directory, registry)
 """
 
 from __future__ import annotations
@@ -12,60 +13,40 @@ import os
 import re
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from . import __version__
-from .cache import atomic_write, cache_dir
+from .cache import atomic_path, atomic_write, cache_dir
 from .conda.channel import resolve_channels
 from .conda.fetch import fetch_packages
 from .conda.install import install
 from .conda.matchspec import MatchSpec
-from .conda.mirrors import with_mirrors
 from .conda.package import extract_package
 from .conda.records import PackageRecord
-from .conda.gateway import load_channel_indexes
-from .conda.solve import solve
-from .conda.virtual import virtual_packages
-from .errors import OutputError, SpecError
-from .http import make_session
 from .credentials import redact_url
-from .layering import DEFAULT_MAX_LAYERS, Layering, LayerPlan, plan_layers
-from .lock import check_base, lock_mtime, records_for_build
+from .errors import OutputError
+from .layers.pack import pack_prefix
+from .layers.plan import LayerPlan, plan_layers
+from .layers.pyc import compile_pyc
+from .layers.trim import trim_entries
+from .lockfile import check_base
 from .oci import image as oci_image
 from .oci.blobs import file_opener
-from .oci.image import canonical_json
+from .oci.image import Image, canonical_json
 from .oci.output import write_output
-from .oci.registry.client import RegistryOptions
 from .oci.registry.push import push_images
 from .oci.source import open_image
 from .oci.tar import LayerInfo, write_layer
-from .pack import pack_prefix
+from .options import BuildOptions
+from .parallel import thread_pool
 from .platforms import platform_for_subdir
 from .progress import Reporter, human_size
+from .resolve import default_session, platform_records
 from .spec import BuildSpec
-from .trim import Profile, trim_entries
-
-DEFAULT_EPOCH = 0  # used only when no package has a timestamp and SOURCE_DATE_EPOCH is unset
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    output: Path | None  # None: nothing written locally (with push)
-    platforms: tuple[str, ...] = ("linux-64",)
-    compression: str = "gzip"
-    offline: bool = False
-    channel_alias: str | None = None
-    jobs: int = 8
-    push: str | None = None  # REGISTRY/REPO[:TAG]: push the image(s) there, straight from the cache
-    layering: Layering = "packages"
-    max_layers: int = DEFAULT_MAX_LAYERS
-    trim: Profile = "none"
-    compile_pyc: bool = False  # byte-compile site-packages (unchecked-hash .pyc) with a host python of the env's X.Y
-    lock: Any = None  # a lock.Lock: records come from it, nothing is solved and no repodata is fetched
-    registry: RegistryOptions = RegistryOptions()  # how to reach registries (base pulls, --push); jobs from ``jobs``
 
 
 @dataclass
@@ -136,37 +117,6 @@ class BuildResult:
         return lines
 
 
-def source_date_epoch(records: list[PackageRecord]) -> int:
-    """SOURCE_DATE_EPOCH, else the newest package timestamp: the same lock gives the same image, any day."""
-    env = os.environ.get("SOURCE_DATE_EPOCH")
-    if env is not None and env.strip():
-        try:
-            v = int(env)
-        except ValueError:
-            raise SpecError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {env!r}") from None
-        if v < 0:
-            raise SpecError(f"SOURCE_DATE_EPOCH must not be negative, got {v}")
-        return v
-    newest = max((r.timestamp for r in records), default=0)
-    return newest // 1000 if newest else DEFAULT_EPOCH
-
-
-def solve_environment(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter: Reporter,
-                      session: Any | None = None) -> list[PackageRecord]:
-    """Channels → repodata → libsolv: the records to install for ``subdir``."""
-    session = session or with_mirrors(make_session(opts.offline))
-    channels = resolve_channels(spec.channels, spec.base_dir, channel_alias=opts.channel_alias)
-    specs = spec.specs_for(subdir)
-    if not specs:
-        raise SpecError(f"{spec.path}: no dependency applies to {subdir} (all are behind sel(...) for other platforms)")
-    with reporter.phase("repodata", f"{len(channels)} channel(s), {subdir}"):
-        per_channel = load_channel_indexes(channels, subdir, session, offline=opts.offline, jobs=opts.jobs,
-                                           names=[MatchSpec(s).name for s in specs])
-    with reporter.phase("solve", " ".join(specs)):
-        vps = virtual_packages(subdir, dict(spec.image.virtual_packages))
-        return solve(per_channel, list(specs), vps)
-
-
 def _check_output(path: Path) -> None:
     """Fail before the slow work if the output cannot be written."""
     parent = path.resolve().parent
@@ -179,7 +129,7 @@ def _check_output(path: Path) -> None:
 
 
 def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
-                reporter: Reporter, session: Any, mtime: int, warnings: list[str],
+                reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
                 base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
     """Fetch, extract, install and pack the solution; write its layers as blobs in the cache."""
     with reporter.phase("fetch", f"{len(records)} packages"):
@@ -192,7 +142,7 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
         def one(r: PackageRecord) -> Path:
             return extract_package(files[r.url], extract_root, _cache_key(r), label=r.fn)
 
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 2)) as pool:
+        with thread_pool(opts.jobs, len(records), "extract", cpu_bound=True) as pool:
             extracted = list(pool.map(one, records))
     prefix = spec.image.prefix
     with tempfile.TemporaryDirectory(prefix="oci-conda-stage-") as tmp:
@@ -217,8 +167,8 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
             if trimmed.removed:
                 report_trim.update(trimmed.to_json())
             if opts.compile_pyc:
-                from .pyc import compile_pyc
-                entries, _ = compile_pyc(entries, packed.owner, arcroot, records, Path(tmp) / "pyc", warnings)
+                entries, _ = compile_pyc(entries, packed.owner, arcroot, records, Path(tmp) / "pyc", warnings,
+                                         jobs=opts.jobs)
             plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
         with reporter.phase("compress", opts.compression):
             reporter.start(sum(p.size for p in plans), "compress")
@@ -266,18 +216,10 @@ def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_r
             return info, blob
     except (OSError, ValueError, TypeError):
         pass
-    fd, tmpname = tempfile.mkstemp(prefix=".layer-", dir=blobs)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(directory=blobs) as staged:  # named after its digest, known once written
+        with open(staged.tmp, "wb") as f:
             info = write_layer(plan.entries, f, compression, mtime)
-            f.flush()
-            os.fsync(f.fileno())
-        blob = blobs / info.digest.split(":", 1)[1]
-        os.replace(tmpname, blob)
-    except BaseException:
-        if os.path.exists(tmpname):
-            os.unlink(tmpname)
-        raise
+        blob = staged.target = blobs / info.digest.split(":", 1)[1]
     with atomic_write(memo) as f:
         f.write(canonical_json(dataclasses.asdict(info)))
     return info, blob
@@ -325,11 +267,11 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     t_start = time.perf_counter()
     if opts.output is not None:
         _check_output(opts.output)
-    session = with_mirrors(make_session(opts.offline))
+    session = default_session(opts)
     images = []
     results: list[PlatformResult] = []
     for subdir in opts.platforms:
-        records, mtime = _platform_records(spec, subdir, opts, reporter, session)
+        records, mtime = platform_records(spec, subdir, opts, reporter, session)
         warnings: list[str] = []
         platform = platform_for_subdir(subdir)
         with reporter.phase("base", spec.image.base):
@@ -376,17 +318,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                        output_size=size, pushed=pushed.to_json() if pushed is not None else None)
 
 
-def _platform_records(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter: Reporter,
-                      session: Any) -> tuple[list[PackageRecord], int]:
-    """The records to install and the time stamp for their files: from the lock if there is one, else solved."""
-    if opts.lock is None:
-        records = solve_environment(spec, subdir, opts, reporter, session)
-        return records, source_date_epoch(records)
-    records = records_for_build(opts.lock, subdir, spec.channels, spec.base_dir, opts.channel_alias)
-    return records, lock_mtime(opts.lock, records, source_date_epoch)
-
-
-def _config_changes(spec: BuildSpec, img: Any, mtime: int) -> dict[str, Any]:
+def _config_changes(spec: BuildSpec, img: Image, mtime: int) -> dict[str, Any]:
     prefix = spec.image.prefix
     env = [f"PATH={prefix}/bin", f"CONDA_PREFIX={prefix}"]
     if spec.name:

@@ -12,6 +12,8 @@ Layout of ``bundle.tar`` (sorted entries, owner 0, mtime 0, no compression)::
 
 ``build --from-bundle`` unpacks it into a temporary directory, stores the packages in the package cache (verified),
 points the base at ``oci:<tmp>/base`` and builds offline from the lock: no socket is opened.
+
+Models and read/write only: the ``bundle`` command (which locks or reads the lock first) lives in commands.py.
 """
 
 from __future__ import annotations
@@ -19,25 +21,28 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
-import sys
 import tarfile
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .cache import cache_dir
+import requests
+
+from .cache import atomic_path, cache_dir
+from .conda.fetch import fetch_packages
 from .errors import OutputError
-from .lock import Lock, LockError, check_fresh, dump_lock, lock_from_args, read_lock, sniff_kind
+from .lockfile import Lock, LockError, read_lock
 from .oci.blobs import Opener
-from .oci.image import Descriptor
+from .oci.image import MEDIA_TYPE_INDEX, Descriptor, index_bytes
+from .oci.layout import OCI_LAYOUT
 from .oci.local import open_local_image
 from .oci.source import parse_image_ref
+from .oci.tar import TarEntry, write_layer
 from .oci.walk import fetch_verified, resolve
 from .platforms import platform_for_subdir
+from .progress import Reporter
 
 BUNDLE_VERSION = 1
 MANIFEST_NAME = "oci-conda-bundle.json"
@@ -68,13 +73,8 @@ def _base_blobs(base: str, subdir: str) -> tuple[Descriptor, dict[str, bytes], d
 
 
 def write_bundle(lock: Lock, lock_bytes: bytes, lock_name: str, env_path: Path | None, out: Path,
-                 session: Any, jobs: int = 8, reporter: Any = None) -> dict[str, Any]:
+                 session: requests.Session, jobs: int = 8, reporter: Reporter | None = None) -> dict[str, Any]:
     """Fetch every package of ``lock`` (into the cache) and write the bundle tar atomically; returns a summary."""
-    from .conda.fetch import fetch_packages
-    from .oci.image import MEDIA_TYPE_INDEX, Descriptor, index_bytes
-    from .oci.layout import OCI_LAYOUT
-    from .oci.tar import TarEntry, write_layer
-
     records = [r for pl in lock.platforms.values() for r in pl.packages]
     files = fetch_packages(records, session, jobs=jobs)
     entries: dict[str, TarEntry] = {}
@@ -83,7 +83,7 @@ def write_bundle(lock: Lock, lock_bytes: bytes, lock_name: str, env_path: Path |
         entries[f"pkgs/{p.name}"] = TarEntry(f"pkgs/{p.name}", "file", source=str(p), size=p.stat().st_size)
     manifests = []
     small: dict[str, bytes] = {}
-    big: dict[str, tuple[int, Any]] = {}
+    big: dict[str, tuple[int, Opener]] = {}
     for subdir, pl in sorted(lock.platforms.items()):
         if pl.base in ("scratch", "") or pl.base_digest is None:
             continue
@@ -118,77 +118,10 @@ def write_bundle(lock: Lock, lock_bytes: bytes, lock_name: str, env_path: Path |
     out = Path(out).absolute()
     if not out.parent.is_dir():
         raise OutputError(f"{out}: directory {out.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_layer([entries[k] for k in sorted(entries)], f, "none", 0)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(out, fsync=False, mode=0o644) as staged, open(staged.tmp, "wb") as f:
+        write_layer([entries[k] for k in sorted(entries)], f, "none", 0)
     return {"output": str(out), "packages": len({files[r.url] for r in records}), "base_blobs": len(small) + len(big),
             "size": out.stat().st_size}
-
-
-def bundle_command(args: Any, reporter: Any) -> int:
-    from .conda.mirrors import with_mirrors
-    from .http import make_session
-
-    src = args.env_file
-    kind = None
-    try:
-        with open(src, "rb") as f:
-            kind = sniff_kind(f.read(1 << 16).decode("utf-8", "replace"))
-    except OSError:
-        pass
-    if kind is None:  # an environment file: lock it now
-        lock = lock_from_args(args, reporter, src)
-        lock_bytes, lock_name, env_path = dump_lock(lock), "oci-conda.lock", Path(src)
-    else:
-        lock = read_lock(src)
-        lock_bytes, lock_name = Path(src).read_bytes(), Path(src).name
-        env_path = Path(args.env) if args.env else None
-        if env_path is None and lock.kind == "oci-conda" and lock.env_file:
-            cand = Path(src).parent / lock.env_file
-            env_path = cand if cand.is_file() else None
-        if lock.kind == "oci-conda" and env_path is None:
-            raise LockError(f"{src}: the environment file {lock.env_file} is not beside the lock; give --env ENV.yml")
-        if env_path is not None:
-            check_fresh(lock, env_path)
-    lock = _only_platforms(lock, args.platforms)
-    t0 = time.perf_counter()
-    session = with_mirrors(make_session(args.offline))
-    with reporter.phase("bundle", str(args.output)):
-        info = write_bundle(lock, lock_bytes, lock_name, env_path, Path(args.output), session, max(1, args.jobs),
-                            reporter)
-    info["seconds"] = round(time.perf_counter() - t0, 3)
-    info["sha256"] = _file_sha256(Path(args.output))
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True))
-    elif not args.quiet:
-        print(f"wrote {info['output']}: {info['packages']} packages, {info['base_blobs']} base image blobs, "
-              f"{info['size']} bytes", file=sys.stderr)
-    return 0
-
-
-def _only_platforms(lock: Lock, wanted: Any) -> Lock:
-    """The platforms a bundle carries: those asked for, else every linux platform of the lock (a conda-lock file
-    may also lock osx/win, whose packages an image never needs)."""
-    import dataclasses
-
-    keep = list(wanted) if wanted else sorted(p for p in lock.platforms if p.startswith("linux-"))
-    for p in keep:
-        lock.for_platform(p)  # a missing platform is a LockError naming the file
-    if not keep:
-        raise LockError(f"{lock.path}: locks no linux platform (has: {', '.join(sorted(lock.platforms))})")
-    return dataclasses.replace(lock, platforms={p: lock.platforms[p] for p in keep})
-
-
-def _file_sha256(p: Path) -> str:
-    with open(p, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -260,9 +193,8 @@ def _store_packages(src: Path, where: str) -> None:
             got = hashlib.file_digest(f, "sha256" if len(stem) == 64 else "md5").hexdigest()
         if got != stem:
             raise LockError(f"{where}: {p.name} in the bundle is corrupt (digest {got})")
-        tmp = pkgs / f".{p.name}.bundle"
-        shutil.copyfile(p, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target, fsync=False, mode=0o644) as staged:
+            shutil.copyfile(p, staged.tmp)
 
 
 def _make_local_channels(env: Path, lock: Lock, root: Path) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -30,22 +31,51 @@ def cache_dir(*parts: str) -> Path:
     return p
 
 
+@dataclass
+class Staged:
+    """A file being written at ``tmp`` that appears at ``target`` only when the ``with`` block succeeds.
+
+    ``target`` may be set inside the block, for content named after its own digest (a layer blob)."""
+
+    tmp: Path
+    target: Path | None
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str] | None = None, *, directory: str | os.PathLike[str] | None = None,
+                fsync: bool = True, mode: int | None = None) -> Iterator[Staged]:
+    """The one temp-file-and-rename: a temp file beside ``target`` (or in ``directory``) for the caller to fill.
+
+    On success it is fsynced (unless ``fsync`` is false), given ``mode`` (mkstemp makes it 0600) and renamed over
+    ``staged.target``; on any failure, or with no target set, it is removed and nothing appears."""
+    where = Path(directory) if directory is not None else Path(target).parent if target is not None else None
+    if where is None:
+        raise ValueError("atomic_path needs a target or a directory")
+    name = Path(target).name if target is not None else "blob"
+    fd, tmpname = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=where)
+    os.close(fd)
+    staged = Staged(Path(tmpname), Path(target) if target is not None else None)
+    try:
+        yield staged
+        if staged.target is None:
+            raise ValueError(f"atomic_path: no target set for {tmpname}")
+        if fsync:
+            with open(tmpname, "rb") as f:
+                os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmpname, mode)
+        os.replace(tmpname, staged.target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmpname)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb", fsync: bool = True) -> Iterator[IO]:
     """Write ``path`` so that readers see either nothing or the whole file, never a part."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, fsync=fsync) as staged, open(staged.tmp, mode) as f:
+        yield f
 
 
 @contextlib.contextmanager

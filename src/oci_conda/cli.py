@@ -1,20 +1,21 @@
-"""Command line: parse arguments, print progress and errors, choose exit codes. Knows how no stage works."""
+"""Command line: build the parser, dispatch to commands.py, print errors, choose exit codes.
+
+Knows how no stage works; the image-changing flags come from options.py's table.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import traceback
-from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from .commands import COMMANDS
 from .errors import OciCondaError
+from .options import PLATFORMS, add_arguments
+from .parallel import DEFAULT_JOBS
 from .progress import Reporter, choose_mode
-
-SUBDIRS = ("linux-64", "linux-aarch64", "linux-ppc64le", "linux-s390x", "linux-armv7l")
 
 
 def _common(p: argparse.ArgumentParser, env_optional: bool = False) -> None:
@@ -22,7 +23,7 @@ def _common(p: argparse.ArgumentParser, env_optional: bool = False) -> None:
                    help="conda environment file (with an optional image: section)")
     p.add_argument("-c", "--channel", dest="channels", action="append", default=[], metavar="CHANNEL",
                    help="channel to use before the file's channels (name, URL or local path); repeatable")
-    p.add_argument("--platform", dest="platforms", action="append", choices=SUBDIRS, metavar="SUBDIR",
+    p.add_argument("--platform", dest="platforms", action="append", choices=PLATFORMS, metavar="SUBDIR",
                    help="target conda subdir (default linux-64)")
     p.add_argument("--channel-alias", metavar="URL", help="where channel names live (default: conda's public alias; "
                    "env OCI_CONDA_CHANNEL_ALIAS)")
@@ -49,23 +50,14 @@ def make_parser() -> argparse.ArgumentParser:
                    "REGISTRY/REPO[:TAG|@DIGEST]")
     _registry_options(b)
     b.add_argument("--prefix", metavar="PATH", help="where the environment lives in the image (default /opt/conda)")
-    b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="layer compression")
-    b.add_argument("--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
+    b.add_argument("--jobs", type=int, default=DEFAULT_JOBS, metavar="N",
+                   help=f"parallel downloads and workers (default {DEFAULT_JOBS})")
     b.add_argument("--lock", metavar="LOCKFILE", help="install exactly what LOCKFILE lists (oci-conda lock, "
                    "conda-lock.yml v1 or @EXPLICIT): no solve, no repodata")
     b.add_argument("--allow-stale", action="store_true", help="with --lock: build even if ENV.yml changed since locking")
     b.add_argument("--from-bundle", metavar="BUNDLE.tar", help="build offline from a bundle made by `oci-conda bundle` "
                    "(ENV.yml may be left out)")
-    b.add_argument("--layering", choices=("packages", "single"), default="packages",
-                   help="packages (default): a layer per package, biggest first, within --max-layers; single: one layer")
-    b.add_argument("--max-layers", type=int, default=16, metavar="N",
-                   help="layer budget for the environment with --layering packages (default 16)")
-    b.add_argument("--trim", choices=("none", "safe", "aggressive"), default="none",
-                   help="drop files no program uses: safe (static libs, docs, man pages), aggressive (also headers, "
-                        "__pycache__, python tests); conda-meta is kept consistent")
-    b.add_argument("--compile-pyc", action="store_true",
-                   help="byte-compile site-packages into the image (reproducible unchecked-hash .pyc, listed in "
-                        "conda-meta) with a host python of the environment's X.Y; skipped with a warning otherwise")
+    add_arguments(b)
 
     p = sub.add_parser("push", help="push an OCI archive or layout directory to a registry")
     p.add_argument("image", metavar="IMAGE", help="IMAGE.tar (OCI archive) or an OCI layout directory; PATH:NAME picks "
@@ -92,7 +84,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _lock_parsers(sub: argparse._SubParsersAction) -> None:
-    """``lock``, ``bundle``, ``inspect``, ``diff`` (implemented in lock.py, bundle.py and inspect_image.py)."""
+    """``lock``, ``bundle``, ``inspect``, ``diff``."""
     lk = sub.add_parser("lock", help="solve and write a lockfile (every record, base digest, options) per platform")
     _common(lk)
     lk.add_argument("-o", "--output", default="oci-conda.lock", metavar="LOCKFILE", help="default oci-conda.lock")
@@ -100,21 +92,16 @@ def _lock_parsers(sub: argparse._SubParsersAction) -> None:
                     help="oci-conda (default) or explicit (@EXPLICIT, for conda/mamba; one platform)")
     lk.add_argument("--base", metavar="REF", help="base image (as for build)")
     lk.add_argument("--prefix", metavar="PATH", help="as for build")
-    lk.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="as for build")
-    lk.add_argument("--layering", choices=("packages", "single"), default="packages", help="as for build")
-    lk.add_argument("--max-layers", type=int, default=16, metavar="N", help="as for build")
-    lk.add_argument("--trim", choices=("none", "safe", "aggressive"), default="none", help="as for build")
+    add_arguments(lk, locked_only=True)
     bd = sub.add_parser("bundle", help="one tar with the lock, every package file and the base image, for offline builds")
     _common(bd)
     bd.add_argument("-o", "--output", required=True, metavar="BUNDLE.tar")
     bd.add_argument("--env", metavar="ENV.yml", help="when ENV.yml is a lock: the environment file it was made from")
     bd.add_argument("--base", metavar="REF", help="base image (as for build)")
     bd.add_argument("--prefix", metavar="PATH", help="as for build")
-    bd.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="as for build")
-    bd.add_argument("--layering", choices=("packages", "single"), default="packages", help="as for build")
-    bd.add_argument("--max-layers", type=int, default=16, metavar="N", help="as for build")
-    bd.add_argument("--trim", choices=("none", "safe", "aggressive"), default="none", help="as for build")
-    bd.add_argument("--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
+    add_arguments(bd, locked_only=True)
+    bd.add_argument("--jobs", type=int, default=DEFAULT_JOBS, metavar="N", help=f"parallel downloads (default "
+                    f"{DEFAULT_JOBS})")
     ins = sub.add_parser("inspect", help="platforms, layers (and the packages in each), config and packages of an image")
     ins.add_argument("image", metavar="IMAGE", help="OCI archive (.tar) or OCI layout directory")
     ins.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
@@ -135,146 +122,15 @@ def _registry_options(p: argparse.ArgumentParser) -> None:
                    "podman's auth.json, ~/.docker/config.json)")
 
 
-def _configure_registry(args: argparse.Namespace) -> None:
-    from .oci import registry
-
-    registry.configure(insecure=args.insecure, ca_file=args.ca_file, authfile=args.authfile)
-
-
-def _push(args: argparse.Namespace, reporter: Reporter) -> int:
-    from .oci import registry
-
-    _configure_registry(args)
-    with reporter.phase("push", args.ref):
-        result = registry.push_path(args.image, args.ref)
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
-    else:
-        s = result.stats
-        if not args.quiet:
-            print(f"pushed {result.ref} ({s.uploaded} blobs uploaded, {s.mounted} mounted, {s.existing} already there)",
-                  file=sys.stderr)
-        print(result.digest)
-    return 0
-
-
-def _login(args: argparse.Namespace, reporter: Reporter) -> int:
-    from .errors import SpecError
-    from .oci import registry
-
-    _configure_registry(args)
-    password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        raise SpecError("login: no password on stdin")
-    path = registry.login(args.registry, args.username, password)
-    if not args.quiet:
-        print(f"login succeeded for {args.registry}; credentials stored in {path}", file=sys.stderr)
-    return 0
-
-
-def _build(args: argparse.Namespace, reporter: Reporter) -> int:
-    if args.output is None and args.push is None:
-        from .errors import SpecError
-
-        raise SpecError("build: give -o OUT, --push REGISTRY/REPO:TAG, or both")
-    _configure_registry(args)
-    from .lock import lock_inputs
-
-    with lock_inputs(args, reporter) as (env_file, lock, offline):
-        return _build_with(args, reporter, env_file, lock, offline)
-
-
-def _build_with(args: argparse.Namespace, reporter: Reporter, env_file: str, lock: object, offline: bool) -> int:
-    from .build import BuildOptions, build_image
-    from .lock import lock_spec
-
-    spec = lock_spec(env_file, lock, base=args.base, prefix=args.prefix, tag=args.tag, channels=args.channels)
-    opts = BuildOptions(
-        output=Path(args.output) if args.output is not None else None,
-        push=args.push,
-        platforms=tuple(args.platforms or ("linux-64",)),
-        compression=args.compression,
-        offline=args.offline or offline,
-        channel_alias=args.channel_alias,
-        jobs=max(1, args.jobs),
-        layering=args.layering,
-        max_layers=args.max_layers,
-        trim=args.trim,
-        compile_pyc=args.compile_pyc,
-    )
-    if lock is not None:
-        from .lock import lock_options
-
-        opts = lock_options(opts, lock, args)
-    result = build_image(spec, opts, reporter)
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
-    elif not args.quiet:
-        for line in result.summary_lines():
-            print(line, file=sys.stderr)
-    return 0
-
-
-def _solve(args: argparse.Namespace, reporter: Reporter) -> int:
-    from .build import BuildOptions, solve_environment
-    from .spec import load_spec, with_overrides
-
-    spec = with_overrides(load_spec(args.env_file), channels=args.channels)
-    opts = BuildOptions(output=Path(os.devnull), platforms=tuple(args.platforms or ("linux-64",)),
-                        offline=args.offline, channel_alias=args.channel_alias)
-    out = {}
-    for subdir in opts.platforms:
-        out[subdir] = solve_environment(spec, subdir, opts, reporter)
-    if args.json:
-        if len(out) == 1:
-            print(json.dumps([_public(r) for r in next(iter(out.values()))], indent=2, sort_keys=True))
-        else:
-            print(json.dumps({k: [_public(r) for r in v] for k, v in out.items()}, indent=2, sort_keys=True))
-        return 0
-    for subdir, records in out.items():
-        if len(out) > 1:
-            print(f"# {subdir}")
-        for r in sorted(records, key=lambda r: r.name):
-            print(f"{r.name} {r.version} {r.build} {_channel_label(r.channel)}/{r.subdir}")
-    return 0
-
-
-def _public(r: object) -> dict:
-    """A record for printing: its URLs without channel tokens or passwords."""
-    from .credentials import redact_url
-
-    d = r.to_json()  # type: ignore[attr-defined]
-    for k in ("url", "channel"):
-        if isinstance(d.get(k), str):
-            d[k] = redact_url(d[k])
-    return d
-
-
-def _channel_label(url: str) -> str:
-    for prefix in ("https://conda.anaconda.org/",):
-        if url.startswith(prefix):
-            return url[len(prefix):]
-    return url
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     reporter = Reporter(choose_mode(args.quiet, args.json))
-    try:
-        if args.command == "build":
-            return _build(args, reporter)
-        if args.command == "solve":
-            return _solve(args, reporter)
-        if args.command in ("lock", "bundle", "inspect", "diff"):
-            from .lock import run_command
-
-            return run_command(args, reporter)
-        if args.command == "push":
-            return _push(args, reporter)
-        if args.command == "login":
-            return _login(args, reporter)
+    command = COMMANDS.get(args.command)
+    if command is None:
         parser.error(f"unknown command {args.command}")
+    try:
+        return command(args, reporter)
     except OciCondaError as e:
         if args.debug:
             traceback.print_exc()
@@ -284,7 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("oci-conda: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 

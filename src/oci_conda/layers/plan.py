@@ -16,12 +16,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
 
-from .conda.records import PackageRecord
-from .errors import InstallError, SpecError
-from .oci.tar import TarEntry
+from ..conda.records import PackageRecord
+from ..errors import InstallError, SpecError
+from ..oci.tar import TarEntry
 
 Layering = Literal["packages", "single"]
-DEFAULT_MAX_LAYERS = 16
 MAX_TOTAL_LAYERS = 127  # overlay's practical limit, base layers included
 
 
@@ -39,9 +38,10 @@ class LayerPlan:
 
 
 def plan_layers(entries: Sequence[TarEntry], owner: Mapping[str, str], records: Sequence[PackageRecord],
-                layering: Layering = "packages", max_layers: int = DEFAULT_MAX_LAYERS,
-                base_layers: int = 0) -> list[LayerPlan]:
+                layering: Layering, max_layers: int, base_layers: int = 0) -> list[LayerPlan]:
     """Group ``entries`` (owned per ``owner``: path -> dist name) into layers, in a deterministic order.
+
+    ``layering`` and ``max_layers`` have no defaults here: options.py's table is their one source.
 
     Order: package layers in the solution's dependency order (``records``), then the shared layer, then the top.
     """

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Callable, Literal, Sequence
 
-from .errors import SpecError
-from .oci.tar import TarEntry
+from ..errors import SpecError
+from ..oci.tar import TarEntry
 
 Profile = Literal["none", "safe", "aggressive"]
 

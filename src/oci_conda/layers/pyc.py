@@ -25,13 +25,13 @@ import re
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import MutableMapping, Sequence
 
-from .conda.records import PackageRecord
-from .oci.tar import TarEntry
+from ..conda.records import PackageRecord
+from ..oci.tar import TarEntry
+from ..parallel import DEFAULT_JOBS, thread_pool
 
 # Run by the host interpreter: reads [[source, dfile, cfile], ...] as JSON on stdin, writes the .pyc files, prints
 # a JSON list of the sources that did not compile (syntax errors: e.g. templates or files for another Python).
@@ -103,10 +103,10 @@ def _clean_env() -> dict[str, str]:
 
 def compile_pyc(entries: Sequence[TarEntry], owner: MutableMapping[str, str], arcroot: str,
                 records: Sequence[PackageRecord], workdir: Path, warnings: list[str],
-                chunk: int = _CHUNK) -> tuple[list[TarEntry], PycReport]:
+                chunk: int = _CHUNK, jobs: int = DEFAULT_JOBS) -> tuple[list[TarEntry], PycReport]:
     """``entries`` plus a ``.pyc`` for each ``.py`` under ``site-packages`` that has none, with the owning packages'
     conda-meta records rewritten to list them; ``owner`` learns who owns each new path. When no host interpreter
-    fits, ``warnings`` says why and the entries come back unchanged."""
+    fits, ``warnings`` says why and the entries come back unchanged. At most ``jobs`` interpreters run at once."""
     report = PycReport()
     version = python_version(records)
     if version is None:
@@ -119,14 +119,15 @@ def compile_pyc(entries: Sequence[TarEntry], owner: MutableMapping[str, str], ar
             report.skipped = found
         else:
             report.interpreter = found[0]
-            return _compile(entries, owner, arcroot, version, found, workdir, warnings, report, chunk), report
+            return _compile(entries, owner, arcroot, version, found, workdir, warnings, report, chunk,
+                           jobs), report
     warnings.append(f"--compile-pyc skipped: {report.skipped}; the image has no compiled .pyc files")
     return list(entries), report
 
 
 def _compile(entries: Sequence[TarEntry], owner: MutableMapping[str, str], arcroot: str, version: str,
              interp: tuple[str, str], workdir: Path, warnings: list[str], report: PycReport,
-             chunk: int) -> list[TarEntry]:
+             chunk: int, max_jobs: int) -> list[TarEntry]:
     exe, tag = interp
     site = f"{arcroot}/lib/python{version}/site-packages/"
     by_path = {e.path: e for e in entries}
@@ -169,7 +170,7 @@ def _compile(entries: Sequence[TarEntry], owner: MutableMapping[str, str], arcro
     # Fixed-size chunks in parallel interpreters: a file's bytes depend neither on which process compiled it nor on
     # what it compiled before (checked: one process, reversed order and chunks give the same bytes).
     chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-    with ThreadPoolExecutor(max_workers=max(1, min(len(chunks), os.cpu_count() or 1, 8))) as pool:
+    with thread_pool(max_jobs, len(chunks), "pyc", cpu_bound=True) as pool:
         done = list(pool.map(run, chunks))
     failed: set[str] = set()
     for p in done:

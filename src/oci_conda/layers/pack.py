@@ -18,8 +18,8 @@ from typing import Mapping
 
 from conda_pack.core import CondaEnv, CondaPackException, Packer
 
-from .errors import InstallError
-from .oci.tar import TarEntry
+from ..errors import InstallError
+from ..oci.tar import TarEntry
 
 
 @dataclass

@@ -1,0 +1,142 @@
+"""Environment spec (+ lock) -> the records to install per platform: solved, or read from a lock.
+
+Also the image time (SOURCE_DATE_EPOCH, else the newest package) and :func:`create_lock`, which records what the
+solve chose. Knows nothing of layers or images beyond the base image's digest a lock pins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Sequence
+
+import requests
+
+from .conda.channel import Channel, resolve_channels
+from .conda.matchspec import MatchSpec
+from .conda.mirrors import with_mirrors
+from .conda.records import PackageRecord
+from .conda.gateway import load_channel_indexes
+from .conda.order import dependency_order
+from .conda.solve import solve
+from .conda.virtual import virtual_packages
+from .credentials import strip_credentials
+from .errors import OciCondaError, SpecError
+from .http import make_session
+from .lockfile import Lock, LockError, PlatformLock, base_digest, file_sha256
+from .oci.source import open_image
+from .platforms import platform_for_subdir
+from .options import BuildOptions, locked_values
+from .progress import Reporter
+from .spec import BuildSpec
+
+DEFAULT_EPOCH = 0  # used only when no package has a timestamp and SOURCE_DATE_EPOCH is unset
+
+
+def source_date_epoch(records: Sequence[PackageRecord]) -> int:
+    """SOURCE_DATE_EPOCH, else the newest package timestamp: the same lock gives the same image, any day."""
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is not None and env.strip():
+        try:
+            v = int(env)
+        except ValueError:
+            raise SpecError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {env!r}") from None
+        if v < 0:
+            raise SpecError(f"SOURCE_DATE_EPOCH must not be negative, got {v}")
+        return v
+    newest = max((r.timestamp for r in records), default=0)
+    return newest // 1000 if newest else DEFAULT_EPOCH
+
+
+def lock_mtime(lock: Lock, records: Sequence[PackageRecord]) -> int:
+    """The image time a build from ``lock`` uses: the locked SOURCE_DATE_EPOCH, else :func:`source_date_epoch`."""
+    sde = lock.options.get("source_date_epoch")
+    return int(sde) if sde is not None else source_date_epoch(records)
+
+
+def default_session(opts: BuildOptions) -> requests.Session:
+    """The HTTP session every stage of one build shares (mirrors applied; offline refuses every connection)."""
+    return with_mirrors(make_session(opts.offline))
+
+
+def solve_environment(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter: Reporter,
+                      session: requests.Session | None = None) -> list[PackageRecord]:
+    """Channels → repodata → libsolv: the records to install for ``subdir``."""
+    session = session or default_session(opts)
+    channels = resolve_channels(spec.channels, spec.base_dir, channel_alias=opts.channel_alias)
+    specs = spec.specs_for(subdir)
+    if not specs:
+        raise SpecError(f"{spec.path}: no dependency applies to {subdir} (all are behind sel(...) for other platforms)")
+    with reporter.phase("repodata", f"{len(channels)} channel(s), {subdir}"):
+        per_channel = load_channel_indexes(channels, subdir, session, offline=opts.offline, jobs=opts.jobs,
+                                           names=[MatchSpec(s).name for s in specs])
+    with reporter.phase("solve", " ".join(specs)):
+        vps = virtual_packages(subdir, dict(spec.image.virtual_packages))
+        return solve(per_channel, list(specs), vps)
+
+
+def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], base_dir: Path,
+                      channel_alias: str | None = None) -> list[PackageRecord]:
+    """The records to install for ``subdir``, in install order, with credentials and moved local channels restored.
+
+    A record whose channel the lock knows under a spelling the environment still uses (``./channel``,
+    ``conda-forge``) takes that channel's current URL (a local channel moves with the checkout) and its credentials.
+    """
+    pl = lock.for_platform(subdir)
+    if lock.pip.get(subdir):
+        raise LockError(f"{lock.path}: pip packages cannot be installed from a lock ({', '.join(lock.pip[subdir])}); "
+                        "use conda packages")
+    locked = dict(lock.channels)  # spelling -> locked url
+    current: dict[str, Channel] = {}
+    for s in spec_channels:
+        try:
+            chans = resolve_channels([s], base_dir, channel_alias=channel_alias)
+        except OciCondaError:
+            continue  # a local channel that is gone: the records keep their locked URLs (the cache may serve them)
+        for c in chans:
+            current.setdefault(c.url, c)
+        if len(chans) == 1 and strip_credentials(s) in locked:
+            current.setdefault(locked[strip_credentials(s)], chans[0])
+    out = []
+    for r in pl.packages:
+        chan = current.get(r.channel)
+        if chan is None:
+            out.append(r)
+            continue
+        if not r.url.startswith(r.channel + "/"):  # hosted elsewhere (CEP-15 base_url): the URL stays as locked
+            out.append(dataclasses.replace(r, channel=chan.url))
+            continue
+        out.append(dataclasses.replace(r, channel=chan.url, url=chan.auth_url + r.url[len(r.channel):]))
+    if lock.kind == "explicit":
+        return out  # file order is install order; these records carry no depends to order by
+    return dependency_order(out)
+
+
+
+def platform_records(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter: Reporter,
+                     session: requests.Session) -> tuple[list[PackageRecord], int]:
+    """The records to install and the time stamp for their files: from the lock if there is one, else solved."""
+    if opts.lock is None:
+        records = solve_environment(spec, subdir, opts, reporter, session)
+        return records, source_date_epoch(records)
+    records = records_for_build(opts.lock, subdir, spec.channels, spec.base_dir, opts.channel_alias)
+    return records, lock_mtime(opts.lock, records)
+
+
+def create_lock(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Lock:
+    """Solve ``spec`` for every platform of ``opts`` and record the result, with the base image's digest."""
+    plats = {}
+    for subdir in opts.platforms:
+        records = solve_environment(spec, subdir, opts, reporter)
+        vps = virtual_packages(subdir, dict(spec.image.virtual_packages))
+        img = open_image(spec.image.base, platform_for_subdir(subdir), dataclasses.replace(opts.registry, jobs=opts.jobs))
+        plats[subdir] = PlatformLock(subdir, tuple(records), spec.image.base, base_digest(img),
+                                     tuple((v.name, v.version, v.build) for v in vps))
+    spellings: list[tuple[str, str]] = []
+    for s in spec.channels:
+        chans = resolve_channels([s], spec.base_dir, channel_alias=opts.channel_alias)
+        for c in chans:
+            spellings.append((s if len(chans) == 1 else c.url, c.url))
+    return Lock(platforms=plats, env_file=Path(spec.path).name, env_sha256=file_sha256(spec.path),
+                channels=tuple(spellings), options=locked_values(opts, spec.image.prefix))
