@@ -23,7 +23,7 @@ from oci_conda.build import build_image
 from oci_conda.bundle import MANIFEST_NAME, open_bundle, write_bundle
 from oci_conda.lockfile import BASE_DIGEST_ANNOTATION, LockError, dump_lock
 from oci_conda.platforms import platform_for_subdir
-from oci_conda.oci.layout import open_image
+from oci_conda.oci.source import open_image
 from oci_conda.options import BuildOptions
 from oci_conda.progress import Reporter
 from oci_conda.resolve import create_lock, default_session
