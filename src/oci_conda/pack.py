@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from conda_pack.core import CondaEnv, CondaPackException, Packer
+from conda_pack.core import CondaEnv, CondaPackException, File, Packer
 
 from .errors import InstallError
 from .oci.tar import TarEntry
@@ -99,15 +99,20 @@ def pack_prefix(staging: Path, dest_prefix: str, clobbered: Mapping[str, Path] |
             warnings.simplefilter("always")
             env = CondaEnv.from_prefix(str(staging))
             packer = Packer(str(staging), sink, dest_prefix=dest_prefix)
+            shipped: set[str] = set()
             for f in env.files:
-                winner = clobbered.get(f.target)
-                if winner is not None and not f.source.startswith(str(winner) + os.sep):
+                if f.target in shipped:  # several packages ship this path: the installer kept one copy
                     continue
+                shipped.add(f.target)
+                if f.is_conda and (f.target in clobbered or f.prefix_placeholder is not None):
+                    # the staged file is the installer's result: the kept copy, rewritten for dest_prefix (bounded,
+                    # long shebangs via env, matching conda-meta's sha256_in_prefix); conda-pack must not redo it
+                    f = File(os.path.join(staging, f.target), f.target, is_conda=True)
                 packer.add(f)
             packer.finish()
         caught = [str(x.message).strip() for x in w]
-    except CondaPackException as e:
-        raise InstallError(f"conda-pack refused the environment: {str(e).strip().splitlines()[0]}") from None
+    except (CondaPackException, ValueError, KeyError, TypeError) as e:  # its parsers raise these on odd metadata
+        raise InstallError(f"conda-pack refused the environment: {str(e).strip().splitlines()[0][:300]}") from None
     entries = sink.finish()
     return PackedEnv(entries=entries, owner=_owners(staging, arcroot), warnings=caught)
 
