@@ -60,7 +60,7 @@ def _hash_fd(fd: int) -> tuple[str, str, int]:
 
 def hash_file(path: Path) -> Digests:
     """Hash ``path`` (sha256 and md5 in one pass). OSError if it cannot be read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY)
     try:
         sha, md5, n = _hash_fd(fd)
     finally:
@@ -75,7 +75,7 @@ def record_path(path: Path) -> Path:
 
 def record_file(path: Path, digests: Digests) -> None:
     """Remember that ``path`` holds ``digests`` now; call right after the entry was written and checked."""
-    st = os.stat(path, follow_symlinks=False)
+    st = os.stat(path)
     if not stat.S_ISREG(st.st_mode) or st.st_size != digests.size:
         raise OSError(f"{path} is not the file that was checked")
     rec = record_path(path)
@@ -95,16 +95,19 @@ def _read_record(path: Path) -> dict | None:
     return doc if ok else None
 
 
-def file_digests(path: Path) -> Digests:
-    """The digests of the file entry ``path``: from its record when the stamp still matches, else hashed again
-    (and the record renewed). OSError if the file cannot be read."""
-    st = os.stat(path, follow_symlinks=False)
+def file_digests(path: Path, *, remember: bool = True) -> Digests:
+    """The digests of the file ``path``: from its record when the stamp still matches, else hashed again.
+
+    ``remember``: renew the record after hashing (for entries of a cache the caller owns); without it nothing is
+    written next to ``path`` (e.g. a package file in a local channel). OSError if the file cannot be read.
+    """
+    st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         raise OSError(f"{path} is not a regular file")
     doc = _read_record(path)
     if doc is not None and doc["stamp"] == _file_stamp(st):
         return Digests(doc["sha256"], doc["md5"], doc["size"])
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY)
     try:
         before = _file_stamp(os.fstat(fd))
         sha, md5, n = _hash_fd(fd)
@@ -112,14 +115,14 @@ def file_digests(path: Path) -> Digests:
     finally:
         os.close(fd)
     got = Digests(sha, md5, n)
-    if before == after and n == before[0]:  # not changing under us: worth remembering
+    if remember and before == after and n == before[0]:  # not changing under us: worth remembering
         with contextlib.suppress(OSError):
             record_file(path, got)
     return got
 
 
 def verify_file(path: Path, *, sha256: str | None = None, md5: str | None = None, size: int | None = None) -> bool:
-    """Whether the file entry ``path`` exists and has the given digests (each one given is checked)."""
+    """Whether the cache file entry ``path`` exists and has the given digests (each one given is checked)."""
     try:
         got = file_digests(path)
     except OSError:

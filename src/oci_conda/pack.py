@@ -99,10 +99,13 @@ def pack_prefix(staging: Path, dest_prefix: str, clobbered: Mapping[str, Path] |
             warnings.simplefilter("always")
             env = CondaEnv.from_prefix(str(staging))
             packer = Packer(str(staging), sink, dest_prefix=dest_prefix)
+            installed = _installed_paths(staging)
             shipped: set[str] = set()
             for f in env.files:
                 if f.target in shipped:  # several packages ship this path: the installer kept one copy
                     continue
+                if f.is_conda and f.target not in installed:
+                    continue  # conda-pack's own idea of a target (e.g. site-packages without CEP-17): not installed
                 shipped.add(f.target)
                 if f.is_conda and (f.target in clobbered or f.prefix_placeholder is not None):
                     # the staged file is the installer's result: the kept copy, rewritten for dest_prefix (bounded,
@@ -115,6 +118,17 @@ def pack_prefix(staging: Path, dest_prefix: str, clobbered: Mapping[str, Path] |
         raise InstallError(f"conda-pack refused the environment: {str(e).strip().splitlines()[0][:300]}") from None
     entries = sink.finish()
     return PackedEnv(entries=entries, owner=_owners(staging, arcroot), warnings=caught)
+
+
+def _installed_paths(staging: Path) -> set[str]:
+    """Every path the installer laid out, as its conda-meta records list them, and conda-meta itself."""
+    out: set[str] = set()
+    meta = staging / "conda-meta"
+    for p in meta.iterdir():
+        out.add(f"conda-meta/{p.name}")
+    for rec in meta.glob("*.json"):
+        out.update(json.loads(rec.read_text()).get("files", ()))
+    return out
 
 
 def _owners(staging: Path, arcroot: str) -> dict[str, str]:

@@ -96,7 +96,7 @@ def extract_package(pkg_file: Path, dest_root: Path, key: str | None = None, *, 
     dest_root = Path(dest_root)
     name = label or pkg_file.name
     try:
-        digest = file_digests(pkg_file).sha256
+        digest = file_digests(pkg_file, remember=False).sha256
     except OSError as e:
         raise PackageError(f"{name}: cannot read package file: {e.strerror or e}") from None
     entry = f"{digest}-{_readable(label or key or pkg_file.name)}"
@@ -586,7 +586,8 @@ def read_has_prefix(pkg_dir: Path) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for n, line in enumerate(_read_lines(p), 1):
         if not line.strip():
-            continue
+            # conda skips blank lines, but conda-pack (which re-reads this file) cannot: refuse rather than crash
+            raise PackageError(f"{package_label(pkg_dir)}: info/has_prefix line {n} is empty")
         try:
             parts = [x.strip("\"'") for x in shlex.split(line, posix=False)]
         except ValueError:
