@@ -97,7 +97,9 @@ def pack_prefix(staging: Path, dest_prefix: str, clobbered: Mapping[str, Path] |
     try:
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            env = CondaEnv.from_prefix(str(staging))
+            # the installer laid out every file its records list; what conda-pack finds "missing" is only its own
+            # idea of a target (site-packages without CEP-17), which is never shipped (see _installed_paths)
+            env = CondaEnv.from_prefix(str(staging), ignore_missing_files=True)
             packer = Packer(str(staging), sink, dest_prefix=dest_prefix)
             installed = _installed_paths(staging)
             shipped: set[str] = set()

@@ -143,7 +143,8 @@ def install(
                 report.post_link_scripts.append(target)
 
         if noarch == "python":
-            eps = noarch_section.get("entry_points") or ()
+            eps = noarch_section.get("entry_points")
+            eps = [] if eps is None else eps
             if not isinstance(eps, list):
                 raise PackageError(f"{dist}: info/link.json: entry_points is not a list")
             for ep in eps:
