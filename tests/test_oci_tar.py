@@ -14,7 +14,6 @@ import pytest
 import zstandard
 
 from oci_conda.errors import ImageError
-from oci_conda.oci import tar as oci_tar
 from oci_conda.oci.tar import TarEntry, is_whiteout, layer_from_directory, write_layer
 
 MTIME = 1_700_000_000
@@ -31,7 +30,7 @@ def _decompress(blob: bytes, compression: str) -> bytes:
     return blob
 
 
-def write_layer(entries: list[TarEntry], compression: str = "gzip", mtime: int = MTIME) -> tuple[bytes, object]:
+def _write(entries: list[TarEntry], compression: str = "gzip", mtime: int = MTIME) -> tuple[bytes, object]:
     out = io.BytesIO()
     info = write_layer(entries, out, compression, mtime)  # type: ignore[arg-type]
     return out.getvalue(), info
@@ -66,7 +65,7 @@ def _sample_entries(tmp_path: Path) -> list[TarEntry]:
 
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
 def test_round_trip_through_tarfile(tmp_path: Path, compression: str) -> None:
-    blob, info = write_layer(_sample_entries(tmp_path), compression)
+    blob, info = _write(_sample_entries(tmp_path), compression)
     raw = _decompress(blob, compression)
     assert info.size == len(blob)
     assert info.digest == "sha256:" + hashlib.sha256(blob).hexdigest()
@@ -105,7 +104,7 @@ def test_round_trip_through_tarfile(tmp_path: Path, compression: str) -> None:
 
 def test_hardlink_points_to_earlier_path(tmp_path: Path) -> None:
     # "a" links to "b", but "a" sorts first: the writer makes "a" the file and "b" the link
-    blob, _ = write_layer([TarEntry("b", "file", 0o755, data=b"content"), TarEntry("a", "hardlink", linkname="b")], "none")
+    blob, _ = _write([TarEntry("b", "file", 0o755, data=b"content"), TarEntry("a", "hardlink", linkname="b")], "none")
     members = _members(blob)
     assert members["a"][0].isreg() and members["a"][1] == b"content" and members["a"][0].mode == 0o755
     assert members["b"][0].islnk() and members["b"][0].linkname == "a"
@@ -119,7 +118,7 @@ def test_hardlink_points_to_earlier_path(tmp_path: Path) -> None:
 def test_short_ascii_layer_is_plain_ustar() -> None:
     """Without long or non-ASCII names the tar is exactly headers + padded contents + the end marker."""
     contents = {"a/x": b"1" * 700, "a/y": b"", "b": b"2" * 512}
-    blob, info = write_layer([TarEntry(p, "file", data=d) for p, d in contents.items()], "none")
+    blob, info = _write([TarEntry(p, "file", data=d) for p, d in contents.items()], "none")
     # one header per file plus one for the added directory "a", contents padded to blocks, two zero blocks
     expected = 512 * (1 + len(contents)) + sum(-(-len(d) // 512) * 512 for d in contents.values()) + 1024
     assert len(blob) == expected == info.uncompressed_size
@@ -150,19 +149,19 @@ def test_identical_bytes_regardless_of_umask_mtime_owner(tmp_path: Path, compres
 
     make(tmp_path / "one", 0o022, 1_000_000, 0)
     make(tmp_path / "two", 0o077, 2_000_000, 4242)
-    b1, i1 = write_layer(layer_from_directory(tmp_path / "one", "opt/app"), compression)
-    b2, i2 = write_layer(layer_from_directory(tmp_path / "two", "opt/app"), compression)
+    b1, i1 = _write(layer_from_directory(tmp_path / "one", "opt/app"), compression)
+    b2, i2 = _write(layer_from_directory(tmp_path / "two", "opt/app"), compression)
     assert i1 == i2
     assert b1 == b2
-    b3, _ = write_layer(layer_from_directory(tmp_path / "one", "opt/app"), compression)
+    b3, _ = _write(layer_from_directory(tmp_path / "one", "opt/app"), compression)
     assert b3 == b1
     # a different mtime argument does change the bytes (the test can fail)
-    b4, _ = write_layer(layer_from_directory(tmp_path / "one", "opt/app"), compression, mtime=MTIME + 1)
+    b4, _ = _write(layer_from_directory(tmp_path / "one", "opt/app"), compression, mtime=MTIME + 1)
     assert b4 != b1
 
 
 def test_gzip_header_has_no_name_or_time() -> None:
-    blob, _ = write_layer([TarEntry("f", "file", data=b"x")], "gzip")
+    blob, _ = _write([TarEntry("f", "file", data=b"x")], "gzip")
     assert blob[:4] == b"\x1f\x8b\x08\x00"  # no FNAME/FEXTRA/FCOMMENT flags
     assert blob[4:8] == b"\x00\x00\x00\x00"  # mtime 0
     assert gzip.GzipFile(fileobj=io.BytesIO(blob)).read()[:1] == b"f"
@@ -182,7 +181,7 @@ def test_layer_from_directory_preserves_links_and_exec(tmp_path: Path) -> None:
     kinds = {e.path: e.kind for e in entries}
     assert kinds == {"bin": "dir", "bin/data": "file", "bin/tool": "file", "bin/tool-hard": "hardlink",
                      "bin/tool-sym": "symlink", "dangling": "symlink"}
-    blob, _ = write_layer(entries, "gzip")
+    blob, _ = _write(entries, "gzip")
     dest = tmp_path / "dest"
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as t:
         t.extractall(dest, filter="tar")
@@ -238,7 +237,7 @@ def test_source_is_streamed_not_slurped(tmp_path: Path, compression: str) -> Non
     with open(big, "wb") as f:
         for i in range(24):
             f.write(hashlib.sha256(str(i).encode()).digest() * 32768)  # 1 MiB each
-    blob, info = write_layer([TarEntry("big.bin", "file", source=str(big))], compression)
+    blob, info = _write([TarEntry("big.bin", "file", source=str(big))], compression)
     raw = _decompress(blob, compression)
     assert info.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
     members = _members(raw)
@@ -259,14 +258,14 @@ def test_gzip_bytes_do_not_depend_on_thread_count(tmp_path: Path, monkeypatch: p
     results = {}
     for workers in (1, 3):
         monkeypatch.setattr(tar_mod, "GZIP_WORKERS", workers)
-        results[workers] = write_layer(entries, "gzip")
+        results[workers] = _write(entries, "gzip")
     assert results[1][0] == results[3][0] and results[1][1] == results[3][1]
     raw = gzip.decompress(results[1][0])
     assert _members(raw)["d/017"][1] == entries[17].data
 
 
 def test_zstd_frame_records_content_size(tmp_path: Path) -> None:
-    blob, info = write_layer(_sample_entries(tmp_path), "zstd")
+    blob, info = _write(_sample_entries(tmp_path), "zstd")
     assert zstandard.get_frame_parameters(blob).content_size == info.uncompressed_size
     assert zstandard.ZstdDecompressor().decompress(blob) == _decompress(blob, "zstd")  # one-shot needs the size
 
@@ -286,7 +285,8 @@ def test_whiteouts_only_when_asked() -> None:
     for entry in (TarEntry("opt/conda/.wh..wh..opq", "file"), TarEntry("opt/conda/bin/.wh.python3.11", "file", data=b""),
                   TarEntry("opt/.wh.d", "dir"), TarEntry("opt/.wh.l", "symlink", linkname="x")):
         with pytest.raises(ImageError, match="OCI whiteout name"):
-            oci_tar.write_layer([entry], io.BytesIO(), "none", 0)
+            write_layer([entry], io.BytesIO(), "none", 0)
     with pytest.raises(ImageError, match="OCI whiteout name"):  # asked for, but not an empty file
-        oci_tar.write_layer([TarEntry("opt/.wh.x", "file", data=b"x", size=1)], io.BytesIO(), "none", 0, whiteouts=["opt/.wh.x"])
-    oci_tar.write_layer([TarEntry("opt/.wh.x", "file")], io.BytesIO(), "none", 0, whiteouts=["opt/.wh.x"])
+        write_layer([TarEntry("opt/.wh.x", "file", data=b"x", size=1)], io.BytesIO(), "none", 0,
+                    whiteouts=["opt/.wh.x"])
+    write_layer([TarEntry("opt/.wh.x", "file")], io.BytesIO(), "none", 0, whiteouts=["opt/.wh.x"])
