@@ -400,7 +400,7 @@ def _across_packages() -> HostileCase:
             out.append((p.name, p.read_bytes(), read_index_json(p)))
     fn, data, idx = out[-1]
     return HostileCase(fn, data, idx, r"^evil-x-d-1-0: w/evil/x: written through a link that leads outside the prefix",
-                       extra=out[:-1])
+                       extra=out[:-1], extracts=True)
 
 
 def make_channel(chan: Path, case: HostileCase) -> None:
