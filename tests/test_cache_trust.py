@@ -24,10 +24,23 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import hostile
-from pkgbuilder import LONG_PLACEHOLDER, Executable, build_package, index_channel, read_index_json
+from pkgbuilder import (
+    LONG_PLACEHOLDER,
+    Executable,
+    build_package,
+    index_channel,
+    read_index_json,
+)
 from realenv import oci_conda
 
-from oci_conda.cache_verify import Digests, file_digests, record_file, tree_manifest, verify_file, verify_tree
+from oci_conda.cache_verify import (
+    Digests,
+    file_digests,
+    record_file,
+    tree_manifest,
+    verify_file,
+    verify_tree,
+)
 from oci_conda.conda.install import replace_text_prefix, rewrite_limit
 
 TIMEOUT = 180
@@ -136,7 +149,7 @@ def test_clobbered_path_ships_the_kept_copy_once(tmp_path: Path) -> None:
     """Two packages, and a package file against an entry point: the later copy is in the image, in one layer, owned
     by the package whose conda-meta lists it."""
     c = tmp_path / "chan"
-    fn, data, idx = hostile.python_package()
+    fn, data, _ = hostile.python_package()
     (c / "linux-64").mkdir(parents=True)
     (c / "linux-64" / fn).write_bytes(data)
     build_package(c / "linux-64", "aaa", "1", files={"share/same.txt": "from aaa\n", "bin/tool": "aaa tool\n"})
@@ -204,11 +217,11 @@ def test_placeholder_bomb_is_refused_within_bounded_memory(tmp_path: Path) -> No
     (arena.work / "env.yml").write_text(f"channels: [{tmp_path / 'chan'}]\ndependencies: [evil-bomb-ph]\n")
     p = subprocess.run([sys.executable, "-m", "oci_conda", "build", "env.yml", "-o", "out.tar", "--jobs", "1"],
                        cwd=arena.work, env=arena.env(), capture_output=True, text=True, timeout=TIMEOUT,
-                       preexec_fn=_limit_memory)
+                       preexec_fn=_limit_memory, check=False)
     assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
     errors = [line for line in p.stderr.splitlines() if line.startswith("oci-conda: error: ")]
-    assert errors == ["oci-conda: error: evil-bomb-ph-1-0: info/paths.json: share/zeros: prefix placeholder '' is "
-                      "empty or not a string"], p.stderr[-2000:]
+    assert errors == [("oci-conda: error: evil-bomb-ph-1-0: info/paths.json: share/zeros: prefix placeholder '' is "
+                       "empty or not a string")], p.stderr[-2000:]
     assert not (arena.work / "out.tar").exists()
 
 

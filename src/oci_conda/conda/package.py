@@ -9,7 +9,6 @@ last, exists; several builds can extract the same package at once.
 from __future__ import annotations
 
 import bz2
-import hashlib
 import json
 import os
 import posixpath
@@ -127,8 +126,7 @@ def extract_package(pkg_file: Path, dest_root: Path, key: str | None = None, *, 
 def _readable(text: str) -> str:
     """A file-name-safe, bounded rendering of a package's name for its cache directory (the digest is the key)."""
     for ext in (".conda", ".tar.bz2"):
-        if text.endswith(ext):
-            text = text[: -len(ext)]
+        text = text.removesuffix(ext)
     text = re.sub(r"[^A-Za-z0-9._+-]", "_", text).lstrip(".")[:100]
     return text or "package"
 
