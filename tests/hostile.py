@@ -36,6 +36,7 @@ class HostileCase:
     message: str  # regex the one-line error must match (after "oci-conda: error: ")
     env: dict = field(default_factory=dict)  # extra environment for the build
     extra: list = field(default_factory=list)  # more (fn, bytes, index) packages the case needs
+    extracts: bool = False  # refused after a clean extraction (at install): its verified cache entry may stay
 
 
 def ti(name: str, type_: bytes = tarfile.REGTYPE, linkname: str = "", mode: int = 0o644) -> tarfile.TarInfo:
@@ -257,7 +258,124 @@ def cases(root: Path) -> dict[str, Callable[[], HostileCase]]:
             env={"OCI_CONDA_MAX_UNPACKED_SIZE": "50000"}),
     }
     c["relink-across-packages"] = lambda: _across_packages()
+    c.update(trust_cases())
     return c
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# names and metadata a package may not ship, placeholders, entry points, CEP-17 (issue 12)
+
+
+def _built(name: str, message: str, *, extra: list | None = None, index_extra: dict | None = None,
+           paths_edit: Callable[[list[dict]], None] | None = None, extracts: bool = True, **kw) -> HostileCase:
+    """A package made by the real builder, optionally with extra index.json keys or an edited info/paths.json."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        pkg = build_package(Path(d), name, "1", **kw)
+        info = {}
+        if index_extra:
+            idx = read_index_json(pkg)
+            idx.update(index_extra)
+            info["info/index.json"] = json.dumps(idx, indent=2, sort_keys=True) + "\n"
+        if paths_edit:
+            paths = json.loads(_conda_member(pkg, "info/paths.json"))
+            paths_edit(paths["paths"])
+            info["info/paths.json"] = json.dumps(paths, indent=2, sort_keys=True) + "\n"
+        if info:
+            pkg = build_package(Path(d) / "edited", name, "1", extra_info=info, **kw)
+        data, idx = pkg.read_bytes(), read_index_json(pkg)
+        fn = pkg.name
+    return HostileCase(fn, data, idx, message.replace("FN", re.escape(fn)), extra=extra or [],
+                       extracts=extracts)
+
+
+def python_package(site_packages: str | None = None, version: str = "3.11.0") -> tuple[str, bytes, dict]:
+    """A minimal ``python`` package (optionally with CEP-17 ``python_site_packages_path``) as (fn, bytes, index)."""
+    import tempfile
+
+    xy = ".".join(version.split(".")[:2])
+    with tempfile.TemporaryDirectory() as d:
+        files = {"bin/python" + xy: "#!/bin/sh\n", f"lib/python{xy}/os.py": "# os\n"}
+        pkg = build_package(Path(d), "python", version, files=files)
+        if site_packages is not None:
+            idx = read_index_json(pkg)
+            idx["python_site_packages_path"] = site_packages
+            pkg = build_package(Path(d) / "edited", "python", version, files=files,
+                                extra_info={"info/index.json": json.dumps(idx, indent=2, sort_keys=True) + "\n"})
+        return pkg.name, pkg.read_bytes(), read_index_json(pkg)
+
+
+def _set(key: str, value: object, only: str | None = None) -> Callable[[list[dict]], None]:
+    def edit(paths: list[dict]) -> None:
+        for p in paths:
+            if only is None or p["_path"] == only:
+                if value is None:
+                    p.pop(key, None)
+                else:
+                    p[key] = value
+    return edit
+
+
+def trust_cases() -> dict[str, Callable[[], HostileCase]]:
+    """Issue 12's package-side classes: whiteouts, forged conda-meta, placeholders, names, CEP-17."""
+    text = "prefix=" + "/opt/conda-bld/placeholder_placehold" + "\n"
+    return {
+        "whiteout-opaque-root": lambda: _plain("evil-wh-opq", "tar.bz2", [(ti(".wh..wh..opq"), b"")],
+                                               r"^FN: member '\.wh\.\.wh\.\.opq' is an OCI whiteout name"),
+        "whiteout-opaque-conda-meta": lambda: _plain(
+            "evil-wh-meta", "conda", [(ti("conda-meta/.wh..wh..opq"), b"")],
+            r"^FN:pkg-.*: member 'conda-meta/\.wh\.\.wh\.\.opq' is an OCI whiteout name"),
+        "whiteout-file": lambda: _plain("evil-wh-file", "conda", [(ti("bin/.wh.python3.11"), b"")],
+                                        r"^FN:pkg-.*: member 'bin/\.wh\.python3\.11' is an OCI whiteout name"),
+        "whiteout-directory-in-paths": lambda: _built(
+            "evil-wh-dir", r"^evil-wh-dir-1-0: info/paths\.json lists path 'lib/\.wh\.libc', which is an OCI whiteout",
+            files={"lib/ok": "ok"}, paths_edit=lambda ps: ps.append({"_path": "lib/.wh.libc", "path_type": "directory"}),
+            extracts=True),
+        "forged-conda-meta": lambda: _plain(
+            "evil-forge", "tar.bz2", [(ti("conda-meta/openssl-9.9.9-fake_0.json"), b'{"name": "openssl"}')],
+            r"^FN: member 'conda-meta/openssl-9\.9\.9-fake_0\.json' is under conda-meta/, which only the installer"),
+        "conda-meta-not-json": lambda: _plain("evil-meta-json", "conda", [(ti("conda-meta/x.json"), b"{not json")],
+                                              r"^FN:pkg-.*: member 'conda-meta/x\.json' is under conda-meta/"),
+        "placeholder-empty": lambda: _built(
+            "evil-ph-empty", r"^evil-ph-empty-1-0: info/paths\.json: share/p\.txt: prefix placeholder '' is empty",
+            files={"share/p.txt": bytes(1 << 20)},
+            paths_edit=lambda ps: [p.update(prefix_placeholder="", file_mode="text") for p in ps]),
+        "placeholder-one-char": lambda: _built(
+            "evil-ph-short", r"^evil-ph-short-1-0: info/paths\.json: share/p\.txt: prefix placeholder '/' has 1 "
+            r"characters", files={"share/p.txt": "/a/b/c\n" * 1000},
+            paths_edit=lambda ps: [p.update(prefix_placeholder="/", file_mode="text") for p in ps]),
+        "file-mode-without-placeholder": lambda: _built(
+            "evil-mode-only", r"^evil-mode-only-1-0: info/paths\.json: share/p\.txt has a file_mode but no "
+            r"prefix_placeholder", files={"share/p.txt": text}, paths_edit=_set("file_mode", "text")),
+        "has-prefix-blank-line": lambda: _built(
+            "evil-hp-blank", r"^evil-hp-blank-1-0: info/has_prefix line 2 is empty", legacy=True,
+            files={"share/p.txt": "x\n"},
+            extra_info={"info/has_prefix": "/opt/anaconda1anaconda2anaconda3 text share/p.txt\n\n"}),
+        "entry-point-nul": lambda: _built(
+            "evil-ep-nul", r"^evil-ep-nul-1-0: info/link\.json: entry point name 'a\\x00b' is not a plain file name",
+            noarch="python", depends=["python"], entry_points=["a\0b = m:f"], files={"site-packages/m.py": ""},
+            extra=[python_package()]),
+        "entry-point-long": lambda: _built(
+            "evil-ep-long", r"^evil-ep-long-1-0: info/link\.json: entry point name 'x{80}' is not a plain file name",
+            noarch="python", depends=["python"], entry_points=["x" * 300 + " = m:f"], files={"site-packages/m.py": ""},
+            extra=[python_package()]),
+        "entry-point-whiteout": lambda: _built(
+            "evil-ep-wh", r"^evil-ep-wh-1-0: info/link\.json: entry point bin/\.wh\.python3\.11 is an OCI whiteout",
+            noarch="python", depends=["python"], entry_points=[".wh.python3.11 = m:f"],
+            files={"site-packages/m.py": ""}, extra=[python_package()]),
+        "slash-in-build": lambda: _built(
+            "evil-build-slash", r"^evil-build-slash-1-0\.conda: package build '0/\.\./\.\./x' cannot be part of a file name",
+            index_extra={"build": "0/../../x"}, files={"share/x": "x"}),
+        "cep17-outside-prefix": lambda: _built(
+            "evil-cep17", r"^python-3\.11\.0-0: python_site_packages_path '\.\./\.\./etc' leaves the prefix",
+            noarch="python", depends=["python"], files={"site-packages/m.py": ""},
+            extra=[python_package("../../etc")]),
+        "cep17-absolute": lambda: _built(
+            "evil-cep17-abs", r"^python-3\.11\.0-0: python_site_packages_path '/usr/lib/python3/dist-packages' must "
+            r"be a relative path", noarch="python", depends=["python"], files={"site-packages/m.py": ""},
+            extra=[python_package("/usr/lib/python3/dist-packages")]),
+    }
 
 
 def _bomb(name: str, size: int, env: dict, message: str) -> HostileCase:
@@ -282,7 +400,7 @@ def _across_packages() -> HostileCase:
             out.append((p.name, p.read_bytes(), read_index_json(p)))
     fn, data, idx = out[-1]
     return HostileCase(fn, data, idx, r"^evil-x-d-1-0: w/evil/x: written through a link that leads outside the prefix",
-                       extra=out[:-1])
+                       extra=out[:-1], extracts=True)
 
 
 def make_channel(chan: Path, case: HostileCase) -> None:
@@ -292,14 +410,23 @@ def make_channel(chan: Path, case: HostileCase) -> None:
     (chan / "noarch").mkdir(exist_ok=True)
     ok = build_package(sub, "okpkg", "1", files={"share/okpkg/hello.txt": "hello\n", "lib/libok.so": b"\x7fELF\0"})
     entries = [(ok.name, ok.read_bytes(), read_index_json(ok)), *case.extra, (case.fn, case.data, case.index)]
-    repodata: dict = {"info": {"subdir": "linux-64"}, "packages": {}, "packages.conda": {}, "repodata_version": 1}
+    write_repodata(chan, entries)
+
+
+def write_repodata(chan: Path, entries: list) -> None:
+    """Put each (fn, bytes, index) under its subdir of ``chan`` and list them all in repodata, as conda-index would."""
+    repodata: dict = {}
+    for subdir in ("linux-64", "noarch"):
+        (chan / subdir).mkdir(parents=True, exist_ok=True)
+        repodata[subdir] = {"info": {"subdir": subdir}, "packages": {}, "packages.conda": {}, "repodata_version": 1}
     for fn, data, idx in entries:
-        (sub / fn).write_bytes(data)
+        subdir = "noarch" if idx.get("subdir") == "noarch" else "linux-64"
+        (chan / subdir / fn).write_bytes(data)
         rec = {k: v for k, v in idx.items() if v is not None}
         rec.update(md5=hashlib.md5(data).hexdigest(), sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-        repodata["packages.conda" if fn.endswith(".conda") else "packages"][fn] = rec
-    (sub / "repodata.json").write_text(json.dumps(repodata, indent=1, sort_keys=True))
-    (chan / "noarch" / "repodata.json").write_text(json.dumps({"info": {"subdir": "noarch"}, "packages": {}}))
+        repodata[subdir]["packages.conda" if fn.endswith(".conda") else "packages"][fn] = rec
+    for subdir, doc in repodata.items():
+        (chan / subdir / "repodata.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
 
 
 class Arena:

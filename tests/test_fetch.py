@@ -181,6 +181,25 @@ def test_damaged_cache_entry_is_replaced(channel_records, cache_env) -> None:
     assert sha256_of(p) == rec.sha256 and len(server.requests) == n + 1
 
 
+def test_same_size_corruption_is_replaced_and_offline_says_so(channel_records, cache_env) -> None:
+    """A flipped byte keeps the size: the digest record's stamp changes, the re-hash finds it, it is fetched again."""
+    server, recs = channel_records
+    rec = recs[0]
+    p = fetch_packages([rec], make_session())[rec.url]
+    st = os.stat(p)
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old mtime put back
+    assert cached_path(rec) is None
+    with pytest.raises(FetchError, match=f"offline build: {rec.fn} was damaged in the package cache"):
+        fetch_packages([rec], make_session(offline=True))
+    n = len(server.requests)
+    assert fetch_packages([rec], make_session())[rec.url] == p
+    assert sha256_of(p) == rec.sha256 and len(server.requests) == n + 1
+    assert cached_path(rec) == p
+
+
 def test_concurrent_fetches_share_one_cache(channel_records, cache_env, tmp_path: Path) -> None:
     server, recs = channel_records
     payload = tmp_path / "recs.json"

@@ -41,8 +41,12 @@ def test_hostile_package_is_refused(case: str, tmp_path: Path) -> None:
     for i, canary in enumerate(arena.canaries):
         assert canary.read_text() == f"canary {i}\n"
     assert arena.changes() == []
-    # a refused package never becomes a cache entry anything trusts
-    assert not [d for d in (arena.cache / "extracted").iterdir() if d.name.startswith(name)]
+    # a package refused while unpacking never becomes a cache entry; nothing half-done is left
+    stem = c.fn.rsplit(".conda", 1)[0].rsplit(".tar.bz2", 1)[0]
+    left = [d.name for d in (arena.cache / "extracted").iterdir() if not d.name.endswith(".lock")]
+    assert not [n for n in left if n.endswith(".tmp")], left
+    if not c.extracts:
+        assert not [n for n in left if n.endswith("-" + stem)], left
 
     (arena.work / "good.yml").write_text(f"name: g\nchannels: [{chan}]\ndependencies: [okpkg]\n")
     oci_conda("build", "good.yml", "-o", str(out), "-q", cwd=arena.work, env=arena.env(), timeout=120)

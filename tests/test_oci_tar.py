@@ -14,7 +14,7 @@ import pytest
 import zstandard
 
 from oci_conda.errors import ImageError
-from oci_conda.oci.tar import TarEntry, layer_from_directory, write_layer
+from oci_conda.oci.tar import TarEntry, is_whiteout, layer_from_directory, write_layer
 
 MTIME = 1_700_000_000
 LONG_SPLITTABLE = "opt/" + "d" * 90 + "/" + "f" * 90  # > 100 bytes, fits ustar's prefix field
@@ -276,3 +276,17 @@ def test_missing_source_fails_before_writing(tmp_path: Path) -> None:
         write_layer([TarEntry("a", "file", data=b"a"), TarEntry("z", "file", source=str(tmp_path / "gone"))],
                     out, "gzip", 0)
     assert out.getvalue() == b""
+
+
+def test_whiteouts_only_when_asked() -> None:
+    """Content never deletes lower layers' files: whiteout names are refused unless the caller asks for that path."""
+    assert is_whiteout("opt/conda/.wh..wh..opq") and is_whiteout("bin/.wh.python3.11") and is_whiteout(".wh.x/y")
+    assert not is_whiteout("bin/python.wh.x") and not is_whiteout("share/wh.txt")
+    for entry in (TarEntry("opt/conda/.wh..wh..opq", "file"), TarEntry("opt/conda/bin/.wh.python3.11", "file", data=b""),
+                  TarEntry("opt/.wh.d", "dir"), TarEntry("opt/.wh.l", "symlink", linkname="x")):
+        with pytest.raises(ImageError, match="OCI whiteout name"):
+            write_layer([entry], io.BytesIO(), "none", 0)
+    with pytest.raises(ImageError, match="OCI whiteout name"):  # asked for, but not an empty file
+        write_layer([TarEntry("opt/.wh.x", "file", data=b"x", size=1)], io.BytesIO(), "none", 0,
+                    whiteouts=["opt/.wh.x"])
+    write_layer([TarEntry("opt/.wh.x", "file")], io.BytesIO(), "none", 0, whiteouts=["opt/.wh.x"])

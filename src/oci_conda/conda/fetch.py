@@ -1,8 +1,9 @@
 """Download package files into the content-addressed cache, verified, in parallel.
 
 A cache entry is ``cache_dir("pkgs")/<sha256><ext>`` (``<md5><ext>`` when the record only has an md5). A file only
-ever gets that name after its digest was checked, so an entry's name is its proof: a cache hit costs one ``stat``
-(plus a size check). Downloads stream into a temp file in the same directory while hashing, are fsynced and
+gets that name after its digest was checked, and a record of its digests and stat stamp is kept beside it
+(:mod:`oci_conda.cache_verify`): a cache hit costs a ``stat`` and a stamp comparison, a changed stamp a full re-hash,
+and an entry whose bytes no longer match is removed and downloaded again, never used. Downloads stream into a temp file in the same directory while hashing, are fsynced and
 renamed into place; a per-digest lock lets concurrent builds share the cache without fetching a file twice.
 A transfer that breaks mid-way is resumed with an HTTP ``Range`` request when the server allows it.
 """
@@ -20,6 +21,7 @@ from typing import IO, Callable, Sequence
 import requests
 
 from ..cache import cache_dir, file_lock
+from ..cache_verify import Digests, drop_file, record_file, verify_file
 from ..errors import FetchError
 from ..http import OfflineError, describe_error, is_offline
 from ..parallel import thread_pool
@@ -51,15 +53,13 @@ def cached_path(rec: PackageRecord) -> Path | None:
     if exp is None:
         return None
     p = cache_dir("pkgs") / f"{exp[1]}{rec.ext}"
-    return p if _entry_ok(p, rec) else None
+    return p if _entry_ok(p, rec, exp) else None
 
 
-def _entry_ok(path: Path, rec: PackageRecord) -> bool:
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    return rec.size is None or st.st_size == rec.size
+def _entry_ok(path: Path, rec: PackageRecord, exp: tuple[str, str]) -> bool:
+    """The entry exists and still has the record's digest and size (cheap while its stat stamp is unchanged)."""
+    digest = {exp[0]: exp[1]}
+    return verify_file(path, size=rec.size, **digest)
 
 
 class _Sink:
@@ -165,6 +165,7 @@ def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target:
         assert target is not None
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
+        record_file(target, Digests(sink.sha256.hexdigest(), sink.md5.hexdigest(), sink.done))
         return target
     except requests.RequestException as e:  # an OSError subclass: must not read as a disk problem
         raise FetchError(f"cannot download {rec.fn} from {redact_url(rec.url)}: {describe_error(e)}") from None
@@ -185,17 +186,24 @@ def _fetch_one(rec: PackageRecord, session: requests.Session, pkgs: Path, offlin
                              f"(needed from {redact_url(rec.url)})")
         return _download(rec, session, pkgs, None, progress)
     target = pkgs / f"{exp[1]}{rec.ext}"
-    if not _entry_ok(target, rec):
+    if not _entry_ok(target, rec, exp):
         if offline:
-            raise FetchError(f"offline build: {rec.fn} is not in the package cache (needed from {redact_url(rec.url)})")
+            damaged = target.exists()
+            if damaged:
+                with contextlib.suppress(OSError):
+                    drop_file(target)
+            state = "was damaged in the package cache (removed)" if damaged else "is not in the package cache"
+            raise FetchError(f"offline build: {rec.fn} {state} (needed from {redact_url(rec.url)})")
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(file_lock(pkgs / ".locks" / f"{exp[1]}.lock"))
             except OSError as e:
                 raise FetchError(f"cannot lock the package cache {pkgs} for {rec.fn}: {e.strerror or e}") from None
-            if not _entry_ok(target, rec):  # another build may have stored it while we waited
-                with contextlib.suppress(FileNotFoundError):
-                    target.unlink()
+            if not _entry_ok(target, rec, exp):  # another build may have stored it while we waited
+                try:
+                    drop_file(target)  # damaged or missing: never used, replaced
+                except OSError as e:
+                    raise FetchError(f"cannot replace {rec.fn} in the package cache {pkgs}: {e.strerror or e}") from None
                 return _download(rec, session, pkgs, target, progress)
     if progress:
         size = target.stat().st_size

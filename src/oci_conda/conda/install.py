@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..credentials import strip_credentials
 from ..errors import InstallError, PackageError
+from ..payload_names import refused_payload_path
 from .package import PathEntry, read_index, read_link_json, read_paths
 from .records import PackageRecord
 
@@ -45,6 +46,15 @@ if __name__ == '__main__':
     sys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])
     sys.exit({func}())
 """
+
+#: A prefix rewrite may make a file at most this much bigger: a factor of its size or a fixed slack, whichever is
+#: larger, and never beyond the absolute cap. Real placeholders are 32-255 characters and real target prefixes
+#: shorter, so real files shrink or barely grow; a hostile short placeholder would multiply the file instead.
+MAX_REWRITE_FACTOR = 2
+MAX_REWRITE_SLACK = 1 << 20
+MAX_REWRITTEN_SIZE = 1 << 30
+#: NAME_MAX: the longest file name (in bytes) a package may make the installer write (conda-meta records, entry points).
+MAX_NAME_BYTES = 255
 
 _LINK_TYPE = 1  # conda's LinkType.hardlink, what a default conda install records (conda-pack reads only link.source)
 
@@ -94,6 +104,9 @@ def install(
     owner: dict[str, str] = {}  # prefix path -> dist name
     metas: list[tuple[PackageRecord, Path, dict[str, Any], list[dict[str, Any]]]] = []
 
+    for record, _ in items:
+        _check_record_names(record)
+    site_packages = _site_packages(items, python_version)
     for record, pkg_dir in items:
         pkg_dir = Path(pkg_dir)
         dist = record.dist_name
@@ -120,7 +133,7 @@ def install(
 
         paths_data: list[dict[str, Any]] = []
         for entry in read_paths(pkg_dir):
-            target = _target_path(entry.path, noarch, python_version)
+            target = _target_path(entry.path, noarch, python_version, site_packages)
             claim(target, entry.path_type == "directory")
             try:
                 paths_data.append(linker.link(dist, pkg_dir, entry, target))
@@ -130,8 +143,16 @@ def install(
                 report.post_link_scripts.append(target)
 
         if noarch == "python":
-            for ep in noarch_section.get("entry_points") or ():
-                target, pd = linker.entry_point(dist, ep, python_version)
+            eps = noarch_section.get("entry_points")
+            eps = [] if eps is None else eps
+            if not isinstance(eps, list):
+                raise PackageError(f"{dist}: info/link.json: entry_points is not a list")
+            for ep in eps:
+                try:
+                    target, pd = linker.entry_point(dist, ep, python_version)
+                except OSError as e:
+                    raise InstallError(f"{dist}: entry point {repr(ep)[:80]}: cannot be written: {e.strerror or e}") \
+                        from None
                 claim(target)
                 paths_data.append(pd)
         metas.append((record, pkg_dir, index, paths_data))
@@ -168,10 +189,47 @@ def _python_version(items: Sequence[tuple[PackageRecord, Path]]) -> str | None:
     return None
 
 
-def _target_path(path: str, noarch: str | None, python_version: str | None) -> str:
+def _check_record_names(record: PackageRecord) -> None:
+    """The record's name, version and build make a file name (``conda-meta/<dist>.json``): refuse what cannot."""
+    for what, value in (("name", record.name), ("version", record.version), ("build", record.build)):
+        if not value or "/" in value or "\0" in value or value.startswith(".") or any(c in value for c in "\n\r"):
+            raise InstallError(f"{record.fn}: package {what} {value!r} cannot be part of a file name")
+    if len(f"{record.dist_name}.json".encode()) > MAX_NAME_BYTES:
+        raise InstallError(f"{record.fn}: package name-version-build is longer than {MAX_NAME_BYTES - 5} bytes")
+
+
+def _site_packages(items: Sequence[tuple[PackageRecord, Path]], python_version: str | None) -> str | None:
+    """Where noarch: python ``site-packages/`` goes: CEP-17 ``python_site_packages_path`` of the python package
+    (e.g. ``lib/python3.13t/site-packages`` for a free-threading build), else ``lib/pythonX.Y/site-packages``.
+    The path must stay inside the prefix and be an ordinary relative path."""
+    if python_version is None:
+        return None
+    default = f"lib/python{python_version}/site-packages"
+    for record, pkg_dir in items:
+        if record.name != "python":
+            continue
+        value = read_index(Path(pkg_dir)).get("python_site_packages_path")
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value or value.startswith("/") or "\\" in value \
+                or any(ord(c) < 32 for c in value):
+            raise InstallError(f"{record.dist_name}: python_site_packages_path {value!r} must be a relative path "
+                               "inside the prefix")
+        parts = value.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise InstallError(f"{record.dist_name}: python_site_packages_path {value!r} leaves the prefix or is not "
+                               "normalised (no '.', '..' or empty components)")
+        why = refused_payload_path(value)
+        if why is not None:
+            raise InstallError(f"{record.dist_name}: python_site_packages_path {value!r} {why}")
+        return value
+    return default
+
+
+def _target_path(path: str, noarch: str | None, python_version: str | None, site_packages: str | None = None) -> str:
     if noarch == "python":
         if path.startswith("site-packages/"):
-            return f"lib/python{python_version}/{path}"
+            return f"{site_packages or f'lib/python{python_version}/site-packages'}/{path[len('site-packages/'):]}"
         if path.startswith("python-scripts/"):
             return "bin/" + path[len("python-scripts/") :]
     return path
@@ -204,9 +262,24 @@ def _dump_json(doc: Any) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
+def rewrite_limit(size: int) -> int:
+    """The most bytes a prefix rewrite may turn a file of ``size`` bytes into."""
+    return min(MAX_REWRITTEN_SIZE, max(size * MAX_REWRITE_FACTOR, size + MAX_REWRITE_SLACK))
+
+
 def replace_text_prefix(data: bytes, placeholder: str, target_prefix: str) -> bytes:
-    """conda's text-mode rewrite: every occurrence, spaces escaped in the shebang, over-long shebangs via env."""
+    """conda's text-mode rewrite: every occurrence, spaces escaped in the shebang, over-long shebangs via env.
+
+    The output size is computed before anything is built: over :func:`rewrite_limit` raises ValueError, so a
+    hostile placeholder cannot make the rewrite allocate gigabytes. An empty placeholder is a ValueError too.
+    """
     ph = placeholder.encode()
+    if not ph:
+        raise ValueError("empty placeholder")
+    new_len = len(data) + data.count(ph) * (len(target_prefix.encode()) + target_prefix.count(" ") - len(ph))
+    if new_len > rewrite_limit(len(data)):
+        raise ValueError(f"the rewrite would grow the file from {len(data)} to {new_len} bytes "
+                         f"(at most {rewrite_limit(len(data))})")
     nl = data.find(b"\n")
     if nl > -1:
         first, rest = data[:nl], data[nl:]
@@ -349,7 +422,10 @@ class _Linker:
                     f"longer than the binary placeholder ({len(entry.prefix_placeholder)} chars)"
                 ) from None
         else:
-            data = replace_text_prefix(data, entry.prefix_placeholder, self.target_prefix)
+            try:
+                data = replace_text_prefix(data, entry.prefix_placeholder, self.target_prefix)
+            except ValueError as e:
+                raise InstallError(f"{dist}: {target}: prefix placeholder rewrite refused: {e}") from None
         pd["sha256_in_prefix"] = _sha256(data)  # as conda: sha256/size_in_bytes stay those of the package file
         dest = self._prepare(dist, target)
         _write_file(dest, data, mode)
@@ -360,10 +436,15 @@ class _Linker:
     def entry_point(self, dist: str, ep: str, python_version: str | None) -> tuple[str, dict[str, Any]]:
         m = _ENTRY_POINT_RE.match(ep) if isinstance(ep, str) else None
         if not m:
-            raise PackageError(f"{dist}: info/link.json: cannot parse entry point {ep!r}")
+            raise PackageError(f"{dist}: info/link.json: cannot parse entry point {repr(ep)[:120]}")
         command, module, func = m.groups()
-        if "/" in command or command in (".", ".."):
-            raise PackageError(f"{dist}: info/link.json: entry point name {command!r} is not a plain file name")
+        if "/" in command or command in (".", "..") or any(ord(c) < 32 or c == "\x7f" for c in command) \
+                or len(command.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise PackageError(f"{dist}: info/link.json: entry point name {command[:80]!r} is not a plain file name "
+                               f"(at most {MAX_NAME_BYTES} bytes, no '/' or control characters)")
+        why = refused_payload_path(f"bin/{command}")
+        if why is not None:
+            raise PackageError(f"{dist}: info/link.json: entry point bin/{command} {why}")
         target = f"bin/{command}"
         python = f"{self.target_prefix}/bin/python{python_version}"
         shebang = f"#!{python}\n"
@@ -422,6 +503,8 @@ def _prefix_record(
     )
     if record.noarch:
         doc["noarch"] = record.noarch
+    if record.name == "python" and isinstance(index.get("python_site_packages_path"), str):
+        doc["python_site_packages_path"] = index["python_site_packages_path"]
     if record.features:
         doc["features"] = record.features
     return {k: v for k, v in doc.items() if v is not None}

@@ -9,7 +9,6 @@ last, exists; several builds can extract the same package at once.
 from __future__ import annotations
 
 import bz2
-import hashlib
 import json
 import os
 import posixpath
@@ -26,9 +25,12 @@ from typing import Any, Iterator
 from conda_package_streaming import package_streaming
 
 from ..cache import file_lock
+from ..cache_verify import file_digests, tree_manifest, verify_tree
 from ..errors import PackageError
+from ..payload_names import refused_payload_path
 
-#: Written last into an extracted package dir; a dir without it is unfinished and never used.
+#: Written last into an extracted package dir: the manifest of every file as extracted (see cache_verify). A dir
+#: without it is unfinished, one whose files no longer match it is damaged; neither is ever used.
 MARKER = ".oci-conda-extracted"
 
 #: The placeholder old conda-build wrote into ``info/has_prefix`` lines that name only a path.
@@ -80,36 +82,69 @@ class PathEntry:
 # extraction
 
 
-def extract_package(pkg_file: Path, dest_root: Path, key: str, *, label: str | None = None) -> Path:
-    """Unpack ``pkg_file`` into ``dest_root/key`` once; return that dir (``info/`` + payload).
+def extract_package(pkg_file: Path, dest_root: Path, key: str | None = None, *, label: str | None = None) -> Path:
+    """Unpack ``pkg_file`` into a directory under ``dest_root`` once; return that dir (``info/`` + payload).
 
-    Safe against concurrent builds sharing ``dest_root`` and against hostile archives (PackageError). ``label``
-    names the package in error messages (e.g. its ``fn`` when the cache file is named by digest).
+    The directory is named by the package file's sha256 (plus a readable name from ``label`` or ``key``), so two
+    packages with the same file name from different channels never share an entry. An existing entry is used only
+    after :func:`oci_conda.cache_verify.verify_tree` found it unchanged since extraction; a damaged or unfinished
+    one is removed and extracted again. Safe against concurrent builds sharing ``dest_root`` and against hostile
+    archives (PackageError). ``label`` names the package in error messages (e.g. its ``fn``).
     """
     pkg_file = Path(pkg_file)
     dest_root = Path(dest_root)
-    if not key or "/" in key or key in (".", "..") or key.startswith("."):
-        raise ValueError(f"bad cache key {key!r}")
-    final = dest_root / key
-    if (final / MARKER).is_file():
+    name = label or pkg_file.name
+    try:
+        digest = file_digests(pkg_file, remember=False).sha256
+    except OSError as e:
+        raise PackageError(f"{name}: cannot read package file: {e.strerror or e}") from None
+    entry = f"{digest}-{_readable(label or key or pkg_file.name)}"
+    final = dest_root / entry
+    if _usable(final):
         return final
     dest_root.mkdir(parents=True, exist_ok=True)
-    with file_lock(dest_root / f".{key}.lock"):
-        if (final / MARKER).is_file():  # another build finished it while we waited
+    with file_lock(dest_root / f".{entry}.lock"):
+        if _usable(final):  # another build finished it while we waited
             return final
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=dest_root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{entry}.", suffix=".tmp", dir=dest_root))
         try:
             os.chmod(tmp, 0o755)
-            _extract_all(pkg_file, tmp, label or pkg_file.name)
-            _verify_manifest(tmp, label or pkg_file.name)
-            (tmp / MARKER).write_bytes(b"")
-            if final.exists() or final.is_symlink():  # unfinished leftover of a crashed build
-                _rmtree(final)
+            _extract_all(pkg_file, tmp, name)
+            manifest = tree_manifest(tmp)
+            _verify_manifest(tmp, manifest, name)
+            with open(tmp / MARKER, "wb") as f:  # written last: its presence says "complete"
+                f.write(json.dumps({"package_sha256": digest, **manifest}, sort_keys=True).encode())
+            if final.exists() or final.is_symlink():  # unfinished or damaged: never used, replaced
+                _discard(final, dest_root)
             os.rename(tmp, final)
         except BaseException:
             _rmtree(tmp)
             raise
     return final
+
+
+def _readable(text: str) -> str:
+    """A file-name-safe, bounded rendering of a package's name for its cache directory (the digest is the key)."""
+    for ext in (".conda", ".tar.bz2"):
+        text = text.removesuffix(ext)
+    text = re.sub(r"[^A-Za-z0-9._+-]", "_", text).lstrip(".")[:100]
+    return text or "package"
+
+
+def _usable(final: Path) -> bool:
+    """``final`` is a complete extraction whose every file is still what was extracted."""
+    try:
+        manifest = json.loads((final / MARKER).read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return verify_tree(final, manifest) is None
+
+
+def _discard(path: Path, dest_root: Path) -> None:
+    """Move a bad entry out of the way first (readers see it vanish at once), then delete it."""
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=dest_root))
+    os.rename(path, aside / "old")
+    _rmtree(aside)
 
 
 def _rmtree(path: Path) -> None:
@@ -236,37 +271,33 @@ def _extract_all(pkg_file: Path, root: Path, name: str) -> None:
         raise
 
 
-def _verify_manifest(root: Path, name: str) -> None:
+def _verify_manifest(root: Path, manifest: dict, name: str) -> None:
     """Every regular file ``info/paths.json`` lists exists in the archive with the recorded size and sha256."""
     try:
         with open(root / "info" / "paths.json", "rb") as f:
             doc = json.load(f)
     except (FileNotFoundError, NotADirectoryError):
         return
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise PackageError(f"{name}: info/paths.json is not valid JSON ({e})") from None
     paths = doc.get("paths") if isinstance(doc, dict) else None
     if not isinstance(paths, list):
         raise PackageError(f"{name}: info/paths.json has no 'paths' list")
-    real_root = os.path.realpath(root)
     for raw in paths:
         if not isinstance(raw, dict):
             raise PackageError(f"{name}: info/paths.json has a non-object entry")
         if (raw.get("path_type") or "hardlink") != "hardlink":
             continue
         rel = _check_rel(raw.get("_path"), name, "info/paths.json")
-        p = root / rel
-        if not _inside(os.path.realpath(p), real_root) or p.is_symlink() or not p.is_file():
+        entry = manifest["files"].get(rel)
+        if entry is None:
             raise PackageError(f"{name}: member {rel!r} is listed in info/paths.json but is not a file in the archive")
+        got_sha, got_size = entry[0], entry[1]
         size, sha = raw.get("size_in_bytes"), raw.get("sha256")
-        st = os.stat(p)
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or st.st_size != size):
-            raise PackageError(f"{name}: member {rel!r} has {st.st_size} bytes, info/paths.json says {size!r}")
-        if sha is not None:
-            with open(p, "rb") as f:
-                got = hashlib.file_digest(f, "sha256").hexdigest()
-            if not isinstance(sha, str) or got != sha.lower():
-                raise PackageError(f"{name}: member {rel!r} has sha256 {got}, info/paths.json says {sha!r}")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or got_size != size):
+            raise PackageError(f"{name}: member {rel!r} has {got_size} bytes, info/paths.json says {size!r}")
+        if sha is not None and (not isinstance(sha, str) or got_sha != sha.lower()):
+            raise PackageError(f"{name}: member {rel!r} has sha256 {got_sha}, info/paths.json says {sha!r}")
 
 
 def _safe_name(name: str, where: str) -> str:
@@ -343,6 +374,9 @@ class _Extractor:
 
     def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo, where: str) -> None:
         rel = _safe_name(m.name, where)
+        why = refused_payload_path(rel)
+        if why is not None:
+            raise PackageError(f"{where}: member {m.name!r} {why}")
         if m.isreg():
             if self.budget is not None and self.budget.used + m.size > self.budget.limit:
                 raise self.budget.refuse(f"{where}: member {m.name!r} ({m.size} bytes)")
@@ -405,6 +439,35 @@ class _Extractor:
 # metadata
 
 
+def package_label(pkg_dir: Path) -> str:
+    """How messages name an extracted package: its directory name without the leading content digest."""
+    name = Path(pkg_dir).name
+    m = re.match(r"^[0-9a-f]{64}-(.+)$", name)
+    return m.group(1) if m else name
+
+
+#: The shortest prefix placeholder accepted. conda-build's shortest ever (the legacy default
+#: ``/opt/anaconda1anaconda2anaconda3``) has 32 characters, its modern one 255. A short placeholder is not a
+#: placeholder but a common string: ``/`` or ``/usr/lib`` occurs in unrelated bytes, so rewriting it corrupts the
+#: file and can multiply its size (an empty one inserts the prefix between every byte). 16 leaves room for
+#: hand-made packages while ruling out every short system path.
+MIN_PLACEHOLDER_LENGTH = 16
+MAX_PLACEHOLDER_LENGTH = 4096  # PATH_MAX: nothing longer is a path
+
+
+def check_placeholder(placeholder: object, pkg: str, where: str) -> str:
+    """``placeholder`` if it can be a build prefix to rewrite (an absolute path of sane length), else PackageError."""
+    if not isinstance(placeholder, str) or not placeholder:
+        raise PackageError(f"{pkg}: {where}: prefix placeholder {placeholder!r} is empty or not a string")
+    if len(placeholder) < MIN_PLACEHOLDER_LENGTH or len(placeholder) > MAX_PLACEHOLDER_LENGTH:
+        shown = placeholder if len(placeholder) < 80 else placeholder[:40] + "..."
+        raise PackageError(f"{pkg}: {where}: prefix placeholder {shown!r} has {len(placeholder)} characters; a build "
+                           f"prefix has {MIN_PLACEHOLDER_LENGTH} to {MAX_PLACEHOLDER_LENGTH}")
+    if not placeholder.startswith("/") or any(c in placeholder for c in "\0\n\r"):
+        raise PackageError(f"{pkg}: {where}: prefix placeholder {placeholder[:80]!r} is not an absolute path")
+    return placeholder
+
+
 def _load_json(pkg_dir: Path, rel: str) -> Any:
     p = Path(pkg_dir) / rel
     try:
@@ -413,14 +476,14 @@ def _load_json(pkg_dir: Path, rel: str) -> Any:
     except FileNotFoundError:
         return None
     except (ValueError, UnicodeDecodeError) as e:
-        raise PackageError(f"{Path(pkg_dir).name}: {rel} is not valid JSON ({e})") from None
+        raise PackageError(f"{package_label(pkg_dir)}: {rel} is not valid JSON ({e})") from None
 
 
 def read_index(pkg_dir: Path) -> dict:
     """``info/index.json``: the package's own idea of its name, version, build, depends ..."""
     d = _load_json(pkg_dir, "info/index.json")
     if not isinstance(d, dict):
-        raise PackageError(f"{Path(pkg_dir).name}: info/index.json is missing or not an object")
+        raise PackageError(f"{package_label(pkg_dir)}: info/index.json is missing or not an object")
     return d
 
 
@@ -431,7 +494,7 @@ def read_link_json(pkg_dir: Path) -> dict | None:
         if d is None:
             continue
         if not isinstance(d, dict):
-            raise PackageError(f"{Path(pkg_dir).name}: {rel} is not an object")
+            raise PackageError(f"{package_label(pkg_dir)}: {rel} is not an object")
         if rel == "info/noarch.json":  # very old: the noarch section itself
             return {"noarch": d, "package_metadata_version": 1}
         return d
@@ -444,13 +507,17 @@ def _check_rel(path: str, pkg: str, what: str) -> str:
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         raise PackageError(f"{pkg}: {what} lists path {path!r} outside the prefix")
-    return "/".join(parts)
+    rel = "/".join(parts)
+    why = refused_payload_path(rel)
+    if why is not None:
+        raise PackageError(f"{pkg}: {what} lists path {rel!r}, which {why}")
+    return rel
 
 
 def read_paths(pkg_dir: Path) -> list[PathEntry]:
     """The package's file manifest: ``info/paths.json``, or the legacy ``info/files`` + ``has_prefix`` + ``no_link``."""
     pkg_dir = Path(pkg_dir)
-    pkg = pkg_dir.name
+    pkg = package_label(pkg_dir)
     pj = _load_json(pkg_dir, "info/paths.json")
     if pj is not None:
         if not isinstance(pj, dict) or not isinstance(pj.get("paths"), list):
@@ -463,10 +530,17 @@ def read_paths(pkg_dir: Path) -> list[PathEntry]:
             path_type = raw.get("path_type") or "hardlink"
             if path_type not in ("hardlink", "softlink", "directory"):
                 raise PackageError(f"{pkg}: info/paths.json: {path} has unsupported path_type {path_type!r}")
-            placeholder = raw.get("prefix_placeholder") or None
-            mode = raw.get("file_mode") or ("text" if placeholder else None)
-            if mode not in (None, "text", "binary"):
+            placeholder, mode = raw.get("prefix_placeholder"), raw.get("file_mode")
+            if mode is not None and mode not in ("text", "binary"):
                 raise PackageError(f"{pkg}: info/paths.json: {path} has unknown file_mode {mode!r}")
+            if (placeholder is None) != (mode is None):
+                raise PackageError(f"{pkg}: info/paths.json: {path} has "
+                                   + ("a file_mode but no prefix_placeholder" if placeholder is None
+                                      else "a prefix_placeholder but no file_mode"))
+            if placeholder is not None:
+                if path_type != "hardlink":
+                    raise PackageError(f"{pkg}: info/paths.json: {path} is a {path_type} with a prefix placeholder")
+                check_placeholder(placeholder, pkg, f"info/paths.json: {path}")
             out.append(
                 PathEntry(
                     path=path,
@@ -510,7 +584,8 @@ def read_has_prefix(pkg_dir: Path) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for n, line in enumerate(_read_lines(p), 1):
         if not line.strip():
-            continue
+            # conda skips blank lines, but conda-pack (which re-reads this file) cannot: refuse rather than crash
+            raise PackageError(f"{package_label(pkg_dir)}: info/has_prefix line {n} is empty")
         try:
             parts = [x.strip("\"'") for x in shlex.split(line, posix=False)]
         except ValueError:
@@ -520,8 +595,9 @@ def read_has_prefix(pkg_dir: Path) -> dict[str, tuple[str, str]]:
         elif len(parts) == 3:
             placeholder, mode, path = parts
         else:
-            raise PackageError(f"{Path(pkg_dir).name}: info/has_prefix line {n} is not 'placeholder mode path': {line!r}")
+            raise PackageError(f"{package_label(pkg_dir)}: info/has_prefix line {n} is not 'placeholder mode path': {line!r}")
         if mode not in ("text", "binary"):
-            raise PackageError(f"{Path(pkg_dir).name}: info/has_prefix line {n} has unknown mode {mode!r}")
-        out[_check_rel(path, Path(pkg_dir).name, "info/has_prefix")] = (placeholder, mode)
+            raise PackageError(f"{package_label(pkg_dir)}: info/has_prefix line {n} has unknown mode {mode!r}")
+        check_placeholder(placeholder, package_label(pkg_dir), f"info/has_prefix line {n}")
+        out[_check_rel(path, package_label(pkg_dir), "info/has_prefix")] = (placeholder, mode)
     return out

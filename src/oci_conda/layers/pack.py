@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from conda_pack.core import CondaEnv, CondaPackException, Packer
+from conda_pack.core import CondaEnv, CondaPackException, File, Packer
 
 from ..errors import InstallError
 from ..oci.tar import TarEntry
@@ -97,19 +97,40 @@ def pack_prefix(staging: Path, dest_prefix: str, clobbered: Mapping[str, Path] |
     try:
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            env = CondaEnv.from_prefix(str(staging))
+            # the installer laid out every file its records list; what conda-pack finds "missing" is only its own
+            # idea of a target (site-packages without CEP-17), which is never shipped (see _installed_paths)
+            env = CondaEnv.from_prefix(str(staging), ignore_missing_files=True)
             packer = Packer(str(staging), sink, dest_prefix=dest_prefix)
+            installed = _installed_paths(staging)
+            shipped: set[str] = set()
             for f in env.files:
-                winner = clobbered.get(f.target)
-                if winner is not None and not f.source.startswith(str(winner) + os.sep):
+                if f.target in shipped:  # several packages ship this path: the installer kept one copy
                     continue
+                if f.is_conda and f.target not in installed:
+                    continue  # conda-pack's own idea of a target (e.g. site-packages without CEP-17): not installed
+                shipped.add(f.target)
+                if f.is_conda and (f.target in clobbered or f.prefix_placeholder is not None):
+                    # the staged file is the installer's result: the kept copy, rewritten for dest_prefix (bounded,
+                    # long shebangs via env, matching conda-meta's sha256_in_prefix); conda-pack must not redo it
+                    f = File(os.path.join(staging, f.target), f.target, is_conda=True)
                 packer.add(f)
             packer.finish()
         caught = [str(x.message).strip() for x in w]
-    except CondaPackException as e:
-        raise InstallError(f"conda-pack refused the environment: {str(e).strip().splitlines()[0]}") from None
+    except (CondaPackException, ValueError, KeyError, TypeError) as e:  # its parsers raise these on odd metadata
+        raise InstallError(f"conda-pack refused the environment: {str(e).strip().splitlines()[0][:300]}") from None
     entries = sink.finish()
     return PackedEnv(entries=entries, owner=_owners(staging, arcroot), warnings=caught)
+
+
+def _installed_paths(staging: Path) -> set[str]:
+    """Every path the installer laid out, as its conda-meta records list them, and conda-meta itself."""
+    out: set[str] = set()
+    meta = staging / "conda-meta"
+    for p in meta.iterdir():
+        out.add(f"conda-meta/{p.name}")
+    for rec in meta.glob("*.json"):
+        out.update(json.loads(rec.read_text()).get("files", ()))
+    return out
 
 
 def _owners(staging: Path, arcroot: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Literal
 
 from oci_conda.errors import ImageError
+from oci_conda.payload_names import is_whiteout
 
 MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_TYPE_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -347,11 +348,15 @@ def _sort_key(path: str) -> bytes:
     return path.encode("utf-8", "surrogateescape")
 
 
-def _normalise(entries: Iterable[TarEntry]) -> list[TarEntry]:
+def _normalise(entries: Iterable[TarEntry], whiteouts: frozenset[str] = frozenset()) -> list[TarEntry]:
     """Validated, parent-completed, path-sorted entries with canonical modes and hardlinks to earlier paths."""
     by_path: dict[str, TarEntry] = {}
     for e in entries:
         p = _check_path(e.path)
+        if is_whiteout(p) and not (p in whiteouts and e.kind == "file" and e.size == 0 and not e.data
+                                     and e.source is None and e.opener is None):
+            raise ImageError(f"layer entry {p!r} is an OCI whiteout name; only an explicitly requested empty "
+                             "whiteout file may be written")
         if p in by_path:
             raise ImageError(f"duplicate layer entry {p!r}")
         if e.kind not in _TYPEFLAG:
@@ -472,12 +477,17 @@ def _write_file(sink: _Sink, e: TarEntry, size: int, mtime: int) -> None:
             raise ImageError(f"{name} changed size while it was being written into a layer")
 
 
-def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compression, mtime: int) -> LayerInfo:
-    """Write a reproducible layer: sorted, owner 0, fixed mtime, canonical modes, deterministic compression."""
+def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compression, mtime: int, *,
+                whiteouts: Iterable[str] = ()) -> LayerInfo:
+    """Write a reproducible layer: sorted, owner 0, fixed mtime, canonical modes, deterministic compression.
+
+    Entries with whiteout names (:func:`is_whiteout`) are refused unless their path is listed in ``whiteouts``
+    (and they are empty files): deleting a lower layer's file must be a decision of the caller, never of content.
+    """
     if compression not in MEDIA_TYPES:
         raise ValueError(f"unknown compression {compression!r}")
     mtime = int(mtime)
-    normalised = _normalise(entries)
+    normalised = _normalise(entries, frozenset(whiteouts))
     # sizes first: missing sources fail before anything is written, and zstd can record the tar's size
     sizes = [_content_size(e) for e in normalised]
     total = 1024 + sum(
