@@ -40,14 +40,18 @@ LAYERS: dict[str, int] = {
     "__main__": 8,
     "cli": 7,
     "commands": 6,
-    "resolve": 5, "build": 5, "lockfile": 5, "bundle": 5, "inspect_image": 5, "sbom": 5, "sign": 5,
-    "options": 4, "spec": 4,
+    "resolve": 5, "build": 5, "bundle": 5, "inspect_image": 5, "pack_prefix": 5, "pip_stage": 5,
+    # sbom/*, sign/* : 5
+    # models and settings the stages share: the lock model sits beside the options that it records
+    "options": 4, "spec": 4, "lockfile": 4, "activation": 4, "platforms": 4, "platform_names": 4,
+    "registry_options": 4, "artifacts": 4,
     # layers/* : 3
     # conda/*, pypi/*, oci/* : 2
-    "http": 1, "credentials": 1, "parallel": 1, "cache": 1, "errors": 1, "progress": 1,
+    "http": 1, "credentials": 1, "parallel": 1, "cache": 1, "errors": 1, "progress": 1, "cache_verify": 1,
+    "payload_names": 1,
     "": 0,  # the package itself (``__version__``)
 }
-SUBPACKAGE_LAYERS = {"layers": 3, "conda": 2, "pypi": 2, "oci": 2}
+SUBPACKAGE_LAYERS = {"sbom": 5, "sign": 5, "layers": 3, "conda": 2, "pypi": 2, "oci": 2}
 LAYER_NAMES = {8: "entry point", 7: "cli", 6: "commands", 5: "commands' stages", 4: "options/spec", 3: "layers/",
                2: "conda/ pypi/ oci/", 1: "foundations", 0: "package"}
 #: Top-level modules of today's tree that the map replaces: their provisional layer and where their job goes.
@@ -61,10 +65,13 @@ OFF_MAP: dict[str, tuple[int, str]] = {
 #: What pypi/ may take from conda/.
 PYPI_MAY_USE = {"conda.records", "conda.version"}
 #: Third-party modules a function may import locally: optional for most commands and slow to import.
-LOCAL_IMPORT_OK = {"conda_pack", "cryptography", "jsonschema"}
+#: zstandard: only zstd layers and zstd repodata need it; importing it costs start-up time for every command.
+LOCAL_IMPORT_OK = {"conda_pack", "cryptography", "jsonschema", "zstandard"}
 #: Parameter names that always denote a project type (so ``Any`` there hides one).
 #: The modules that know argparse (``commands.py`` builds typed options from the parsed command line).
-ARGPARSE_OK = {"cli", "commands", "__main__"}
+#: ``options`` declares the image-changing options once and generates their flags from that table; it never
+#: sees parsed arguments (``commands`` turns those into ``BuildOptions``).
+ARGPARSE_OK = {"cli", "commands", "__main__", "options"}
 PROJECT_TYPED = {"spec", "opts", "options", "lock", "reporter", "record", "records", "image", "img", "source", "sink",
                  "desc", "descriptor"}
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, need_tool
+from conftest import need_tool
 from realenv import Podman, debian_base, oci_conda
 from registry_fixtures import CountingProxy, Registry, Servers, module_servers, servers  # noqa: F401
 
 from oci_conda.errors import ImageError
+from registry_cli import HELLO_ENV, cli_env, hello  # noqa: F401 (hello is a fixture)
+
 from oci_conda.oci.blobs import digest_bytes
 from oci_conda.oci.image import Descriptor, Platform, append_layer, empty_image, manifest_descriptor, set_platform
 from oci_conda.oci.registry.client import RegistryClient
@@ -24,16 +25,7 @@ from oci_conda.oci.registry.push import push_images
 from oci_conda.oci.registry.reference import parse_reference
 from oci_conda.oci.source import open_image
 
-HELLO_ENV = REPO / "examples" / "hello" / "environment.yml"
 GREETING = "Hello from a conda package in an OCI image!"
-
-
-def cli_env(work: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG")}
-    env.update(OCI_CONDA_CACHE=str(work / "cache"), DOCKER_CONFIG=str(work / "docker"), SOURCE_DATE_EPOCH="1700000000",
-               OCI_CONDA_REGISTRY_BACKOFF="0.05", OCI_CONDA_REGISTRY_RETRIES="2")
-    env.update(extra)
-    return env
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess:
@@ -45,14 +37,6 @@ def skopeo(*args: str) -> subprocess.CompletedProcess:
 
 def raw_manifest(ref: str) -> dict:
     return json.loads(skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}").stdout)
-
-
-@pytest.fixture(scope="module")
-def hello(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    work = tmp_path_factory.mktemp("hello")
-    out = work / "hello.tar"
-    res = oci_conda("build", str(HELLO_ENV), "-o", str(out), "--json", env=cli_env(work))
-    return {"work": work, "out": out, "summary": json.loads(res.stdout)}
 
 
 @pytest.fixture(scope="module")

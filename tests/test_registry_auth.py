@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from realenv import oci_conda
+from realenv import oci_conda, one_error_line
 from registry_fixtures import Servers, htpasswd, make_tls, servers  # noqa: F401
-from test_registry import cli_env, hello  # noqa: F401
+from registry_cli import cli_env, hello  # noqa: F401
 
 from oci_conda.oci.image import Platform
 from oci_conda.oci.registry import auth
@@ -23,17 +23,6 @@ from oci_conda.oci.registry.client import Diagnostic, RegistryError, RegistryOpt
 from oci_conda.oci.registry.pull import pull_image
 
 USER, PASSWORD = "alice", "s3cret-Basic-pw"
-
-
-def one_error_line(p: subprocess.CompletedProcess, *secrets: str) -> str:
-    """The single line a failed command printed; no secret anywhere in its output."""
-    assert p.returncode != 0, p.stdout + p.stderr
-    for s in secrets:
-        assert s not in p.stdout and s not in p.stderr
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, p.stderr
-    assert lines[0].startswith("oci-conda: error: ")
-    return lines[0]
 
 
 def auth_entry(user: str, password: str) -> dict:

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from realenv import oci_conda
+from realenv import oci_conda, one_error_line
 from registry_fixtures import Servers, free_port, servers  # noqa: F401
-from test_registry import HELLO_ENV, cli_env, hello  # noqa: F401
-from test_registry_auth import one_error_line
+from registry_cli import HELLO_ENV, cli_env, hello  # noqa: F401
 
 from oci_conda.oci.blobs import digest_bytes, file_opener
 from oci_conda.oci.image import Descriptor, Platform, append_layer, empty_image
