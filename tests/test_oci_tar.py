@@ -14,7 +14,7 @@ import pytest
 import zstandard
 
 from oci_conda.errors import ImageError
-from oci_conda.oci.tar import TarEntry, is_whiteout, layer_from_directory, write_layer
+from oci_conda.oci.tar import TarEntry, entry_header, is_whiteout, layer_from_directory, write_layer
 
 MTIME = 1_700_000_000
 LONG_SPLITTABLE = "opt/" + "d" * 90 + "/" + "f" * 90  # > 100 bytes, fits ustar's prefix field
@@ -219,14 +219,12 @@ def test_rejects_bad_entries(entries: list[TarEntry], message: str) -> None:
 
 def test_huge_size_goes_to_pax() -> None:
     """A file >= 8 GiB does not fit ustar's 11 octal digits; tarfile must still read the right size from PAX."""
-    from oci_conda.oci.tar import _header
-
     size = 9 * 1024**3
-    head = _header("big", "file", 0o644, size, 0, "")
+    head = entry_header("big", "file", 0o644, size, 0, "")
     with tarfile.open(fileobj=io.BytesIO(head + b"\0" * 1024), mode="r|") as t:
         m = t.next()
         assert m is not None and m.name == "big" and m.size == size and m.pax_headers == {"size": str(size)}
-    small = _header("small", "file", 0o644, 8**11 - 1, 0, "")
+    small = entry_header("small", "file", 0o644, 8**11 - 1, 0, "")
     assert len(small) == 512  # the largest ustar size needs no PAX header
 
 

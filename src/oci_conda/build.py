@@ -29,6 +29,7 @@ from .conda.package import extract_package
 from .conda.records import PackageRecord
 from .credentials import redact_url
 from .errors import OutputError
+from .layers import memo as layer_memo
 from .layers.pack import pack_prefix
 from .layers.plan import LayerPlan, plan_layers
 from .layers.pyc import compile_pyc
@@ -131,7 +132,40 @@ def _check_output(path: Path) -> None:
 def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
                 reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
                 base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
-    """Fetch, extract, install and pack the solution; write its layers as blobs in the cache."""
+    """Fetch, extract, install and pack the solution; write its layers as blobs in the cache.
+
+    The layer memo is consulted first: the same inputs as a previous build reuse its layers without any work."""
+    key = _memo_key(spec, records, subdir, opts, mtime, base_layers)
+    if key is not None:
+        hit = layer_memo.lookup(key)
+        if hit is not None:
+            with reporter.phase("layers", "unchanged (memo)"):
+                warnings.extend(hit.warnings)
+                report_trim.update(hit.trimmed)
+                return hit.layers
+    first_warning = len(warnings)
+    out = _env_layers_built(spec, records, subdir, opts, reporter, session, mtime, warnings, base_layers,
+                           report_trim)
+    if key is not None:
+        layer_memo.store(key, out, warnings[first_warning:], report_trim)
+    return out
+
+
+def _memo_key(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions, mtime: int,
+              base_layers: int) -> str | None:
+    """What the environment's layers depend on (layers/memo.py), from the same inputs _env_layers_built uses."""
+    return layer_memo.memo_key(layer_memo.MemoInputs(
+        records=_portable_records(spec, records, opts), requested=_requested(spec, subdir, records),
+        prefix=spec.image.prefix, subdir=subdir, mtime=mtime, base_layers=base_layers,
+        options={"compression": opts.compression, "layering": opts.layering, "max_layers": opts.max_layers,
+                 "trim": opts.trim, "compile_pyc": opts.compile_pyc},
+        layer_format=LAYER_FORMAT))
+
+
+def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
+                      reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
+                      base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+    """The full path: fetch, extract, install, pack, trim, compile, plan and compress."""
     with reporter.phase("fetch", f"{len(records)} packages"):
         total = sum(r.size or 0 for r in records)
         reporter.start(total, "download")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Literal
 
+import zstandard
+
 from oci_conda.errors import ImageError
 from oci_conda.payload_names import is_whiteout
 
@@ -154,7 +156,8 @@ def _header_len(path: str, kind: str, size: int, linkname: str) -> int:
     return 512 + (512 + len(records) + (-len(records) % 512) if records else 0)
 
 
-def _header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: str) -> bytes:
+def entry_header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: str) -> bytes:
+    """One entry's header bytes: ustar, preceded by a PAX header only where ustar cannot say it."""
     name, prefix, link, hsize, records = _fields(path, kind, size, linkname)
     header = _ustar(name, prefix, mode, hsize, mtime, _TYPEFLAG[kind], link)
     if not records:
@@ -270,8 +273,6 @@ def _compressor(compression: str, total: int):  # noqa: ANN202 - three small duc
     if compression == "gzip":
         return _Gzip()
     if compression == "zstd":
-        import zstandard
-
         # level fixed, single-threaded, no dictionary, no checksum: the bytes depend only on the input
         # the tar's size is known before it is written, so the frame records it (as `zstd` on a file would)
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False, write_content_size=True)
@@ -437,7 +438,7 @@ def _content_size(e: TarEntry) -> int:
 
 
 def _write_file(sink: _Sink, e: TarEntry, size: int, mtime: int) -> None:
-    header = _header(e.path, "file", e.mode, size, mtime, "")
+    header = entry_header(e.path, "file", e.mode, size, mtime, "")
     pad = b"\0" * (-size % 512)
     if e.data is not None:
         sink.write(header + e.data + pad if size < FLUSH_AT else header)
@@ -501,7 +502,7 @@ def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compres
                 _write_file(sink, e, n, mtime)
             else:
                 link = e.linkname if e.kind in ("symlink", "hardlink") else ""
-                sink.write(_header(e.path, e.kind, e.mode, 0, mtime, link))
+                sink.write(entry_header(e.path, e.kind, e.mode, 0, mtime, link))
         sink.write(b"\0" * 1024)  # end-of-archive marker
         digest, size, diff_id, usize = sink.finish()
     finally:
