@@ -8,12 +8,14 @@ import io
 import os
 import stat
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
 import zstandard
 
 from oci_conda.errors import ImageError
+from oci_conda.oci import tar
 from oci_conda.oci.tar import TarEntry, entry_header, is_whiteout, layer_from_directory, write_layer
 
 MTIME = 1_700_000_000
@@ -288,3 +290,15 @@ def test_whiteouts_only_when_asked() -> None:
         write_layer([TarEntry("opt/.wh.x", "file", data=b"x", size=1)], io.BytesIO(), "none", 0,
                     whiteouts=["opt/.wh.x"])
     write_layer([TarEntry("opt/.wh.x", "file")], io.BytesIO(), "none", 0, whiteouts=["opt/.wh.x"])
+
+
+def test_compressor_is_named_and_a_non_reference_zlib_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gzip bytes depend on the zlib Python runs with: it is named in memo keys, and zlib-ng is reported."""
+    assert zlib.ZLIB_RUNTIME_VERSION in tar.compressor_id("gzip")
+    assert tar.compressor_id("zstd").startswith("zstandard ")
+    monkeypatch.setattr(zlib, "ZLIB_RUNTIME_VERSION", "1.3.1")
+    assert tar.compressor_warning("gzip") is None
+    monkeypatch.setattr(zlib, "ZLIB_RUNTIME_VERSION", "1.3.0.zlib-ng")
+    warning = tar.compressor_warning("gzip")
+    assert warning is not None and "1.3.0.zlib-ng" in warning
+    assert tar.compressor_warning("zstd") is None

@@ -41,7 +41,7 @@ from .oci.image import Image, canonical_json
 from .oci.output import write_output
 from .oci.registry.push import push_images
 from .oci.source import open_image
-from .oci.tar import LayerInfo, write_layer
+from .oci.tar import LayerInfo, compressor_warning, write_layer
 from .options import BuildOptions
 from .parallel import thread_pool
 from .platforms import platform_for_subdir
@@ -144,6 +144,9 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
                 report_trim.update(hit.trimmed)
                 return hit.layers
     first_warning = len(warnings)
+    not_reference = compressor_warning(opts.compression)
+    if not_reference is not None:
+        warnings.append(not_reference)
     out = _env_layers_built(spec, records, subdir, opts, reporter, session, mtime, warnings, base_layers,
                            report_trim)
     if key is not None:

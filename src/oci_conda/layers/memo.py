@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import zlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -36,7 +35,7 @@ from ..cache import atomic_write, cache_dir
 from ..cache_verify import drop_file, verify_file
 from ..conda.records import PackageRecord
 from ..oci.image import canonical_json
-from ..oci.tar import LayerInfo
+from ..oci.tar import LayerInfo, compressor_id
 from .plan import LayerPlan
 
 #: Bump when what a memo entry holds, or what its key covers, changes.
@@ -71,19 +70,6 @@ def _tool_version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "absent"
-
-
-def compressor_id(compression: str) -> str:
-    """The implementation and version that produce a layer's compressed bytes (part of every key that covers them).
-
-    gzip goes through the zlib Python was built with: another zlib (zlib-ng, a newer release) may give other bytes,
-    so its runtime version is part of the key (and a memo made with another one is not used).
-    """
-    if compression == "gzip":
-        return f"zlib {zlib.ZLIB_RUNTIME_VERSION}"
-    if compression == "zstd":
-        return f"zstandard {_tool_version('zstandard')}"
-    return compression
 
 
 def memo_key(inputs: MemoInputs) -> str | None:

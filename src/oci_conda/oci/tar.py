@@ -244,6 +244,31 @@ class _Gzip:
             self._pool = None
 
 
+def compressor_id(compression: str) -> str:
+    """The implementation, version and level that turn a layer's tar into its compressed bytes.
+
+    gzip: the zlib this Python runs with. Deflate output is not specified by the format, only by the implementation:
+    zlib 1.2.x/1.3.x have given the same bytes for a level for a long time, but a build of Python linked to zlib-ng
+    (as some distributions ship it) gives other bytes. zstd: the libzstd bundled in the ``zstandard`` wheel.
+    (ISA-L, evaluated in issue 16, was rejected: its output depends on how the input is fed, and upstream does not
+    promise the same bytes across the CPU-specific kernels it dispatches to; intel/isa-l#140 is still open.)
+    """
+    if compression == "gzip":
+        return f"zlib {zlib.ZLIB_RUNTIME_VERSION} level {GZIP_LEVEL} blocks {GZIP_BLOCK}"
+    if compression == "zstd":
+        return f"zstandard {zstandard.__version__} (libzstd {zstandard.ZSTD_VERSION}) level {ZSTD_LEVEL}"
+    return compression
+
+
+def compressor_warning(compression: str) -> str | None:
+    """Why this machine's layers may not be bit-for-bit those of other machines, or None."""
+    version = zlib.ZLIB_RUNTIME_VERSION
+    if compression == "gzip" and ("ng" in version.lower() or not version.startswith(("1.2.", "1.3."))):
+        return (f"gzip layers are compressed by zlib {version}, not the reference zlib 1.2/1.3: their digests "
+                "differ from those built elsewhere (use --compression zstd for machine-independent bytes)")
+    return None
+
+
 class _Plain:
     def compress(self, data: bytes) -> bytes:
         return data
