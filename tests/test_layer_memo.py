@@ -8,10 +8,11 @@ import json
 import os
 from pathlib import Path
 
-from oci_conda.conda.records import PackageRecord
-from oci_conda.layers import memo
 from pkgbuilder import build_package, index_channel
 from realenv import oci_conda
+
+from oci_conda.conda.records import PackageRecord
+from oci_conda.layers import memo
 
 
 def _channel(root: Path, app_build: str = "0") -> Path:

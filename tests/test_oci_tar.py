@@ -16,7 +16,13 @@ import zstandard
 
 from oci_conda.errors import ImageError
 from oci_conda.oci import tar
-from oci_conda.oci.tar import TarEntry, entry_header, is_whiteout, layer_from_directory, write_layer
+from oci_conda.oci.tar import (
+    TarEntry,
+    entry_header,
+    is_whiteout,
+    layer_from_directory,
+    write_layer,
+)
 
 MTIME = 1_700_000_000
 LONG_SPLITTABLE = "opt/" + "d" * 90 + "/" + "f" * 90  # > 100 bytes, fits ustar's prefix field
@@ -235,8 +241,7 @@ def test_source_is_streamed_not_slurped(tmp_path: Path, compression: str) -> Non
     """A multi-MB source goes through in chunks; contents and digests match an independent hash of the file."""
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
-        for i in range(24):
-            f.write(hashlib.sha256(str(i).encode()).digest() * 32768)  # 1 MiB each
+        f.writelines(hashlib.sha256(str(i).encode()).digest() * 32768 for i in range(24))  # 1 MiB each
     blob, info = _write([TarEntry("big.bin", "file", source=str(big))], compression)
     raw = _decompress(blob, compression)
     assert info.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
