@@ -41,9 +41,9 @@ from .oci.image import Image, canonical_json
 from .oci.output import write_output
 from .oci.registry.push import push_images
 from .oci.source import open_image
-from .oci.tar import LayerInfo, compressor_warning, write_layer
+from .oci.tar import GZIP_WORKERS, LayerInfo, compressor_warning, write_layer
 from .options import BuildOptions
-from .parallel import thread_pool
+from .parallel import thread_pool, workers
 from .platforms import platform_for_subdir
 from .progress import Reporter, human_size
 from .resolve import default_session, platform_records
@@ -209,11 +209,18 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
             plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
         with reporter.phase("compress", opts.compression):
             reporter.start(sum(p.size for p in plans), "compress")
-            out = []
-            for plan in plans:
-                info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root)
+            # layers in parallel (zlib and zstd release the GIL), each deflating its blocks on the same bound
+            per_layer = workers(opts.jobs, GZIP_WORKERS, cpu_bound=True)
+
+            def compress(plan: LayerPlan) -> tuple[LayerPlan, LayerInfo, Path]:
+                info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root, per_layer)
                 reporter.advance(plan.size)
-                out.append((plan, info, blob))
+                return plan, info, blob
+
+            with thread_pool(opts.jobs, len(plans), "compress", cpu_bound=True) as pool:
+                out = list(pool.map(compress, sorted(plans, key=lambda p: -p.size)))
+            order = {id(p): i for i, p in enumerate(plans)}
+            out.sort(key=lambda t: order[id(t[0])])
     return out
 
 
@@ -241,7 +248,8 @@ def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path
     return hashlib.sha256(canonical_json(doc)).hexdigest()
 
 
-def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_root: Path) -> tuple[LayerInfo, Path]:
+def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_root: Path,
+                        gzip_workers: int | None = None) -> tuple[LayerInfo, Path]:
     """An unchanged layer is never rebuilt or recompressed: its descriptor is remembered under its content key."""
     blobs = cache_dir("blobs", "sha256")
     key = _layer_key(plan, compression, mtime, extract_root)
@@ -255,7 +263,7 @@ def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_r
         pass
     with atomic_path(directory=blobs) as staged:  # named after its digest, known once written
         with open(staged.tmp, "wb") as f:
-            info = write_layer(plan.entries, f, compression, mtime)
+            info = write_layer(plan.entries, f, compression, mtime, workers=gzip_workers)
         blob = staged.target = blobs / info.digest.split(":", 1)[1]
     with atomic_write(memo) as f:
         f.write(canonical_json(dataclasses.asdict(info)))

@@ -294,9 +294,9 @@ class _Zstd:
         pass
 
 
-def _compressor(compression: str, total: int):  # noqa: ANN202 - three small duck-typed classes
+def _compressor(compression: str, total: int, workers: int | None = None):  # noqa: ANN202 - three small duck-typed classes
     if compression == "gzip":
-        return _Gzip()
+        return _Gzip(workers)
     if compression == "zstd":
         # level fixed, single-threaded, no dictionary, no checksum: the bytes depend only on the input
         # the tar's size is known before it is written, so the frame records it (as `zstd` on a file would)
@@ -308,9 +308,9 @@ def _compressor(compression: str, total: int):  # noqa: ANN202 - three small duc
 
 
 class _Sink:
-    def __init__(self, out: BinaryIO, compression: str, total: int):
+    def __init__(self, out: BinaryIO, compression: str, total: int, workers: int | None = None):
         self.out = out
-        self.comp = _compressor(compression, total)
+        self.comp = _compressor(compression, total, workers)
         self.tar_hash = hashlib.sha256()
         self.out_hash = hashlib.sha256()
         self.tar_size = 0
@@ -504,11 +504,12 @@ def _write_file(sink: _Sink, e: TarEntry, size: int, mtime: int) -> None:
 
 
 def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compression, mtime: int, *,
-                whiteouts: Iterable[str] = ()) -> LayerInfo:
+                whiteouts: Iterable[str] = (), workers: int | None = None) -> LayerInfo:
     """Write a reproducible layer: sorted, owner 0, fixed mtime, canonical modes, deterministic compression.
 
     Entries with whiteout names (:func:`is_whiteout`) are refused unless their path is listed in ``whiteouts``
     (and they are empty files): deleting a lower layer's file must be a decision of the caller, never of content.
+    ``workers``: threads deflating gzip blocks (default ``GZIP_WORKERS``); the bytes do not depend on it.
     """
     if compression not in MEDIA_TYPES:
         raise ValueError(f"unknown compression {compression!r}")
@@ -520,7 +521,7 @@ def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compres
         _header_len(e.path, e.kind, n, e.linkname if e.kind in ("symlink", "hardlink") else "") + n + (-n % 512)
         for e, n in zip(normalised, sizes)
     )
-    sink = _Sink(out, compression, total)
+    sink = _Sink(out, compression, total, workers)
     try:
         for e, n in zip(normalised, sizes):
             if e.kind == "file":
