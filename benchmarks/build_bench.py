@@ -83,8 +83,15 @@ def synth_channel(root: Path, total_mib: int, leaf_build: int = 0, n: int = 44) 
     return chan
 
 
+def _env(**extra: str) -> dict[str, str]:
+    """The caller's environment, with bytecode caching on: an installed oci-conda has its .pyc files, and a
+    PYTHONDONTWRITEBYTECODE inherited from a CI shell would charge every run for compiling the sources."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **extra}
+
+
 def ours(env_file: Path, out: Path, cache: Path, *extra: str) -> dict:
-    env = dict(os.environ, OCI_CONDA_CACHE=str(cache), SOURCE_DATE_EPOCH="1700000000")
+    env = _env(OCI_CONDA_CACHE=str(cache), SOURCE_DATE_EPOCH="1700000000")
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "oci_conda", "build", str(env_file), "-o", str(out), "--json", *extra],
                        env=env, capture_output=True, text=True, check=False)
@@ -98,7 +105,7 @@ def ours(env_file: Path, out: Path, cache: Path, *extra: str) -> dict:
 
 def version_only() -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "oci_conda", "--version"], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "oci_conda", "--version"], check=True, capture_output=True, env=_env())
     return time.perf_counter() - t0
 
 
