@@ -1,10 +1,18 @@
-"""Build the real-package environment (tk, openssl, xz from ../shared/realdata) with oci-conda, then the same package
-set with the daemonless alternative a user would reach for: py-rattler solve + install, conda-pack, and an OCI image
-written by umoci from that tarball. Prints time per phase, image size, and the ratio.
+"""oci-conda against the daemonless alternative a user scripts today (py-rattler solve + install, conda-pack, umoci),
+whole processes, side by side in one run, on two environments:
 
-    python benchmarks/build_bench.py [--repeat N]
+* the real-package environment (tk, openssl, xz and their dependencies from ../shared/realdata);
+* a large synthetic one (``--large-mib``, default 320 MiB of payload in ~12k files over 45 packages, half of it
+  compressible text, half binary-like), with a leaf package that can be bumped.
 
-Both sides run from a cold cache (downloads come from a local HTTP channel on 127.0.0.1) and from a warm one.
+For oci-conda: cold (empty cache) with ``--jobs 1`` and with all cores, warm (package caches filled, the layer memo
+dropped: the first build of this environment on a builder that has the packages), one-package bump (the leaf package
+rebuilt with a new build number) and no-op (nothing changed). For the alternative: cold and warm (its package cache
+filled). Medians and min-max over ``--repeat`` runs; image sizes beside conda-pack's tarball.
+
+    python benchmarks/build_bench.py [--repeat 3] [--large-mib 320] [--skip-large] [--skip-real]
+
+Downloads come from a local HTTP channel on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -13,51 +21,110 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import REALDATA, StaticServer  # noqa: E402
-from realenv import make_real_channel  # noqa: E402
+from conftest import REALDATA, StaticServer
+from pkgbuilder import build_package, index_channel
+from realenv import make_real_channel
 
-SPECS = ["tk", "openssl", "xz"]
 PREFIX = "/opt/conda"
+WORDS = ("import", "return", "def", "class", "self", "value", "data", "int", "const", "static", "void", "char",
+         "include", "struct", "if", "else", "for", "while", "the", "of", "and", "to", "in", "is", "error", "size")
 
 
-def ours(env_file: Path, out: Path, cache: Path) -> dict:
-    env = dict(os.environ, OCI_CONDA_CACHE=str(cache), SOURCE_DATE_EPOCH="1700000000")
+def synth_channel(root: Path, total_mib: int, leaf_build: int = 0, n: int = 44) -> Path:
+    """``n`` packages with a long-tailed size distribution (a few big ones, many small), ~27 KiB per file on average
+    (as in a data-science environment: ~13k files in 350 MB), half the bytes text-like, half binary-like; a leaf
+    ``app`` depends on all of them."""
+    chan = root / "channel"
+    (chan / "linux-64").mkdir(parents=True, exist_ok=True)
+    (chan / "noarch").mkdir(exist_ok=True)
+    rng = random.Random(42)
+    weights = [1 / (i + 1) ** 1.1 for i in range(n)]
+    scale = total_mib * 2**20 / sum(weights)
+    text_pool = " ".join(rng.choice(WORDS) for _ in range(1 << 20)).encode()
+    for i, w in enumerate(weights):
+        name = f"lib{i:03d}"
+        if (chan / "linux-64" / f"{name}-1.0-0.conda").exists():
+            continue
+        size = max(8192, int(w * scale))
+        files: dict[str, bytes] = {}
+        left, k = size, 0
+        while left > 0:
+            n_bytes = min(left, int(rng.expovariate(1 / 27_000)) + 64)
+            if k % 2:  # binary-like: random bytes with runs of zeros, as in object code
+                chunk = bytearray(rng.randbytes(n_bytes))
+                for z in range(0, n_bytes, 256):
+                    chunk[z:z + 96] = bytes(min(96, n_bytes - z))
+                files[f"lib/{name}/mod{k:05d}.so"] = bytes(chunk)
+            else:
+                off = rng.randrange(0, len(text_pool) - n_bytes) if n_bytes < len(text_pool) else 0
+                files[f"lib/python3.12/site-packages/{name}/m{k:05d}.py"] = text_pool[off:off + n_bytes]
+            left -= n_bytes
+            k += 1
+        build_package(chan / "linux-64", name, "1.0", files=files)
+    for old in (chan / "linux-64").glob("app-*"):
+        old.unlink()
+    build_package(chan / "linux-64", "app", "1.0", build=str(leaf_build), build_number=leaf_build,
+                  depends=[f"lib{i:03d}" for i in range(n)],
+                  files={"bin/app": f"#!/bin/sh\necho {leaf_build}\n", "share/app/data.txt": "x" * 5000})
+    index_channel(chan)
+    return chan
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The caller's environment, with bytecode caching on: an installed oci-conda has its .pyc files, and a
+    PYTHONDONTWRITEBYTECODE inherited from a CI shell would charge every run for compiling the sources."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **extra}
+
+
+def ours(env_file: Path, out: Path, cache: Path, *extra: str) -> dict:
+    env = _env(OCI_CONDA_CACHE=str(cache), SOURCE_DATE_EPOCH="1700000000")
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "oci_conda", "build", str(env_file), "-o", str(out), "--json"],
-                       env=env, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "oci_conda", "build", str(env_file), "-o", str(out), "--json", *extra],
+                       env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if p.returncode:
         raise SystemExit(f"oci-conda failed: {p.stderr}")
     summary = json.loads(p.stdout)
     return {"wall": wall, "phases": summary["timings"], "size": out.stat().st_size,
-            "digest": summary["manifest_digest"], "layer": summary["platforms"][0]["layers"][-1]["size"]}
+            "digest": summary["manifest_digest"]}
 
 
-def _virtual(name: str, version: str):  # noqa: ANN202 - rattler type
+def version_only() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "oci_conda", "--version"], check=True, capture_output=True, env=_env())
+    return time.perf_counter() - t0
+
+
+def _virtual(name: str, version: str):
     import rattler
 
     return rattler.GenericVirtualPackage(rattler.PackageName(name), rattler.Version(version),
                                          rattler.BuildString("0"))
 
 
-def alternative(channel_url: str, work: Path, cache: Path) -> dict:
+def alternative(channel_url: str, specs: list[str], work: Path, cache: Path) -> dict:
+    """py-rattler solve + install, conda-pack to a tar, umoci to an OCI image, tar of the layout."""
     import conda_pack
     import rattler
 
     phases: dict[str, float] = {}
     t0 = time.perf_counter()
     t = time.perf_counter()
-    records = asyncio.run(rattler.solve(sources=[channel_url], specs=SPECS, platforms=["linux-64", "noarch"],
+    records = asyncio.run(rattler.solve(sources=[channel_url], specs=specs, platforms=["linux-64", "noarch"],
                                         virtual_packages=[_virtual("__glibc", "2.28"), _virtual("__unix", "0"),
                                                           _virtual("__linux", "4.18")]))
     phases["solve"] = time.perf_counter() - t
@@ -68,62 +135,127 @@ def alternative(channel_url: str, work: Path, cache: Path) -> dict:
     t = time.perf_counter()
     env_tar = work / "env.tar"
     conda_pack.pack(prefix=str(prefix), output=str(env_tar), dest_prefix=PREFIX, arcroot=PREFIX.strip("/"),
-                    format="tar", ignore_missing_files=True, force=True)
+                    format="tar", ignore_missing_files=True, force=True, verbose=False)
     phases["conda-pack"] = time.perf_counter() - t
     t = time.perf_counter()
     layout = work / "layout"
-    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
-    subprocess.run(["umoci", "new", "--image", f"{layout}:latest"], check=True)
-    subprocess.run(["umoci", "raw", "add-layer", "--image", f"{layout}:latest", str(env_tar)], check=True)
-    subprocess.run(["umoci", "config", "--image", f"{layout}:latest", "--config.env", f"PATH={PREFIX}/bin"],
-                   check=True)
-    subprocess.run(["umoci", "gc", "--layout", str(layout)], check=True)
+    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True, capture_output=True)
+    subprocess.run(["umoci", "new", "--image", f"{layout}:latest"], check=True, capture_output=True)
+    subprocess.run(["umoci", "raw", "add-layer", "--image", f"{layout}:latest", str(env_tar)], check=True, capture_output=True)
+    subprocess.run(["umoci", "config", "--image", f"{layout}:latest", "--config.env", f"PATH={PREFIX}/bin"], check=True, capture_output=True)
+    subprocess.run(["umoci", "gc", "--layout", str(layout)], check=True, capture_output=True)
     out = work / "alt.tar"
     subprocess.run(["tar", "-cf", str(out), "-C", str(layout), "."], check=True)
     phases["umoci"] = time.perf_counter() - t
-    return {"wall": time.perf_counter() - t0, "phases": phases, "size": out.stat().st_size}
+    return {"wall": time.perf_counter() - t0, "phases": phases, "size": out.stat().st_size,
+            "pack_size": env_tar.stat().st_size}
+
+
+def _stat(xs: list[float]) -> str:
+    return f"{statistics.median(xs):6.2f} ({min(xs):.2f}-{max(xs):.2f})"
+
+
+def bench_env(label: str, env_file: Path, channel_url: str, specs: list[str], tmp: Path, repeat: int,
+              bump: Callable[[bool], None] | None) -> list[str]:
+    """Every scenario for one environment; returns the table rows (markdown) and prints them as they come."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    jobs_all = str(os.cpu_count() or 1)
+    runs: dict[str, list[dict]] = {k: [] for k in ("cold1", "cold", "warm", "bump", "noop", "alt_cold", "alt_warm")}
+    digests = set()
+    for i in range(repeat):
+        for key, jobs in (("cold1", "1"), ("cold", jobs_all)):
+            cache = tmp / f"cache-{label}-{key}-{i}"
+            runs[key].append(ours(env_file, tmp / f"{key}.tar", cache, "--jobs", jobs))
+            digests.add(runs[key][-1]["digest"])
+        cache = tmp / f"cache-{label}-cold-{i}"
+        shutil.rmtree(cache / "layers" / "env", ignore_errors=True)  # warm: packages cached, no memo of this env
+        runs["warm"].append(ours(env_file, tmp / "warm.tar", cache))
+        runs["noop"].append(ours(env_file, tmp / "noop.tar", cache))
+        digests |= {runs["warm"][-1]["digest"], runs["noop"][-1]["digest"]}
+        if bump is not None:
+            bump(False)
+            runs["bump"].append(ours(env_file, tmp / "bump.tar", cache))
+            bump(True)
+        for d in (tmp / f"cache-{label}-cold1-{i}", cache):
+            shutil.rmtree(d, ignore_errors=True)
+        alt_cache = tmp / f"alt-cache-{label}-{i}"
+        runs["alt_cold"].append(alternative(channel_url, specs, tmp / f"alt-cold-{i}", alt_cache))
+        runs["alt_warm"].append(alternative(channel_url, specs, tmp / f"alt-warm-{i}", alt_cache))
+        for d in (alt_cache, tmp / f"alt-cold-{i}", tmp / f"alt-warm-{i}"):
+            shutil.rmtree(d, ignore_errors=True)
+    wall = {k: [r["wall"] for r in v] for k, v in runs.items()}
+    rows = [f"| {label} | scenario | oci-conda s, median (min-max) | alternative s | ratio | goal |",
+            "|---|---|---|---|---|---|"]
+
+    def row(name: str, key: str, alt: list[float] | None, goal: str) -> None:
+        if not wall[key]:
+            return
+        ratio = f"{statistics.median(wall[key]) / statistics.median(alt):.2f}x" if alt else ""
+        rows.append(f"| | {name} | {_stat(wall[key])} | {_stat(alt) if alt else ''} | {ratio} | {goal} |")
+
+    row(f"cold, --jobs {jobs_all}", "cold", wall["alt_cold"], "<= 0.5x")
+    row("cold, --jobs 1", "cold1", wall["alt_cold"], "")
+    rows.append(f"| | cores: cold --jobs 1 / --jobs {jobs_all} | "
+                f"{statistics.median(wall['cold1']) / statistics.median(wall['cold']):.2f}x | | | >= 1.6x |")
+    row("warm (packages cached, no memo)", "warm", wall["alt_warm"], "<= 0.3x")
+    row("one-package bump", "bump", wall["alt_warm"], "<= 0.3x of alt warm")
+    row("no-op rebuild", "noop", None, "<= 0.4 s")
+    size, alt = runs["cold"][0], runs["alt_cold"][0]
+    rows.append(f"| | image archive MiB | {size['size'] / 2**20:.1f} | {alt['size'] / 2**20:.1f} "
+                f"(conda-pack tar {alt['pack_size'] / 2**20:.1f} uncompressed) | | |")
+    same = sum(len(runs[k]) for k in ("cold1", "cold", "warm", "noop"))
+    rows.append(f"| | digests identical across {same} builds of the same inputs | {len(digests) == 1} | | | |")
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in runs["cold"][0]["phases"].items())
+    rows.append(f"| | oci-conda cold phases (s) | {phases} | | | |")
+    alt_phases = ", ".join(f"{k} {v:.2f}" for k, v in runs["alt_cold"][0]["phases"].items())
+    rows.append(f"| | alternative cold phases (s) | {alt_phases} | | | |")
+    print("\n".join(rows), flush=True)
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=3, help="warm builds to average (default 3)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per scenario (default 3)")
+    ap.add_argument("--large-mib", type=int, default=320, help="payload of the synthetic environment (default 320)")
+    ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--skip-real", action="store_true")
     args = ap.parse_args()
-    if not REALDATA.is_dir():
-        raise SystemExit(f"needs the real packages in {REALDATA}")
     for tool in ("umoci", "tar"):
         if not shutil.which(tool):
             raise SystemExit(f"needs {tool} for the alternative pipeline")
-    with tempfile.TemporaryDirectory(prefix="oci-conda-bench-") as tmp:
-        tmp = Path(tmp)
-        chan = make_real_channel(REALDATA, tmp / "channel")
-        server = StaticServer(chan)
-        try:
-            env_file = tmp / "environment.yml"
-            env_file.write_text(f"channels: ['{server.url}']\ndependencies: [{', '.join(SPECS)}]\n")
-            rows = []
-            cache = tmp / "cache-ours"
-            cold = ours(env_file, tmp / "cold.tar", cache)
-            warm = [ours(env_file, tmp / f"warm{i}.tar", cache) for i in range(args.repeat)]
-            alt_cache = tmp / "cache-alt"
-            alt_cold = alternative(server.url, tmp / "alt-cold", alt_cache)
-            alt_warm = [alternative(server.url, tmp / f"alt-warm{i}", alt_cache) for i in range(args.repeat)]
-        finally:
-            server.stop()
-    avg = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    print(f"environment: {' '.join(SPECS)} (real conda-forge packages), base scratch, gzip layers")
-    print(f"{'':24}{'oci-conda':>12}{'rattler+conda-pack+umoci':>28}{'ratio':>8}")
-    for label, a, b in (("cold build (s)", cold["wall"], alt_cold["wall"]),
-                        ("warm build (s, mean)", avg([w["wall"] for w in warm]), avg([w["wall"] for w in alt_warm]))):
-        rows.append((label, a, b))
-        print(f"{label:24}{a:12.2f}{b:28.2f}{b / a:8.2f}x")
-    print(f"{'image archive (MiB)':24}{cold['size'] / 2**20:12.2f}{alt_cold['size'] / 2**20:28.2f}")
-    print("oci-conda phases (cold): " + ", ".join(f"{k} {v:.2f}s" for k, v in cold["phases"].items()))
-    print("oci-conda phases (warm): " + ", ".join(f"{k} {v:.2f}s" for k, v in warm[-1]["phases"].items()))
-    print("alternative phases (cold): " + ", ".join(f"{k} {v:.2f}s" for k, v in alt_cold["phases"].items()))
-    same = len({w["digest"] for w in warm} | {cold["digest"]}) == 1
-    print(f"oci-conda digests identical across {1 + len(warm)} builds: {same} ({cold['digest'][:19]}...)")
+    print(f"oci-conda --version: {_stat([version_only() for _ in range(5)])} s (goal <= 0.1 s); "
+          f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="oci-conda-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        if not args.skip_real and REALDATA.is_dir():
+            chan = make_real_channel(REALDATA, tmp / "real-channel")
+            server = StaticServer(chan)
+            try:
+                env_file = tmp / "real.yml"
+                specs = ["tk", "openssl", "xz"]
+                env_file.write_text(f"channels: ['{server.url}']\ndependencies: [{', '.join(specs)}]\n")
+                bench_env("real (tk openssl xz, 10 packages)", env_file, server.url, specs, tmp / "real", args.repeat,
+                          None)
+            finally:
+                server.stop()
+        if not args.skip_large:
+            t0 = time.perf_counter()
+            chan = synth_channel(tmp / "synth", args.large_mib)
+            print(f"(synthetic channel made in {time.perf_counter() - t0:.0f}s)", flush=True)
+            server = StaticServer(chan)
+            try:
+                env_file = tmp / "synth.yml"
+                env_file.write_text(f"channels: ['{server.url}']\ndependencies: [app]\n")
+
+                def bump(undo: bool) -> None:
+                    synth_channel(tmp / "synth", args.large_mib, leaf_build=0 if undo else 1)
+
+                bench_env(f"synthetic {args.large_mib} MiB, 45 packages", env_file, server.url, ["app"],
+                          tmp / "large", args.repeat, bump)
+            finally:
+                server.stop()
     sys.stdout.flush()
-    os._exit(0)  # py-rattler 0.28 can crash at interpreter shutdown; the figures are printed already
+    os._exit(0)  # py-rattler can crash at interpreter shutdown; the figures are printed already
 
 
 if __name__ == "__main__":

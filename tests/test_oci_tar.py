@@ -8,13 +8,21 @@ import io
 import os
 import stat
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
 import zstandard
 
 from oci_conda.errors import ImageError
-from oci_conda.oci.tar import TarEntry, is_whiteout, layer_from_directory, write_layer
+from oci_conda.oci import tar
+from oci_conda.oci.tar import (
+    TarEntry,
+    entry_header,
+    is_whiteout,
+    layer_from_directory,
+    write_layer,
+)
 
 MTIME = 1_700_000_000
 LONG_SPLITTABLE = "opt/" + "d" * 90 + "/" + "f" * 90  # > 100 bytes, fits ustar's prefix field
@@ -219,14 +227,12 @@ def test_rejects_bad_entries(entries: list[TarEntry], message: str) -> None:
 
 def test_huge_size_goes_to_pax() -> None:
     """A file >= 8 GiB does not fit ustar's 11 octal digits; tarfile must still read the right size from PAX."""
-    from oci_conda.oci.tar import _header
-
     size = 9 * 1024**3
-    head = _header("big", "file", 0o644, size, 0, "")
+    head = entry_header("big", "file", 0o644, size, 0, "")
     with tarfile.open(fileobj=io.BytesIO(head + b"\0" * 1024), mode="r|") as t:
         m = t.next()
         assert m is not None and m.name == "big" and m.size == size and m.pax_headers == {"size": str(size)}
-    small = _header("small", "file", 0o644, 8**11 - 1, 0, "")
+    small = entry_header("small", "file", 0o644, 8**11 - 1, 0, "")
     assert len(small) == 512  # the largest ustar size needs no PAX header
 
 
@@ -235,8 +241,7 @@ def test_source_is_streamed_not_slurped(tmp_path: Path, compression: str) -> Non
     """A multi-MB source goes through in chunks; contents and digests match an independent hash of the file."""
     big = tmp_path / "big.bin"
     with open(big, "wb") as f:
-        for i in range(24):
-            f.write(hashlib.sha256(str(i).encode()).digest() * 32768)  # 1 MiB each
+        f.writelines(hashlib.sha256(str(i).encode()).digest() * 32768 for i in range(24))  # 1 MiB each
     blob, info = _write([TarEntry("big.bin", "file", source=str(big))], compression)
     raw = _decompress(blob, compression)
     assert info.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -290,3 +295,15 @@ def test_whiteouts_only_when_asked() -> None:
         write_layer([TarEntry("opt/.wh.x", "file", data=b"x", size=1)], io.BytesIO(), "none", 0,
                     whiteouts=["opt/.wh.x"])
     write_layer([TarEntry("opt/.wh.x", "file")], io.BytesIO(), "none", 0, whiteouts=["opt/.wh.x"])
+
+
+def test_compressor_is_named_and_a_non_reference_zlib_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gzip bytes depend on the zlib Python runs with: it is named in memo keys, and zlib-ng is reported."""
+    assert zlib.ZLIB_RUNTIME_VERSION in tar.compressor_id("gzip")
+    assert tar.compressor_id("zstd").startswith("zstandard ")
+    monkeypatch.setattr(zlib, "ZLIB_RUNTIME_VERSION", "1.3.1")
+    assert tar.compressor_warning("gzip") is None
+    monkeypatch.setattr(zlib, "ZLIB_RUNTIME_VERSION", "1.3.0.zlib-ng")
+    warning = tar.compressor_warning("gzip")
+    assert warning is not None and "1.3.0.zlib-ng" in warning
+    assert tar.compressor_warning("zstd") is None

@@ -29,6 +29,7 @@ from .conda.package import extract_package
 from .conda.records import PackageRecord
 from .credentials import redact_url
 from .errors import OutputError
+from .layers import memo as layer_memo
 from .layers.pack import pack_prefix
 from .layers.plan import LayerPlan, plan_layers
 from .layers.pyc import compile_pyc
@@ -40,9 +41,9 @@ from .oci.image import Image, canonical_json
 from .oci.output import write_output
 from .oci.registry.push import push_images
 from .oci.source import open_image
-from .oci.tar import LayerInfo, write_layer
+from .oci.tar import GZIP_WORKERS, LayerInfo, compressor_warning, write_layer
 from .options import BuildOptions
-from .parallel import thread_pool
+from .parallel import thread_pool, workers
 from .platforms import platform_for_subdir
 from .progress import Reporter, human_size
 from .resolve import default_session, platform_records
@@ -131,7 +132,43 @@ def _check_output(path: Path) -> None:
 def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
                 reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
                 base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
-    """Fetch, extract, install and pack the solution; write its layers as blobs in the cache."""
+    """Fetch, extract, install and pack the solution; write its layers as blobs in the cache.
+
+    The layer memo is consulted first: the same inputs as a previous build reuse its layers without any work."""
+    key = _memo_key(spec, records, subdir, opts, mtime, base_layers)
+    if key is not None:
+        hit = layer_memo.lookup(key)
+        if hit is not None:
+            with reporter.phase("layers", "unchanged (memo)"):
+                warnings.extend(hit.warnings)
+                report_trim.update(hit.trimmed)
+                return hit.layers
+    first_warning = len(warnings)
+    not_reference = compressor_warning(opts.compression)
+    if not_reference is not None:
+        warnings.append(not_reference)
+    out = _env_layers_built(spec, records, subdir, opts, reporter, session, mtime, warnings, base_layers,
+                           report_trim)
+    if key is not None:
+        layer_memo.store(key, out, warnings[first_warning:], report_trim)
+    return out
+
+
+def _memo_key(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions, mtime: int,
+              base_layers: int) -> str | None:
+    """What the environment's layers depend on (layers/memo.py), from the same inputs _env_layers_built uses."""
+    return layer_memo.memo_key(layer_memo.MemoInputs(
+        records=_portable_records(spec, records, opts), requested=_requested(spec, subdir, records),
+        prefix=spec.image.prefix, subdir=subdir, mtime=mtime, base_layers=base_layers,
+        options={"compression": opts.compression, "layering": opts.layering, "max_layers": opts.max_layers,
+                 "trim": opts.trim, "compile_pyc": opts.compile_pyc},
+        layer_format=LAYER_FORMAT))
+
+
+def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
+                      reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
+                      base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+    """The full path: fetch, extract, install, pack, trim, compile, plan and compress."""
     with reporter.phase("fetch", f"{len(records)} packages"):
         total = sum(r.size or 0 for r in records)
         reporter.start(total, "download")
@@ -172,11 +209,18 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
             plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
         with reporter.phase("compress", opts.compression):
             reporter.start(sum(p.size for p in plans), "compress")
-            out = []
-            for plan in plans:
-                info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root)
+            # layers in parallel (zlib and zstd release the GIL), each deflating its blocks on the same bound
+            per_layer = workers(opts.jobs, GZIP_WORKERS, cpu_bound=True)
+
+            def compress(plan: LayerPlan) -> tuple[LayerPlan, LayerInfo, Path]:
+                info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root, per_layer)
                 reporter.advance(plan.size)
-                out.append((plan, info, blob))
+                return plan, info, blob
+
+            with thread_pool(opts.jobs, len(plans), "compress", cpu_bound=True) as pool:
+                out = list(pool.map(compress, sorted(plans, key=lambda p: -p.size)))
+            order = {id(p): i for i, p in enumerate(plans)}
+            out.sort(key=lambda t: order[id(t[0])])
     return out
 
 
@@ -204,7 +248,8 @@ def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path
     return hashlib.sha256(canonical_json(doc)).hexdigest()
 
 
-def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_root: Path) -> tuple[LayerInfo, Path]:
+def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_root: Path,
+                        gzip_workers: int | None = None) -> tuple[LayerInfo, Path]:
     """An unchanged layer is never rebuilt or recompressed: its descriptor is remembered under its content key."""
     blobs = cache_dir("blobs", "sha256")
     key = _layer_key(plan, compression, mtime, extract_root)
@@ -218,7 +263,7 @@ def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_r
         pass
     with atomic_path(directory=blobs) as staged:  # named after its digest, known once written
         with open(staged.tmp, "wb") as f:
-            info = write_layer(plan.entries, f, compression, mtime)
+            info = write_layer(plan.entries, f, compression, mtime, workers=gzip_workers)
         blob = staged.target = blobs / info.digest.split(":", 1)[1]
     with atomic_write(memo) as f:
         f.write(canonical_json(dataclasses.asdict(info)))

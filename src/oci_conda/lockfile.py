@@ -20,11 +20,10 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from .cache import atomic_write
 from .conda.condalock import parse_conda_lock
@@ -33,6 +32,10 @@ from .conda.records import PackageRecord
 from .credentials import strip_credentials
 from .errors import OutputError, SpecError
 from .oci.image import Image
+
+if TYPE_CHECKING:
+    import jsonschema
+
 
 LOCK_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "lock.schema.json"
@@ -135,6 +138,11 @@ def write_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _validator() -> jsonschema.protocols.Validator:
+    # imported here: ~0.25 s (2 s more with rfc3987_syntax, which builds a lark grammar at import for the
+    # 'iri' format our schemas never use), paid only by commands that read an environment file or a lock
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    import jsonschema
+
     schema = json.loads(SCHEMA_PATH.read_text())
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)

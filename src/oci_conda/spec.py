@@ -16,15 +16,19 @@ import functools
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import jsonschema
 import yaml
 
 from .errors import SpecError
 from .platform_names import parse_conda_subdir
+
+if TYPE_CHECKING:
+    import jsonschema
+
 
 DEFAULT_PREFIX = "/opt/conda"
 DEFAULT_CHANNELS = ("conda-forge",)
@@ -207,6 +211,11 @@ def _comment_selector(lines: Sequence[str], end: tuple[int, int] | None) -> str 
 
 @functools.lru_cache(maxsize=1)
 def _schema_validator() -> jsonschema.protocols.Validator:
+    # imported here: ~0.25 s (2 s more with rfc3987_syntax, which builds a lark grammar at import for the
+    # 'iri' format our schemas never use), paid only by commands that read an environment file or a lock
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    import jsonschema
+
     schema = json.loads(SCHEMA_PATH.read_text())
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from conda_pack.core import CondaEnv, CondaPackException, File, Packer
-
 from ..errors import InstallError
 from ..oci.tar import TarEntry
 
@@ -90,6 +88,9 @@ def pack_prefix(staging: Path, dest_prefix: str, clobbered: Mapping[str, Path] |
     ``clobbered`` maps a path two packages both ship to the extracted directory of the package whose copy won at
     install time: conda-pack lists every package's own copy, so the losers are dropped here.
     """
+    # imported here: conda-pack takes ~0.1 s to import, and a build the layer memo answers never packs
+    from conda_pack.core import CondaEnv, CondaPackException, File, Packer
+
     arcroot = dest_prefix.strip("/")
     sink = _EntrySink(arcroot)
     caught: list[str] = []

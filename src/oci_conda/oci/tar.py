@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Literal
 
+import zstandard
+
 from oci_conda.errors import ImageError
 from oci_conda.payload_names import is_whiteout
 
@@ -154,7 +156,8 @@ def _header_len(path: str, kind: str, size: int, linkname: str) -> int:
     return 512 + (512 + len(records) + (-len(records) % 512) if records else 0)
 
 
-def _header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: str) -> bytes:
+def entry_header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: str) -> bytes:
+    """One entry's header bytes: ustar, preceded by a PAX header only where ustar cannot say it."""
     name, prefix, link, hsize, records = _fields(path, kind, size, linkname)
     header = _ustar(name, prefix, mode, hsize, mtime, _TYPEFLAG[kind], link)
     if not records:
@@ -241,6 +244,31 @@ class _Gzip:
             self._pool = None
 
 
+def compressor_id(compression: str) -> str:
+    """The implementation, version and level that turn a layer's tar into its compressed bytes.
+
+    gzip: the zlib this Python runs with. Deflate output is not specified by the format, only by the implementation:
+    zlib 1.2.x/1.3.x have given the same bytes for a level for a long time, but a build of Python linked to zlib-ng
+    (as some distributions ship it) gives other bytes. zstd: the libzstd bundled in the ``zstandard`` wheel.
+    (ISA-L, evaluated in issue 16, was rejected: its output depends on how the input is fed, and upstream does not
+    promise the same bytes across the CPU-specific kernels it dispatches to; intel/isa-l#140 is still open.)
+    """
+    if compression == "gzip":
+        return f"zlib {zlib.ZLIB_RUNTIME_VERSION} level {GZIP_LEVEL} blocks {GZIP_BLOCK}"
+    if compression == "zstd":
+        return f"zstandard {zstandard.__version__} (libzstd {zstandard.ZSTD_VERSION}) level {ZSTD_LEVEL}"
+    return compression
+
+
+def compressor_warning(compression: str) -> str | None:
+    """Why this machine's layers may not be bit-for-bit those of other machines, or None."""
+    version = zlib.ZLIB_RUNTIME_VERSION
+    if compression == "gzip" and ("ng" in version.lower() or not version.startswith(("1.2.", "1.3."))):
+        return (f"gzip layers are compressed by zlib {version}, not the reference zlib 1.2/1.3: their digests "
+                "differ from those built elsewhere (use --compression zstd for machine-independent bytes)")
+    return None
+
+
 class _Plain:
     def compress(self, data: bytes) -> bytes:
         return data
@@ -266,12 +294,10 @@ class _Zstd:
         pass
 
 
-def _compressor(compression: str, total: int):  # noqa: ANN202 - three small duck-typed classes
+def _compressor(compression: str, total: int, workers: int | None = None):  # noqa: ANN202 - three small duck-typed classes
     if compression == "gzip":
-        return _Gzip()
+        return _Gzip(workers)
     if compression == "zstd":
-        import zstandard
-
         # level fixed, single-threaded, no dictionary, no checksum: the bytes depend only on the input
         # the tar's size is known before it is written, so the frame records it (as `zstd` on a file would)
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False, write_content_size=True)
@@ -282,9 +308,9 @@ def _compressor(compression: str, total: int):  # noqa: ANN202 - three small duc
 
 
 class _Sink:
-    def __init__(self, out: BinaryIO, compression: str, total: int):
+    def __init__(self, out: BinaryIO, compression: str, total: int, workers: int | None = None):
         self.out = out
-        self.comp = _compressor(compression, total)
+        self.comp = _compressor(compression, total, workers)
         self.tar_hash = hashlib.sha256()
         self.out_hash = hashlib.sha256()
         self.tar_size = 0
@@ -437,7 +463,7 @@ def _content_size(e: TarEntry) -> int:
 
 
 def _write_file(sink: _Sink, e: TarEntry, size: int, mtime: int) -> None:
-    header = _header(e.path, "file", e.mode, size, mtime, "")
+    header = entry_header(e.path, "file", e.mode, size, mtime, "")
     pad = b"\0" * (-size % 512)
     if e.data is not None:
         sink.write(header + e.data + pad if size < FLUSH_AT else header)
@@ -478,11 +504,12 @@ def _write_file(sink: _Sink, e: TarEntry, size: int, mtime: int) -> None:
 
 
 def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compression, mtime: int, *,
-                whiteouts: Iterable[str] = ()) -> LayerInfo:
+                whiteouts: Iterable[str] = (), workers: int | None = None) -> LayerInfo:
     """Write a reproducible layer: sorted, owner 0, fixed mtime, canonical modes, deterministic compression.
 
     Entries with whiteout names (:func:`is_whiteout`) are refused unless their path is listed in ``whiteouts``
     (and they are empty files): deleting a lower layer's file must be a decision of the caller, never of content.
+    ``workers``: threads deflating gzip blocks (default ``GZIP_WORKERS``); the bytes do not depend on it.
     """
     if compression not in MEDIA_TYPES:
         raise ValueError(f"unknown compression {compression!r}")
@@ -494,14 +521,14 @@ def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compres
         _header_len(e.path, e.kind, n, e.linkname if e.kind in ("symlink", "hardlink") else "") + n + (-n % 512)
         for e, n in zip(normalised, sizes)
     )
-    sink = _Sink(out, compression, total)
+    sink = _Sink(out, compression, total, workers)
     try:
         for e, n in zip(normalised, sizes):
             if e.kind == "file":
                 _write_file(sink, e, n, mtime)
             else:
                 link = e.linkname if e.kind in ("symlink", "hardlink") else ""
-                sink.write(_header(e.path, e.kind, e.mode, 0, mtime, link))
+                sink.write(entry_header(e.path, e.kind, e.mode, 0, mtime, link))
         sink.write(b"\0" * 1024)  # end-of-archive marker
         digest, size, diff_id, usize = sink.finish()
     finally:
