@@ -16,6 +16,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from oci_conda.cache import cache_dir
 from oci_conda.errors import ImageError
+from oci_conda.limits import open_regular
 
 CHUNK = 1 << 20
 _DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
@@ -136,7 +137,7 @@ class BlobStore:
 
     def open(self, digest: str) -> BinaryIO:
         try:
-            return open(self.path(digest), "rb")  # noqa: SIM115
+            return open_regular(self.path(digest), f"blob {digest} in {self.root}")
         except FileNotFoundError as exc:
             raise ImageError(f"blob {digest} not found in {self.root}") from exc
 

@@ -9,12 +9,12 @@ and turning the platform's manifest into an :class:`~oci_conda.oci.image.Image`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from oci_conda.errors import ImageError
+from oci_conda.limits import loads_json
 from oci_conda.oci.blobs import Opener, check_digest, verify_bytes
 from oci_conda.oci.image import (
     ANNOTATION_REF_NAME,
@@ -48,8 +48,8 @@ class BlobSource(Protocol):
 def load_json(data: bytes, what: str) -> dict[str, Any]:
     """A JSON object from ``data``, or an ImageError naming ``what``."""
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = loads_json(data, what, cap=MAX_JSON_BLOB)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise ImageError(f"{what}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise ImageError(f"{what}: not a JSON object")

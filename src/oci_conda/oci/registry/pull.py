@@ -47,7 +47,7 @@ def get_manifest(client: RegistryClient, repo: str, reference: str) -> tuple[byt
     """The bytes and media type of a manifest or index, by tag or digest (a digest is checked)."""
     what = f"{client.host}/{repo}: manifest {reference}"
     resp = client.request("GET", client.url(f"{repo}/manifests/{reference}"), _pull_scope(repo), what,
-                          headers={"Accept": ACCEPT})
+                          headers={"Accept": ACCEPT}, max_bytes=MAX_MANIFEST)
     if resp.status_code == 404:
         err = client.fail(resp, what)
         tags = None if "NAME_UNKNOWN" in err.codes else list_tags(client, repo)
