@@ -84,7 +84,7 @@ def read_capped(resp: requests.Response, cap: int, what: str, *, deadline: float
         for chunk in resp.iter_content(1 << 16):
             got += len(chunk)
             if got > cap:
-                raise BodyTooLarge(f"{redact_url(what)}: more than {cap} bytes, refused")
+                raise BodyTooLarge(f"{redact_url(what)}: more than the {cap}-byte limit, refused")
             if time.monotonic() > end:
                 raise BodyTooLarge(f"{redact_url(what)}: not received within {deadline:.0f} s")
             parts.append(chunk)
