@@ -6,9 +6,8 @@ offline mode are decided in one place. Error messages must never show credential
 
 from __future__ import annotations
 
-from typing import Any
-
 import time
+from typing import Any
 
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
