@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from oci_conda.cache import cache_dir
+from oci_conda.cache import cache_dir, hold
 from oci_conda.errors import ImageError
 from oci_conda.limits import open_regular
 
@@ -163,6 +163,7 @@ class BlobStore:
         d = self.root / "sha256"
         d.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".ingest.", suffix=".tmp", dir=d)
+        held = hold(tmp)  # a sweep by another build leaves it alone while we live
         try:
             with os.fdopen(fd, "wb") as f:
                 w = _Ingest(f)  # type: ignore[arg-type]
@@ -176,6 +177,8 @@ class BlobStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        finally:
+            os.close(held)
 
     def add_stream(self, stream: BinaryIO, digest: str | None = None, size: int | None = None) -> str:
         """Copy ``stream`` in; if ``digest`` is given and the blob is already here, nothing is read."""
