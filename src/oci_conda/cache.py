@@ -119,7 +119,7 @@ def sweep_cache() -> None:
     root = cache_root()
     if root.is_dir():
         for sub in CACHE_SUBDIRS:
-            sweep_once(root / sub)
+            sweep_stale(root / sub, is_temp_name)
     sweep_stale(tempfile.gettempdir(), lambda n: n.startswith(HELD_TMPDIR_PREFIXES))
 
 
