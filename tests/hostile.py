@@ -471,3 +471,23 @@ class Arena:
 
     def env(self, extra: dict | None = None) -> dict:
         return dict(os.environ, OCI_CONDA_CACHE=str(self.cache), TMPDIR=str(self.tmp), **(extra or {}))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bounded runs: a bomb must be refused within a memory and time budget, not merely eventually
+
+
+def run_bounded(args: list[str], *, mem: int, seconds: float, env: dict | None = None,
+                cwd: str | None = None) -> "subprocess.CompletedProcess[str]":
+    """``python -m oci_conda ARGS`` (or ``python -c CODE`` when ``args[0] == "-c"``) in a child whose address
+    space is capped at ``mem`` bytes (``resource.setrlimit``) and which must finish within ``seconds``."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+
+    cmd = [sys.executable, *args] if args[0] == "-c" else [sys.executable, "-m", "oci_conda", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=seconds, env=env, cwd=cwd,
+                          preexec_fn=limit, check=False)

@@ -446,3 +446,119 @@ def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers
     s = Servers(tmp_path_factory.mktemp("servers"))
     yield s
     s.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a hostile registry: every answer scripted by the test
+
+
+@dataclass
+class Answer:
+    """What the hostile server sends: a status, headers, and a body (bytes, or chunks sent with chunked encoding,
+    which may never end)."""
+
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+    body: "bytes | Callable[[], Iterator[bytes]]" = b""
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict
+
+
+class _HostileHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        pass
+
+    def _answer(self) -> None:
+        hs: HostileServer = self.server.hostile  # type: ignore[attr-defined]
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
+        seen = Seen(self.command, self.path, dict(self.headers.items()))
+        with hs.lock:
+            hs.seen.append(seen)
+        a = hs.route(seen)
+        self.send_response(a.status)
+        for k, v in a.headers.items():
+            self.send_header(k, v)
+        try:
+            if callable(a.body):
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for chunk in a.body():
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                if "Content-Length" not in a.headers:
+                    self.send_header("Content-Length", str(len(a.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(a.body)
+        except OSError:  # the client hung up on an endless or oversized answer, as it should
+            self.close_connection = True
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+
+class HostileServer:
+    """An HTTP(S) server on 127.0.0.1 answering whatever ``route(seen)`` says, recording every request with its
+    headers (to prove which credentials reached which origin)."""
+
+    def __init__(self, route: Callable[[Seen], Answer], tls: TLSFiles | None = None):
+        import ssl
+
+        self.route = route
+        self.seen: list[Seen] = []
+        self.lock = threading.Lock()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostileHandler)
+        self.httpd.daemon_threads = True
+        self.httpd.hostile = self  # type: ignore[attr-defined]
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls.cert), str(tls.key))
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def authorizations(self) -> list[str]:
+        with self.lock:
+            return [s.headers.get("Authorization", "") for s in self.seen if s.headers.get("Authorization")]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def endless(chunk: bytes = b"[" * 65536) -> Callable[[], Iterator[bytes]]:
+    """A body that never ends."""
+
+    def gen() -> Iterator[bytes]:
+        while True:
+            yield chunk
+
+    return gen
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Iterator[Callable[..., HostileServer]]:
+    """``hostile(route, tls=None)`` starts a :class:`HostileServer`; all are stopped after the test."""
+    made: list[HostileServer] = []
+
+    def start(route: Callable[[Seen], Answer], tls: TLSFiles | None = None) -> HostileServer:
+        s = HostileServer(route, tls)
+        made.append(s)
+        return s
+
+    yield start
+    for s in made:
+        s.stop()

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any
 import requests
 
 from . import __version__
-from .cache import atomic_path, atomic_write, cache_dir
+from .cache import atomic_path, atomic_write, cache_dir, held_temp_dir
+from .cache_verify import drop_file, verify_file
 from .conda.channel import resolve_channels
 from .conda.fetch import fetch_packages
 from .conda.install import install
@@ -182,7 +182,7 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
         with thread_pool(opts.jobs, len(records), "extract", cpu_bound=True) as pool:
             extracted = list(pool.map(one, records))
     prefix = spec.image.prefix
-    with tempfile.TemporaryDirectory(prefix="oci-conda-stage-") as tmp:
+    with held_temp_dir("oci-conda-stage-") as tmp:  # held: a later run sweeps it only after a kill -9
         staging = Path(tmp) / "prefix"
         with reporter.phase("install", f"into {prefix}"):
             reporter.start(len(records), "install")
@@ -257,9 +257,10 @@ def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_r
     try:
         info = LayerInfo(**json.loads(memo.read_bytes()))
         blob = blobs / info.digest.split(":", 1)[1]
-        if blob.stat().st_size == info.size:
+        if verify_file(blob, sha256=info.digest.split(":", 1)[1], size=info.size):  # stamp, else a full hash
             return info, blob
-    except (OSError, ValueError, TypeError):
+        drop_file(blob)  # damaged: rebuilt below, never shipped
+    except (OSError, ValueError, TypeError, AttributeError):
         pass
     with atomic_path(directory=blobs) as staged:  # named after its digest, known once written
         with open(staged.tmp, "wb") as f:

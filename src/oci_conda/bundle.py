@@ -21,18 +21,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import requests
 
-from .cache import atomic_path, cache_dir
+from .cache import atomic_path, cache_dir, held_temp_dir
 from .conda.fetch import fetch_packages
 from .errors import OutputError
+from .limits import LimitError, loads_json, open_regular
 from .lockfile import Lock, LockError, read_lock
 from .oci.blobs import Opener
 from .oci.image import MEDIA_TYPE_INDEX, Descriptor, index_bytes
@@ -136,38 +137,70 @@ class UnpackedBundle:
     base_ref: str | None
 
 
+#: what a bundle may hold, and nothing else: the manifest, one lock, one env file, flat package files, a base layout
+_MEMBER = re.compile(rf"(?:{re.escape(MANIFEST_NAME)}|lock/[^/]+|env/[^/]+"
+                     r"|pkgs/(?:[0-9a-f]{64}|[0-9a-f]{32})(?:\.conda|\.tar\.bz2)"
+                     r"|base/(?:oci-layout|index\.json|blobs/sha256/[0-9a-f]{64}))")
+#: the manifest, the lock, the env file and base/index.json are small; a package or blob may be big
+MAX_SMALL_MEMBER = 64 << 20
+_SMALL = re.compile(rf"(?:{re.escape(MANIFEST_NAME)}|lock/.*|env/.*|base/oci-layout|base/index\.json)")
+
+
 def _safe_members(t: tarfile.TarFile, where: str) -> Iterator[tarfile.TarInfo]:
+    """The members of a bundle, each of the one shape the writer makes (a flat name in its place, a regular file,
+    small where it should be small); anything else is one line."""
     for m in t:
-        name = m.name
+        name = m.name.removeprefix("./")
         if name.startswith("/") or ".." in name.split("/"):
-            raise LockError(f"{where}: unsafe path in bundle: {name!r}")
+            raise LockError(f"{where}: unsafe path in bundle: {name[:200]!r}")
         if m.isdir():
             continue
         if not m.isreg():
-            raise LockError(f"{where}: unexpected {name!r} in bundle (only regular files)")
+            raise LockError(f"{where}: unexpected {name[:200]!r} in bundle (only regular files)")
+        if not _MEMBER.fullmatch(name):
+            raise LockError(f"{where}: unexpected {name[:200]!r} in bundle (not a lock, env file, package file "
+                            "or base image blob)")
+        if _SMALL.fullmatch(name) and m.size > MAX_SMALL_MEMBER:
+            raise LockError(f"{where}: {name} in the bundle is {m.size} bytes, over the {MAX_SMALL_MEMBER}-byte limit")
         yield m
+
+
+def _read_manifest(tmp: Path, where: str) -> dict[str, Any]:
+    """``oci-conda-bundle.json``, checked for the one shape the writer makes."""
+    try:
+        with open_regular(tmp / MANIFEST_NAME, where) as f:
+            meta = loads_json(f.read(MAX_SMALL_MEMBER + 1), f"{where}: {MANIFEST_NAME}", cap=MAX_SMALL_MEMBER)
+    except (OSError, ValueError, LimitError):
+        raise LockError(f"{where}: not an oci-conda bundle (no readable {MANIFEST_NAME})") from None
+    if not isinstance(meta, dict):
+        raise LockError(f"{where}: {MANIFEST_NAME} is not a JSON object")
+    if meta.get("version") != BUNDLE_VERSION:
+        raise LockError(f"{where}: bundle version {str(meta.get('version'))[:40]!r} is not supported")
+    lock, env, base = meta.get("lock"), meta.get("env"), meta.get("base", False)
+    if not isinstance(lock, str) or not re.fullmatch(r"lock/[^/]+", lock) or not (tmp / lock).is_file():
+        raise LockError(f"{where}: {MANIFEST_NAME}: 'lock' must name a lock/NAME file in the bundle")
+    if env is not None and (not isinstance(env, str) or not re.fullmatch(r"env/[^/]+", env)
+                            or not (tmp / env).is_file()):
+        raise LockError(f"{where}: {MANIFEST_NAME}: 'env' must be null or name an env/NAME file in the bundle")
+    if not isinstance(base, bool) or (base and not (tmp / "base" / "index.json").is_file()):
+        raise LockError(f"{where}: {MANIFEST_NAME}: 'base' must be true (with base/index.json) or false")
+    return meta
 
 
 @contextlib.contextmanager
 def open_bundle(path: Path) -> Iterator[UnpackedBundle]:
     """Unpack ``path`` into a temporary directory (removed afterwards); its packages go to the package cache."""
     where = str(path)
-    tmp = Path(tempfile.mkdtemp(prefix="oci-conda-bundle-"))
-    try:
+    with held_temp_dir("oci-conda-bundle-") as tmp:  # held: swept by a later run only after a kill -9
         try:
-            with tarfile.open(path, "r:") as t:
+            with open_regular(path, where) as raw, tarfile.open(fileobj=raw, mode="r:") as t:
                 members = list(_safe_members(t, where))
                 t.extractall(tmp, members=members, filter="data")
         except FileNotFoundError:
             raise LockError(f"{where}: no such file") from None
         except (tarfile.TarError, OSError) as e:
-            raise LockError(f"{where}: not a readable bundle ({e})") from None
-        try:
-            meta = json.loads((tmp / MANIFEST_NAME).read_bytes())
-        except (OSError, ValueError):
-            raise LockError(f"{where}: not an oci-conda bundle (no {MANIFEST_NAME})") from None
-        if meta.get("version") != BUNDLE_VERSION:
-            raise LockError(f"{where}: bundle version {meta.get('version')!r} is not supported")
+            raise LockError(f"{where}: not a readable bundle ({type(e).__name__})") from None
+        meta = _read_manifest(tmp, where)
         _store_packages(tmp / "pkgs", where)
         lock = read_lock(tmp / meta["lock"])
         env = tmp / meta["env"] if meta.get("env") else None
@@ -175,8 +208,6 @@ def open_bundle(path: Path) -> Iterator[UnpackedBundle]:
             _make_local_channels(env, lock, tmp)
         base = f"oci:{tmp / 'base'}" if meta.get("base") else None
         yield UnpackedBundle(tmp, lock, env, base)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _store_packages(src: Path, where: str) -> None:

@@ -3,6 +3,11 @@
 Layout under ``$OCI_CONDA_CACHE`` (default ``$XDG_CACHE_HOME/oci-conda`` or ``~/.cache/oci-conda``):
 ``pkgs/`` package files by sha256, ``extracted/`` unpacked packages, ``repodata/``, ``blobs/sha256/``.
 Several builds may share one cache: every entry appears atomically and is verified before it is trusted.
+
+Temp names (``.NAME.*.tmp``, ``.NAME.*.part``, ``oci-conda-stage-*`` in ``$TMPDIR``) are locked (``flock``) by the
+process writing them for as long as it lives; a killed process's lock is gone with it, so :func:`sweep_stale` (run on
+a directory before the first temp is made there, and by :func:`sweep_cache` at the start of every command) removes
+exactly the temps nobody holds.
 """
 
 from __future__ import annotations
@@ -10,10 +15,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
+
+#: what our temp names end with (cache entries never do)
+TEMP_SUFFIXES = (".tmp", ".part", ".old")
+#: what our temp directories in ``$TMPDIR`` start with (each held while in use)
+HELD_TMPDIR_PREFIXES = ("oci-conda-stage-", "oci-conda-bundle-")
+#: cache subdirectories whose temps are swept at start
+CACHE_SUBDIRS = ("pkgs", "extracted", "layers", "blobs/sha256", "repodata", "repodata/shards")
 
 
 def cache_root() -> Path:
@@ -29,6 +44,96 @@ def cache_dir(*parts: str) -> Path:
     p = cache_root().joinpath(*parts)
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def hold(path: str | os.PathLike[str]) -> int:
+    """Lock the temp file/dir ``path`` for as long as the returned fd is open (see :func:`sweep_stale`)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def hold_fd(fd: int) -> None:
+    """Lock a temp file we already have open (``mkstemp``'s fd) for as long as that fd is open."""
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def sweep_stale(directory: str | os.PathLike[str], match: Callable[[str], bool]) -> int:
+    """Remove the entries of ``directory`` that ``match`` and that no live process holds a lock on; their count.
+
+    A live writer holds its temp (``hold``), so whatever can be locked belongs to nobody any more."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    removed = 0
+    for n in names:
+        if not match(n):
+            continue
+        p = Path(directory) / n
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # in use
+        finally:
+            os.close(fd)  # closing drops the lock; a writer that locks from here on is not ours to touch
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed += 1
+    return removed
+
+
+def is_temp_name(name: str) -> bool:
+    """``.NAME.*.tmp`` / ``.part`` / ``.old``: a temp name of ours inside the cache."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIXES)
+
+
+_swept: set[str] = set()
+_swept_lock = threading.Lock()
+
+
+def sweep_once(directory: str | os.PathLike[str], prefix: str = ".") -> None:
+    """:func:`sweep_stale` of our temp names starting with ``prefix`` in ``directory``, at most once per process
+    (it is called per write; an output's directory is swept only of that output's own temps)."""
+    key = os.path.join(os.fspath(directory), prefix)
+    with _swept_lock:
+        if key in _swept:
+            return
+        _swept.add(key)
+    sweep_stale(directory, lambda n: n.startswith(prefix) and is_temp_name(n))
+
+
+def sweep_cache() -> None:
+    """Remove what killed runs left: unheld temps in the cache's directories and our temp dirs in ``$TMPDIR``."""
+    root = cache_root()
+    if root.is_dir():
+        for sub in CACHE_SUBDIRS:
+            sweep_stale(root / sub, is_temp_name)
+    sweep_stale(tempfile.gettempdir(), lambda n: n.startswith(HELD_TMPDIR_PREFIXES))
+
+
+@contextlib.contextmanager
+def held_temp_dir(prefix: str, directory: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """A new temp directory, locked while in use and removed afterwards (also on SIGTERM, which the CLI turns into
+    an exception); after ``kill -9`` it is left unlocked, for the next :func:`sweep_cache`."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+    fd = hold(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
 
 
 @dataclass
@@ -52,8 +157,9 @@ def atomic_path(target: str | os.PathLike[str] | None = None, *, directory: str 
     if where is None:
         raise ValueError("atomic_path needs a target or a directory")
     name = Path(target).name if target is not None else "blob"
+    sweep_once(where, f".{name}.")
     fd, tmpname = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=where)
-    os.close(fd)
+    hold_fd(fd)  # held until we are done: a concurrent sweep leaves it alone
     staged = Staged(Path(tmpname), Path(target) if target is not None else None)
     try:
         yield staged
@@ -69,6 +175,8 @@ def atomic_path(target: str | os.PathLike[str] | None = None, *, directory: str 
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmpname)
         raise
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

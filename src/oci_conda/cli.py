@@ -6,11 +6,15 @@ Knows how no stage works; the image-changing flags come from options.py's table.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import traceback
 from typing import Sequence
 
 from . import __version__
+from .cache import sweep_cache
 from .commands import COMMANDS
 from .errors import OciCondaError
 from .options import PLATFORMS, add_arguments
@@ -122,24 +126,69 @@ def _registry_options(p: argparse.ArgumentParser) -> None:
                    "podman's auth.json, ~/.docker/config.json)")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what CI cancellation sends), raised like Ctrl-C so every ``finally`` and context manager cleans up."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while cleaning up ends us at once
+    raise Terminated
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (``inspect | head``): point stdout at /dev/null so the interpreter's final flush is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run one command, and turn every way it can end into one line and an exit code: a user error, an OS
+    error (a read-only cache, a full disk), SIGINT (130) and SIGTERM (143) after cleanup, a closed stdout (141)."""
     parser = make_parser()
     args = parser.parse_args(argv)
     reporter = Reporter(choose_mode(args.quiet, args.json))
     command = COMMANDS.get(args.command)
     if command is None:
         parser.error(f"unknown command {args.command}")
+    if threading_main():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return command(args, reporter)
+        sweep_cache()
+        code = command(args, reporter)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below, not at interpreter exit
+        return code
     except OciCondaError as e:
         if args.debug:
             traceback.print_exc()
         msg = str(e)
         print(f"oci-conda: error: {msg}", file=sys.stderr)
         return e.exit_code
+    except Terminated:
+        print("oci-conda: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("oci-conda: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
+    except RecursionError:
+        if args.debug:
+            traceback.print_exc()
+        print("oci-conda: error: input nested too deeply", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if args.debug:
+            traceback.print_exc()
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"oci-conda: error: {where}{e.strerror or type(e).__name__}", file=sys.stderr)
+        return 1
 
 
-
+def threading_main() -> bool:
+    """Signal handlers can only be installed from the main thread (tests may call :func:`main` from another)."""
+    return threading.current_thread() is threading.main_thread()

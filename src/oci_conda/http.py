@@ -6,6 +6,7 @@ offline mode are decided in one place. Error messages must never show credential
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import requests
@@ -22,6 +23,14 @@ DEFAULT_TIMEOUT = (15.0, 60.0)
 #: Enough pooled connections per host for the parallel package downloads (fetch uses up to ``jobs`` threads).
 POOL_SIZE = 32
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+#: The longest wait a server's ``Retry-After`` can impose before one retry (a hostile 100000 is not obeyed).
+MAX_RETRY_AFTER = 30.0
+#: Default cap on a body read whole (repodata, shards, tokens, manifests); a caller may pass ``max_bytes``.
+MAX_BODY = 512 << 20
+#: Wall-clock cap on reading one body: a server trickling bytes must not hold a build for hours.
+BODY_DEADLINE = 900.0
+#: The longest response header value we parse (a 60 KB ``WWW-Authenticate`` is refused, not parsed).
+MAX_HEADER = 8 << 10
 
 class OfflineError(FetchError):
     """A request was attempted while the build runs offline."""
@@ -53,6 +62,53 @@ def describe_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+class BodyTooLarge(FetchError):
+    """A server sent more than the cap for what was asked, or took longer than the deadline to send it."""
+
+
+def read_capped(resp: requests.Response, cap: int, what: str, *, deadline: float = BODY_DEADLINE) -> bytes:
+    """The body of a streamed response, read at most ``cap`` bytes and ``deadline`` seconds: the ONE bounded read.
+
+    The cap is enforced while streaming (a ``Content-Length`` over it is refused before reading anything), so an
+    endless or huge body costs at most ``cap`` bytes of memory. ``requests`` exceptions pass through."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        resp.close()
+        raise BodyTooLarge(f"{redact_url(what)}: the server announced {int(declared)} bytes, over the "
+                           f"{cap}-byte limit")
+    end = time.monotonic() + deadline
+    parts: list[bytes] = []
+    got = 0
+    try:
+        for chunk in resp.iter_content(1 << 16):
+            got += len(chunk)
+            if got > cap:
+                raise BodyTooLarge(f"{redact_url(what)}: more than the {cap}-byte limit, refused")
+            if time.monotonic() > end:
+                raise BodyTooLarge(f"{redact_url(what)}: not received within {deadline:.0f} s")
+            parts.append(chunk)
+    except BodyTooLarge:
+        resp.close()
+        raise
+    return b"".join(parts)
+
+
+def header_value(resp: requests.Response, name: str, what: str, *, cap: int = MAX_HEADER) -> str:
+    """A response header, refused (one line) when longer than ``cap``: what we parse stays small."""
+    value = resp.headers.get(name, "")
+    if len(value) > cap:
+        raise BodyTooLarge(f"{redact_url(what)}: a {len(value)}-byte {name} header, over the {cap}-byte limit")
+    return value
+
+
+class CappedRetry(Retry):
+    """urllib3's retry policy with ``Retry-After`` obeyed only up to :data:`MAX_RETRY_AFTER` seconds."""
+
+    def get_retry_after(self, response: Any) -> float | None:
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, MAX_RETRY_AFTER)
+
+
 class _OfflineAdapter(BaseAdapter):
     """Refuses every request: an offline build must say what it would have needed, not hang or half-work."""
 
@@ -64,20 +120,44 @@ class _OfflineAdapter(BaseAdapter):
 
 
 class _Session(requests.Session):
-    """A ``requests.Session`` with a default timeout (``requests`` has none)."""
+    """A ``requests.Session`` with a default timeout (``requests`` has none) and a cap on every body read whole.
+
+    A request without ``stream=True`` is streamed anyway and its body read through :func:`read_capped`
+    (``max_bytes``, default :data:`MAX_BODY`), so ``.content`` can never hold more than the cap."""
 
     offline: bool = False
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
-        return super().request(method, url, *args, **kwargs)
+        cap = kwargs.pop("max_bytes", MAX_BODY)
+        if kwargs.get("stream"):
+            return super().request(method, url, *args, **kwargs)
+        kwargs["stream"] = True
+        resp = super().request(method, url, *args, **kwargs)
+        preload(resp, cap, url)
+        return resp
+
+
+def preload(resp: requests.Response, cap: int, what: str) -> None:
+    """Read a streamed response's body now, capped, so that ``.content``/``.json()`` work without a further read."""
+    if method_has_no_body(resp):
+        body = b""
+    else:
+        body = read_capped(resp, cap, what)
+    resp._content = body  # requests' own slot for a body already read
+    resp._content_consumed = True
+    resp.close()
+
+
+def method_has_no_body(resp: requests.Response) -> bool:
+    return resp.request is not None and resp.request.method == "HEAD"
 
 
 def make_session(offline: bool = False, *, retries: int = 4, backoff: float = 0.25) -> requests.Session:
     """The build's one session; ``offline`` makes every request raise :class:`OfflineError` (a ``FetchError``).
 
     Idempotent requests (GET/HEAD) are retried ``retries`` times with exponential backoff on connection errors,
-    HTTP 429 and 5xx; ``Retry-After`` is honoured. The session has an ``offline`` attribute for callers that want
+    HTTP 429 and 5xx; ``Retry-After`` is honoured up to :data:`MAX_RETRY_AFTER`. The session has an ``offline`` attribute for callers that want
     to pick a cache-only path up front.
     """
     s = _Session()
@@ -86,7 +166,7 @@ def make_session(offline: bool = False, *, retries: int = 4, backoff: float = 0.
     if offline:
         adapter: BaseAdapter = _OfflineAdapter()
     else:
-        retry = Retry(
+        retry = CappedRetry(
             total=retries,
             connect=retries,
             read=retries,

@@ -8,7 +8,6 @@ annotations are never trusted for the package list. Works on any OCI archive or 
 from __future__ import annotations
 
 import gzip
-import json
 import re
 import tarfile
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from .errors import ImageError
+from .limits import LimitError, loads_json
 from .oci.image import INDEX_TYPES, MANIFEST_TYPES, Descriptor
 from .oci.local import LocalSource, open_local
 from .oci.walk import BlobSource, Node, fetch_json, walk
@@ -86,8 +86,8 @@ def _read_layer(src: BlobSource, desc: Descriptor, where: str) -> tuple[dict[tup
                 if f is None:
                     continue
                 try:
-                    rec = json.loads(f.read())
-                except ValueError:
+                    rec = loads_json(f.read(MAX_META + 1), f"{where}: {m.name}", cap=MAX_META)
+                except (ValueError, LimitError):  # not JSON, too big or nested too deeply: not a record we list
                     continue
                 if isinstance(rec, dict) and isinstance(rec.get("name"), str):
                     metas[("/" + (g.group(1) or "").rstrip("/"), g.group(2))] = rec

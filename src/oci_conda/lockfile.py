@@ -31,6 +31,7 @@ from .conda.explicit import is_explicit, parse_explicit
 from .conda.records import PackageRecord
 from .credentials import strip_credentials
 from .errors import OutputError, SpecError
+from .limits import read_file_capped
 from .oci.image import Image
 
 if TYPE_CHECKING:
@@ -195,9 +196,11 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
     path = Path(path)
     where = str(path)
     try:
+        if path.is_dir():
+            raise IsADirectoryError
         if path.stat().st_size > MAX_LOCK:
             raise LockError(f"{where}: too large for a lockfile")
-        text = path.read_text(encoding="utf-8")
+        text = read_file_capped(path, MAX_LOCK, where).decode("utf-8")  # a FIFO or /dev/zero is refused
     except FileNotFoundError:
         raise LockError(f"{where}: no such file") from None
     except IsADirectoryError:

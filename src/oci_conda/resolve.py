@@ -7,9 +7,12 @@ solve chose. Knows nothing of layers or images beyond the base image's digest a 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import urlsplit
 
 import requests
 
@@ -32,27 +35,51 @@ from .progress import Reporter
 from .spec import BuildSpec
 
 DEFAULT_EPOCH = 0  # used only when no package has a timestamp and SOURCE_DATE_EPOCH is unset
+#: The newest image time a tar header (11 octal digits, as our writer and ustar readers like umoci take them)
+#: and every config can carry: 8**11 - 1 s, in the year 2242.
+MAX_EPOCH = 8 ** 11 - 1
+
+
+def checked_epoch(value: object, source: str) -> int:
+    """``value`` as image time in whole seconds, in 0..MAX_EPOCH; anything else is one line naming ``source``.
+
+    The ONE check every image time passes (SOURCE_DATE_EPOCH, a lock's, a package timestamp): a negative time gives
+    tar headers others reject, a huge one overflows tar headers and ``gmtime``."""
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, str):
+        try:
+            value = int(value.strip(), 10) if len(value) < 40 else None
+        except ValueError:
+            value = None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2.0 ** 63:
+        value = int(value)
+    if not isinstance(value, int):
+        raise SpecError(f"{source} must be an integer number of seconds")
+    if not 0 <= value <= MAX_EPOCH:
+        raise SpecError(f"{source} is {str(value)[:40]}, outside 0..{MAX_EPOCH} (1970 to 2242)")
+    return value
 
 
 def source_date_epoch(records: Sequence[PackageRecord]) -> int:
     """SOURCE_DATE_EPOCH, else the newest package timestamp: the same lock gives the same image, any day."""
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None and env.strip():
-        try:
-            v = int(env)
-        except ValueError:
-            raise SpecError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {env!r}") from None
-        if v < 0:
-            raise SpecError(f"SOURCE_DATE_EPOCH must not be negative, got {v}")
-        return v
-    newest = max((r.timestamp for r in records), default=0)
-    return newest // 1000 if newest else DEFAULT_EPOCH
+        return checked_epoch(env, f"SOURCE_DATE_EPOCH {env.strip()[:40]!r}")
+    newest = max(records, key=lambda r: r.timestamp or 0, default=None)
+    if newest is None or not newest.timestamp:
+        return DEFAULT_EPOCH
+    ts = newest.timestamp
+    seconds = ts // 1000 if isinstance(ts, int) else ts
+    if isinstance(seconds, float):
+        seconds = seconds // 1000 if math.isfinite(seconds) else None
+    return checked_epoch(seconds, f"the timestamp of package {newest.fn} ({newest.channel})")
 
 
 def lock_mtime(lock: Lock, records: Sequence[PackageRecord]) -> int:
     """The image time a build from ``lock`` uses: the locked SOURCE_DATE_EPOCH, else :func:`source_date_epoch`."""
     sde = lock.options.get("source_date_epoch")
-    return int(sde) if sde is not None else source_date_epoch(records)
+    return checked_epoch(sde, f"{lock.path}: source_date_epoch") if sde is not None else source_date_epoch(records)
 
 
 def default_session(opts: BuildOptions) -> requests.Session:
@@ -114,13 +141,32 @@ def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], bas
 
 
 
+#: a path component that names a conda subdir (``linux-64``, ``osx-arm64``, ``noarch``, ...)
+_SUBDIR_NAME = re.compile(r"noarch|(?:linux|osx|win|emscripten|wasi|zos|freebsd)-[a-z0-9_]+")
+
+
+def check_record_subdirs(records: Sequence[PackageRecord], subdir: str, where: str) -> None:
+    """Every record is for ``subdir`` or noarch, by its own ``subdir`` and by the directory its URL names: an
+    arm64 image of x86 binaries is refused with one line naming the package, not built."""
+    for r in records:
+        parts = urlsplit(r.url).path.rstrip("/").split("/")
+        in_url = parts[-2] if len(parts) >= 2 and _SUBDIR_NAME.fullmatch(parts[-2]) else None
+        for claimed, how in ((r.subdir, "is for"), (in_url, "comes from the subdir")):
+            if claimed and claimed not in (subdir, "noarch"):
+                raise LockError(f"{where}: package {r.fn} {how} {claimed}, not {subdir} (or noarch); "
+                                f"refusing to put it in a {subdir} image")
+
+
 def platform_records(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter: Reporter,
                      session: requests.Session) -> tuple[list[PackageRecord], int]:
-    """The records to install and the time stamp for their files: from the lock if there is one, else solved."""
+    """The records to install and the time stamp for their files: from the lock if there is one, else solved.
+    Either way every record is checked to be for ``subdir`` (or noarch)."""
     if opts.lock is None:
         records = solve_environment(spec, subdir, opts, reporter, session)
+        check_record_subdirs(records, subdir, f"{spec.path}: solved for {subdir}")
         return records, source_date_epoch(records)
     records = records_for_build(opts.lock, subdir, spec.channels, spec.base_dir, opts.channel_alias)
+    check_record_subdirs(records, subdir, f"{opts.lock.path}: {subdir}")
     return records, lock_mtime(opts.lock, records)
 
 

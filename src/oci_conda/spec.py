@@ -502,11 +502,36 @@ def _schema_message(e: jsonschema.ValidationError) -> str:
 
 def check_prefix(prefix: str, where: str) -> None:
     """The prefix is baked into files of the image; it must be absolute, normalised and printable."""
+    if not isinstance(prefix, str):
+        raise SpecError(f"{where}: prefix must be a string")
+    validate_prefix(prefix, where)  # lengths first: a huge prefix is never echoed below
     if not prefix.startswith("/") or prefix == "/":
         raise SpecError(f"{where}: prefix must be an absolute path below /, got {prefix!r}")
     parts = prefix.split("/")[1:]
     if any(p in ("", ".", "..") for p in parts) or any(ord(ch) < 32 for ch in prefix) or " " in prefix:
         raise SpecError(f"{where}: prefix {prefix!r} must be a normalised absolute path without spaces")
+
+
+#: a file name (one path component) on Linux file systems, and what a tar path and PATH_MAX leave for the prefix
+MAX_PREFIX_COMPONENT = 255
+MAX_PREFIX = 1024
+
+
+def validate_prefix(prefix: str, where: str) -> None:
+    """Lengths that every runtime can unpack: no component over 255 bytes (``podman load`` and the kernel refuse a
+    300-character one), the whole prefix at most 1024 bytes, no DEL or non-UTF-8-encodable character."""
+    try:
+        encoded = prefix.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError(f"{where}: prefix is not valid UTF-8") from None
+    if len(encoded) > MAX_PREFIX:
+        raise SpecError(f"{where}: prefix is {len(encoded)} bytes long, over the {MAX_PREFIX}-byte limit")
+    for part in prefix.split("/"):
+        if len(part.encode("utf-8")) > MAX_PREFIX_COMPONENT:
+            raise SpecError(f"{where}: prefix component {part[:40]!r}... is {len(part.encode('utf-8'))} bytes long, "
+                            f"over the {MAX_PREFIX_COMPONENT}-byte limit of a file name")
+    if "\x7f" in prefix:
+        raise SpecError(f"{where}: prefix contains a DEL character")
 
 
 def resolve_base_ref(ref: str, base_dir: Path) -> str:

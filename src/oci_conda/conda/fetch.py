@@ -20,7 +20,7 @@ from typing import IO, Callable, Sequence
 
 import requests
 
-from ..cache import cache_dir, file_lock
+from ..cache import cache_dir, file_lock, hold
 from ..cache_verify import Digests, drop_file, record_file, verify_file
 from ..errors import FetchError
 from ..http import OfflineError, describe_error, is_offline
@@ -141,6 +141,7 @@ def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target:
               progress: Progress | None) -> Path:
     """Fetch ``rec`` into a temp file, verify it and rename it to ``target`` (or to its computed sha256)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name if target else rec.fn}.", suffix=".part", dir=pkgs)
+    held = hold(tmp)  # a sweep by another build leaves it alone while we live
     try:
         with os.fdopen(fd, "w+b") as f:
             sink = _Sink(f)
@@ -174,6 +175,7 @@ def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        os.close(held)
 
 
 def _fetch_one(rec: PackageRecord, session: requests.Session, pkgs: Path, offline: bool,

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from conda_package_streaming import package_streaming
 
-from ..cache import file_lock
+from ..cache import file_lock, hold
 from ..cache_verify import file_digests, tree_manifest, verify_tree
 from ..errors import PackageError
 from ..payload_names import refused_payload_path
@@ -107,6 +107,7 @@ def extract_package(pkg_file: Path, dest_root: Path, key: str | None = None, *, 
         if _usable(final):  # another build finished it while we waited
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{entry}.", suffix=".tmp", dir=dest_root))
+        held = hold(tmp)  # a sweep by another build leaves it alone while we live
         try:
             os.chmod(tmp, 0o755)
             _extract_all(pkg_file, tmp, name)
@@ -120,6 +121,8 @@ def extract_package(pkg_file: Path, dest_root: Path, key: str | None = None, *, 
         except BaseException:
             _rmtree(tmp)
             raise
+        finally:
+            os.close(held)
     return final
 
 
@@ -143,8 +146,12 @@ def _usable(final: Path) -> bool:
 def _discard(path: Path, dest_root: Path) -> None:
     """Move a bad entry out of the way first (readers see it vanish at once), then delete it."""
     aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=dest_root))
-    os.rename(path, aside / "old")
-    _rmtree(aside)
+    held = hold(aside)
+    try:
+        os.rename(path, aside / "old")
+        _rmtree(aside)
+    finally:
+        os.close(held)
 
 
 def _rmtree(path: Path) -> None:

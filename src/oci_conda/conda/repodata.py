@@ -31,15 +31,27 @@ from .records import PackageRecord
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _EXTS = (".conda", ".tar.bz2")
 
+#: The largest repodata.json we inflate (the biggest real channel subdirs are a few hundred MB): a small
+#: ``repodata.json.zst`` that inflates to gigabytes is refused at this size while streaming, not after.
+MAX_REPODATA = 1 << 30
+
+
 # ---------------------------------------------------------------- parsing
 
-def decompress(body: bytes, where: str) -> bytes:
+def decompress(body: bytes, where: str, cap: int = MAX_REPODATA) -> bytes:
+    """A zstd body inflated, at most ``cap`` bytes (checked as it streams); anything else is returned as is."""
     if not body.startswith(ZSTD_MAGIC):  # already decoded (a server sent Content-Encoding) or plain JSON
         return body
+    out = bytearray()
     try:
-        return zstandard.ZstdDecompressor().decompressobj().decompress(body)
+        with zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True) as r:
+            while chunk := r.read(1 << 20):
+                out += chunk
+                if len(out) > cap:
+                    raise ChannelError(f"repodata at {redact_url(where)} inflates to more than the {cap}-byte limit")
     except zstandard.ZstdError as e:
         raise ChannelError(f"corrupt zstd repodata at {redact_url(where)}: {e}") from None
+    return bytes(out)
 
 
 def parse_document(body: bytes, where: str) -> dict[str, Any]:
@@ -141,7 +153,7 @@ def records_from_repodata(obj: Mapping[str, Any], channel: Channel, subdir: str,
     if base_url is not None:
         if not isinstance(base_url, str) or not base_url:
             raise ChannelError(f"invalid repodata at {redact_url(where)}: 'info.base_url' is not a string")
-        fixed_base = urljoin(channel.subdir_url(subdir, auth=True) + "/", base_url)
+    fixed_base = resolve_base(channel, subdir, base_url, where, "info.base_url") if base_url is not None else None
     out: dict[str, PackageRecord] = {}
     for key in ("packages", "packages.conda"):
         for fn, raw in (obj.get(key) or {}).items():
@@ -298,7 +310,20 @@ def fixed_base(info: Mapping[str, Any], channel: Channel, subdir: str, where: st
         return channel.subdir_url(subdir, auth=True)
     if not isinstance(base_url, str) or not base_url:
         raise ChannelError(f"invalid repodata at {redact_url(where)}: 'info.base_url' is not a string")
-    return urljoin(channel.subdir_url(subdir, auth=True) + "/", base_url)
+    return resolve_base(channel, subdir, base_url, where, "info.base_url")
+
+
+def resolve_base(channel: Channel, subdir: str, ref: str, where: str, field: str) -> str:
+    """A URL the repodata names (CEP-15 ``base_url``, CEP-16 ``shards_base_url``) resolved against the subdir: the
+    ONE check of where a channel may send us. A remote channel may not switch scheme (``file://`` would read the
+    build host's disk, ``http://`` from ``https://`` is a downgrade); only ``http`` -> ``https`` is allowed."""
+    subdir_url = channel.subdir_url(subdir, auth=True) + "/"
+    url = urljoin(subdir_url, ref)
+    old, new = subdir_url.split(":", 1)[0].lower(), url.split(":", 1)[0].lower()
+    if old in ("http", "https") and new != old and not (old == "http" and new == "https"):
+        raise ChannelError(f"invalid repodata at {redact_url(where)}: {field!r} switches a {old} channel to "
+                           f"{new}:, refused")
+    return url
 
 
 class StaleIndex(Exception):

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol
-from urllib.parse import urljoin
 
 import msgpack
 import orjson
@@ -34,8 +33,17 @@ from ..errors import ChannelError
 from ..http import OfflineError, describe_error, is_offline
 from .channel import Channel
 from .records import PackageRecord
-from .repodata import (StaleIndex, SubdirIndex, decompress, index_from_body, open_index, records_from_repodata,
-                       write_index)
+from .repodata import (
+    StaleIndex,
+    SubdirIndex,
+    decompress,
+    fixed_base,
+    index_from_body,
+    open_index,
+    records_from_repodata,
+    resolve_base,
+    write_index,
+)
 
 #: How long we believe a channel has no ``repodata.json.zst`` before asking again.
 RECHECK_ZST_AFTER = 7 * 24 * 3600
@@ -43,7 +51,7 @@ STATE_VERSION = 1
 SHARD_INDEX_NAME = "repodata_shards.msgpack.zst"
 #: How long we believe a subdir has no shard index before asking again.
 RECHECK_SHARDS_AFTER = 24 * 3600
-MAX_SHARD_SIZE = 1 << 30
+MAX_SHARD_SIZE = 256 << 20
 
 __all__ = ["SubdirSource", "LocalSubdir", "RemoteSubdir", "ShardedSubdir", "Fetched", "conditional_get",
            "open_whole"]
@@ -381,7 +389,7 @@ def open_whole(channel: Channel, subdir: str, session: requests.Session,
 
 def _unpack(body: bytes, where: str) -> Any:
     try:
-        raw = zstandard.ZstdDecompressor().decompress(body, max_output_size=MAX_SHARD_SIZE)
+        raw = decompress(body, where, MAX_SHARD_SIZE)  # inflated under a cap as it streams
         return msgpack.unpackb(raw, raw=False, strict_map_key=False)
     except (zstandard.ZstdError, msgpack.UnpackException, ValueError) as e:
         raise ChannelError(f"invalid sharded repodata at {redact_url(where)}: {e}") from None
@@ -404,11 +412,16 @@ def _parse_shard_index(body: bytes, channel: Channel, subdir: str, where: str) -
         if not isinstance(name, str) or not isinstance(h, (bytes, str)):
             raise ChannelError(f"invalid sharded repodata at {redact_url(where)}: bad entry for {str(name)[:80]!r}")
         shards[name] = h.hex() if isinstance(h, bytes) else h.lower()
-    subdir_auth = channel.subdir_url(subdir, auth=True) + "/"
-    shards_url = urljoin(subdir_auth, info.get("shards_base_url") or "")
+    shards_base = info.get("shards_base_url") or ""
+    if not isinstance(shards_base, str):
+        raise ChannelError(f"invalid sharded repodata at {redact_url(where)}: 'shards_base_url' is not a string")
+    shards_url = resolve_base(channel, subdir, shards_base, where, "info.shards_base_url")
+    base_url = info.get("base_url") or None
+    if base_url is not None:
+        fixed_base(info, channel, subdir, where)  # a base_url that switches scheme fails now
     if not shards_url.endswith("/"):
         shards_url += "/"
-    return _ShardIndex(info.get("base_url") or None, shards_url, shards)
+    return _ShardIndex(base_url, shards_url, shards)
 
 
 def _fetch_shard_index(channel: Channel, subdir: str, session: requests.Session,

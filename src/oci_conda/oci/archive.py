@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from oci_conda.errors import ImageError, OutputError
+from oci_conda.limits import open_regular
 from oci_conda.oci.atomic import check_parent, remove_stale_temps
 from oci_conda.oci.blobs import (
     CHUNK,
@@ -50,7 +51,7 @@ class _TarSlice:
     """A read-only view of one member's bytes inside an uncompressed tar."""
 
     def __init__(self, path: Path, offset: int, size: int):
-        self._f = open(path, "rb")  # noqa: SIM115
+        self._f = open_regular(path, f"OCI archive {path}")
         self._f.seek(offset)
         self._left = size
 
@@ -83,7 +84,7 @@ class ArchiveSource:
         self.what = what = f"OCI archive {self.path}"
         links: dict[str, str] = {}
         try:
-            with tarfile.open(self.path, "r:") as t:
+            with open_regular(self.path, what) as raw, tarfile.open(fileobj=raw, mode="r:") as t:
                 for m in t:
                     name = m.name.removeprefix("./").rstrip("/")
                     if m.isreg():

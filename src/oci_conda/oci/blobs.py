@@ -14,8 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from oci_conda.cache import cache_dir
+from oci_conda.cache import cache_dir, hold
 from oci_conda.errors import ImageError
+from oci_conda.limits import open_regular
 
 CHUNK = 1 << 20
 _DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
@@ -136,7 +137,7 @@ class BlobStore:
 
     def open(self, digest: str) -> BinaryIO:
         try:
-            return open(self.path(digest), "rb")  # noqa: SIM115
+            return open_regular(self.path(digest), f"blob {digest} in {self.root}")
         except FileNotFoundError as exc:
             raise ImageError(f"blob {digest} not found in {self.root}") from exc
 
@@ -162,6 +163,7 @@ class BlobStore:
         d = self.root / "sha256"
         d.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".ingest.", suffix=".tmp", dir=d)
+        held = hold(tmp)  # a sweep by another build leaves it alone while we live
         try:
             with os.fdopen(fd, "wb") as f:
                 w = _Ingest(f)  # type: ignore[arg-type]
@@ -175,6 +177,8 @@ class BlobStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        finally:
+            os.close(held)
 
     def add_stream(self, stream: BinaryIO, digest: str | None = None, size: int | None = None) -> str:
         """Copy ``stream`` in; if ``digest`` is given and the blob is already here, nothing is read."""

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from oci_conda.errors import ImageError, OutputError
+from oci_conda.limits import read_file_capped
 from oci_conda.oci.atomic import check_parent, hold, remove_stale_temps
 from oci_conda.oci.blobs import BlobStore, Opener
 from oci_conda.oci.image import Descriptor, Image, index_bytes
 from oci_conda.oci.memory import Plan, plan
-from oci_conda.oci.walk import load_json
+from oci_conda.oci.walk import MAX_JSON_BLOB, load_json
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
@@ -40,7 +41,7 @@ class LayoutDirSource:
 
     def index(self) -> dict[str, Any]:
         try:
-            data = (self.root / "index.json").read_bytes()
+            data = read_file_capped(self.root / "index.json", MAX_JSON_BLOB, f"{self.what}/index.json")
         except OSError as exc:
             raise ImageError(f"{self.what}: cannot read index.json ({exc.strerror})") from None
         return load_json(data, f"{self.what}/index.json")

@@ -15,7 +15,7 @@ from oci_conda.oci.image import Image, Platform, empty_image
 from oci_conda.oci.local import open_local_image, split_path_ref
 from oci_conda.oci.registry.client import RegistryOptions
 from oci_conda.oci.registry.pull import pull_image
-from oci_conda.oci.walk import resolve_image
+from oci_conda.oci.walk import resolve_image, verify_diff_ids
 
 TRANSPORTS = ("scratch", "oci", "oci-archive", "registry")
 
@@ -64,6 +64,9 @@ def open_image(ref: str, platform: Platform, options: RegistryOptions | None = N
     if parsed.transport == "scratch":
         return empty_image(platform)
     if parsed.transport == "registry":
-        return pull_image(parsed.path, platform, options)
-    local = open_local_image(Path(parsed.path), parsed.ref)
-    return resolve_image(local.source, local.top, platform, f"base image {parsed}")
+        image = pull_image(parsed.path, platform, options)
+    else:
+        local = open_local_image(Path(parsed.path), parsed.ref)
+        image = resolve_image(local.source, local.top, platform, f"base image {parsed}")
+    verify_diff_ids(image, f"base image {parsed}")  # once per layer blob ever (remembered in the cache)
+    return image

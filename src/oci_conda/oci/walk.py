@@ -9,12 +9,17 @@ and turning the platform's manifest into an :class:`~oci_conda.oci.image.Image`.
 
 from __future__ import annotations
 
-import json
+import hashlib
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import zstandard
+
+from oci_conda.cache import atomic_write, cache_dir
 from oci_conda.errors import ImageError
+from oci_conda.limits import loads_json
 from oci_conda.oci.blobs import Opener, check_digest, verify_bytes
 from oci_conda.oci.image import (
     ANNOTATION_REF_NAME,
@@ -25,6 +30,9 @@ from oci_conda.oci.image import (
     MANIFEST_TYPES,
     MEDIA_TYPE_CONFIG,
     MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_LAYER_GZIP,
+    MEDIA_TYPE_LAYER_TAR,
+    MEDIA_TYPE_LAYER_ZSTD,
     MEDIA_TYPE_MANIFEST,
     Descriptor,
     Image,
@@ -48,8 +56,8 @@ class BlobSource(Protocol):
 def load_json(data: bytes, what: str) -> dict[str, Any]:
     """A JSON object from ``data``, or an ImageError naming ``what``."""
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = loads_json(data, what, cap=MAX_JSON_BLOB)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise ImageError(f"{what}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise ImageError(f"{what}: not a JSON object")
@@ -201,3 +209,65 @@ def resolve_image(source: BlobSource, top: Descriptor, platform: Platform, what:
                   origin: tuple[str, str] | None = None) -> Image:
     """Follow ``top`` (an index or a manifest) down to the image for ``platform``; all digests are checked."""
     return image_from_manifest(source, resolve(source, top, platform, what), platform, what, origin)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# diff_ids: a base whose config misnames its layers must not pass through (umoci and others reject the result)
+
+DIFF_ID_MEMO = "diffids"  # cache dir: <layer digest hex> -> the diff_id that layer was verified to have
+
+
+def _uncompressed_digest(layer: Layer, what: str) -> str:
+    """sha256 of the layer's tar, read through its (verifying) opener and decompressed as it streams."""
+    mt = layer.descriptor.media_type
+    h = hashlib.sha256()
+    with layer.open() as f:
+        if mt == MEDIA_TYPE_LAYER_TAR:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        elif mt == MEDIA_TYPE_LAYER_GZIP:
+            z = zlib.decompressobj(wbits=47)
+            while chunk := f.read(1 << 20):
+                h.update(z.decompress(chunk))
+                while z.unused_data and z.eof:  # concatenated gzip members
+                    rest = z.unused_data
+                    z = zlib.decompressobj(wbits=47)
+                    h.update(z.decompress(rest))
+            h.update(z.flush())
+        elif mt == MEDIA_TYPE_LAYER_ZSTD:
+            with zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True) as r:
+                while chunk := r.read(1 << 20):
+                    h.update(chunk)
+        else:
+            return ""
+    return "sha256:" + h.hexdigest()
+
+
+def verify_diff_ids(image: Image, what: str) -> None:
+    """Check that each layer decompresses to the diff_id the config gives it; ImageError naming the layer if not.
+
+    Done once per layer blob ever: the result is remembered in the cache under the (content-addressed) layer digest,
+    so later builds compare two strings. Nondistributable layers (not ours to read) are left as they are."""
+    memo = cache_dir(DIFF_ID_MEMO)
+    for i, layer in enumerate(image.layers):
+        algo, _, hexpart = layer.descriptor.digest.partition(":")
+        if algo != "sha256" or not layer.diff_id.startswith("sha256:"):
+            continue
+        note = memo / hexpart
+        try:
+            known = note.read_text()[:200]
+        except (OSError, UnicodeDecodeError):
+            known = ""
+        if not known:
+            try:
+                known = _uncompressed_digest(layer, f"{what}: layer {i}")
+            except (zlib.error, zstandard.ZstdError, EOFError) as exc:
+                raise ImageError(f"{what}: layer {i} ({layer.descriptor.digest}) does not decompress "
+                                 f"({type(exc).__name__})") from None
+            if not known:
+                continue
+            with atomic_write(note, fsync=False) as f:
+                f.write(known.encode())
+        if known != layer.diff_id:
+            raise ImageError(f"{what}: the config's diff_id for layer {i} is {layer.diff_id}, but the layer "
+                             f"{layer.descriptor.digest} decompresses to {known}")

@@ -14,7 +14,6 @@ Nothing here reads the environment: every knob is a field of :class:`RegistryOpt
 from __future__ import annotations
 
 import base64
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,15 @@ from requests.adapters import HTTPAdapter
 
 from oci_conda.credentials import redact_url
 from oci_conda.errors import OciCondaError
-from oci_conda.http import DEFAULT_TIMEOUT, USER_AGENT, describe_error
+from oci_conda.http import (
+    DEFAULT_TIMEOUT,
+    MAX_RETRY_AFTER,
+    USER_AGENT,
+    BodyTooLarge,
+    describe_error,
+    header_value,
+    preload,
+)
 from oci_conda.oci.registry import auth
 from oci_conda.oci.registry.reference import DOCKER_HUB_API, DOCKER_HUB_NAMES
 
@@ -37,6 +44,12 @@ TEMPORARY_STATUSES = frozenset({408, *RETRY_STATUSES})
 # distribution-spec error codes worth another try (the rest say the request itself is wrong)
 TEMPORARY_CODES = frozenset({"BLOB_UPLOAD_INVALID", "TOOMANYREQUESTS", "UNKNOWN", "UNAVAILABLE"})
 MAX_MANIFEST = 4 << 20
+#: a body read whole (tags, tokens, errors, small blobs) is refused past this; manifests have their own cap
+MAX_BODY = 16 << 20
+#: an error answer is read only this far, for its diagnostic codes
+MAX_ERROR_BODY = 1 << 20
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -104,10 +117,43 @@ def _is_loopback(host: str) -> bool:
     return h in ("localhost", "127.0.0.1", "[::1]")
 
 
-def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Scheme k="v", k2=v2`` -> (scheme, params), in one pass over the header (every character is read once)."""
     scheme, _, rest = header.strip().partition(" ")
-    params = {k.lower(): v for k, v in re.findall(r'(\w+)\s*=\s*"([^"]*)"', rest)}
+    params: dict[str, str] = {}
+    i, n = 0, len(rest)
+    while i < n:
+        while i < n and rest[i] in " \t,":
+            i += 1
+        start = i
+        while i < n and (rest[i].isalnum() or rest[i] in "_-"):
+            i += 1
+        key = rest[start:i].lower()
+        while i < n and rest[i] in " \t":
+            i += 1
+        if i >= n or rest[i] != "=" or not key:
+            while i < n and rest[i] != ",":  # not a parameter: skip to the next one
+                i += 1
+            continue
+        i += 1
+        while i < n and rest[i] in " \t":
+            i += 1
+        if i < n and rest[i] == '"':
+            end = rest.find('"', i + 1)
+            end = n if end < 0 else end
+            params[key] = rest[i + 1:end]
+            i = end + 1
+        else:
+            start = i
+            while i < n and rest[i] != ",":
+                i += 1
+            params[key] = rest[start:i].strip()
     return scheme.lower(), params
+
+
+def token_ok(token: str) -> bool:
+    """A bearer token goes into a header: visible ASCII only (no CR/LF, no spaces)."""
+    return bool(token) and all("!" <= c <= "~" for c in token)
 
 
 def location(resp: requests.Response, what: str) -> str:
@@ -198,7 +244,7 @@ class RegistryClient:
         sc = self.credentials()
         if sc is not None and not sc.allows_realm(realm):
             raise RegistryError(f"{what}: refusing to send the credentials for {self.origin} to a token server "
-                                "in the clear on another host")
+                                "over plain HTTP")
         creds = sc.credentials if sc is not None else None
         try:
             if creds is not None and creds.identity_token:
@@ -208,18 +254,25 @@ class RegistryClient:
                     form["service"] = service
                 if scopes:
                     form["scope"] = " ".join(scopes)
-                resp = self.session.post(realm, data=form, timeout=DEFAULT_TIMEOUT, verify=self._verify)
+                resp = self.session.post(realm, data=form, timeout=DEFAULT_TIMEOUT, verify=self._verify,
+                                         allow_redirects=False, stream=True)
             else:
                 params = ([("service", service)] if service else []) + [("scope", s) for s in scopes]
                 basic = (creds.username, creds.password) if creds is not None and creds.username else None
                 resp = self.session.get(realm, params=params, auth=basic, timeout=DEFAULT_TIMEOUT,
-                                        verify=self._verify)
+                                        verify=self._verify, allow_redirects=False, stream=True)
+            preload(resp, MAX_ERROR_BODY, what)
+        except BodyTooLarge as exc:
+            raise RegistryError(str(exc)) from None
         except requests.RequestException as exc:
             raise RegistryError(f"{what}: {describe_error(exc)}", temporary=True) from None
         if resp.status_code in (401, 403):
             who = "the stored credentials" if creds is not None else "anonymous access"
             raise RegistryError(f"{what} refused {who} (HTTP {resp.status_code}) for {' '.join(scopes) or 'login'}; "
                                 f"check them ({self.login_hint})", status=resp.status_code)
+        if resp.status_code in REDIRECT_STATUSES:
+            raise RegistryError(f"{what}: answered with a redirect (HTTP {resp.status_code}), not followed "
+                                "with credentials", status=resp.status_code)
         if resp.status_code != 200:
             raise RegistryError(f"{what}: HTTP {resp.status_code}", status=resp.status_code)
         try:
@@ -230,12 +283,18 @@ class RegistryClient:
             raise RegistryError(f"{what}: unreadable token response") from None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"{what}: no token in the response")
+        if not token_ok(token):
+            raise RegistryError(f"{what}: the token contains characters a header cannot carry (CR/LF, spaces)")
         with self._lock:
             self._tokens[scopes] = (token, time.monotonic() + max(10, expires - 10))
         return f"Bearer {token}"
 
     def _on_401(self, resp: requests.Response, scopes: tuple[str, ...], what: str, sent: str | None) -> None:
-        scheme, params = _parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+        try:
+            header = header_value(resp, "WWW-Authenticate", what)
+        except BodyTooLarge as exc:
+            raise RegistryError(str(exc), status=401) from None
+        scheme, params = parse_challenge(header)
         if scheme == "bearer":
             self._challenge = params
             self._scheme = "bearer"
@@ -258,29 +317,34 @@ class RegistryClient:
     def sleep(self, attempt: int, resp: requests.Response | None = None) -> None:
         """Back off before retry ``attempt`` (0-based); a ``Retry-After`` in ``resp`` wins (capped at 30 s)."""
         delay = self.backoff * (2 ** attempt)
-        if resp is not None and resp.headers.get("Retry-After", "").isdigit():
-            delay = float(resp.headers["Retry-After"])
-        time.sleep(min(delay, 30.0))
+        after = resp.headers.get("Retry-After", "")[:12] if resp is not None else ""
+        if after.isdigit():
+            delay = float(after)
+        time.sleep(min(delay, MAX_RETRY_AFTER))
 
     def request(self, method: str, url: str, scopes: tuple[str, ...], what: str, *,
                 headers: dict[str, str] | None = None, body: Callable[[], Any] | None = None,
-                stream: bool = False, retry: bool = True, allow_redirects: bool = True) -> requests.Response:
+                stream: bool = False, retry: bool = True, allow_redirects: bool = True,
+                max_bytes: int = MAX_BODY) -> requests.Response:
         """One call with auth (a 401 is answered once) and, if ``retry``, backoff on 429/5xx/connection failures.
 
-        Credentials and tokens go only to this registry's own origin (an upload ``Location`` elsewhere gets none).
+        Credentials and tokens go only to this registry's own origin: an upload ``Location`` or a redirect elsewhere
+        gets none. Redirects are followed here, not by ``requests``: at most :data:`MAX_REDIRECTS`, never from
+        HTTPS to HTTP. Unless ``stream``, the body is read now, at most ``max_bytes``; an error answer is read at most
+        :data:`MAX_ERROR_BODY` even when streaming.
         """
         authed = False
         attempt = 0
-        ours = auth.Origin.of(url) == self.origin
+        hops = 0
         while True:
+            ours = auth.Origin.of(url) == self.origin
             hdrs = dict(headers or {})
             sent = self._auth_header(scopes) if ours else None
             if sent:
                 hdrs["Authorization"] = sent
             try:
-                resp = self.session.request(method, url, headers=hdrs, data=body() if body else None, stream=stream,
-                                            allow_redirects=allow_redirects, timeout=DEFAULT_TIMEOUT,
-                                            verify=self._verify)
+                resp = self.session.request(method, url, headers=hdrs, data=body() if body else None, stream=True,
+                                            allow_redirects=False, timeout=DEFAULT_TIMEOUT, verify=self._verify)
             except requests.exceptions.SSLError:
                 raise RegistryError(f"{what}: TLS certificate verification failed for {self.host} "
                                     "(a private CA needs its CA file)", temporary=False) from None
@@ -290,17 +354,59 @@ class RegistryClient:
                     attempt += 1
                     continue
                 raise RegistryError(f"{what}: {describe_error(exc)} ({self.base})", temporary=True) from None
+            except ValueError as exc:  # requests refuses a header value (CR/LF) or URL before sending anything
+                raise RegistryError(f"{what}: refused to send a malformed request ({type(exc).__name__})") from None
+            if resp.status_code in REDIRECT_STATUSES and allow_redirects:
+                resp.close()
+                url, method, body = self._redirect(resp, url, method, body, what, hops)
+                hops += 1
+                continue
             if resp.status_code == 401 and not authed and ours:
                 authed = True
-                self._on_401(resp, scopes, what, sent)
                 resp.close()
+                self._on_401(resp, scopes, what, sent)
                 continue
             if resp.status_code in RETRY_STATUSES and retry and attempt < self.retries:
                 resp.close()
                 self.sleep(attempt, resp)
                 attempt += 1
                 continue
+            self._read_body(resp, stream, max_bytes, what)
             return resp
+
+    def _redirect(self, resp: requests.Response, url: str, method: str, body: Callable[[], Any] | None, what: str,
+                  hops: int) -> tuple[str, str, Callable[[], Any] | None]:
+        """Where a redirect leads (and with which method and body); a loop, a downgrade or no target is refused."""
+        if hops >= MAX_REDIRECTS:
+            raise RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects (a redirect loop?)",
+                                status=resp.status_code, temporary=False)
+        target = resp.headers.get("Location", "")
+        if not target or len(target) > 8192:
+            raise RegistryError(f"{what}: a redirect (HTTP {resp.status_code}) without a usable Location",
+                                status=resp.status_code)
+        nxt = urljoin(url, target)
+        scheme = auth.Origin.of(nxt).scheme
+        if scheme not in ("http", "https"):
+            raise RegistryError(f"{what}: refusing a redirect to a {scheme or 'relative'} URL", status=resp.status_code)
+        if auth.Origin.of(url).scheme == "https" and scheme == "http":
+            raise RegistryError(f"{what}: refusing a redirect from HTTPS to plain HTTP ({redact_url(nxt)})",
+                                status=resp.status_code, temporary=False)
+        if resp.status_code == 303 and method != "HEAD":
+            return nxt, "GET", None
+        return nxt, method, body
+
+    def _read_body(self, resp: requests.Response, stream: bool, max_bytes: int, what: str) -> None:
+        """Read the body now, capped, unless the caller streams a successful answer."""
+        if stream and resp.status_code < 400:
+            return
+        try:
+            preload(resp, max_bytes if resp.status_code < 400 else MAX_ERROR_BODY, what)
+        except BodyTooLarge as exc:
+            if resp.status_code < 400:
+                raise RegistryError(str(exc)) from None
+            resp._content, resp._content_consumed = b"", True  # an oversized error answer: keep its status only
+        except requests.RequestException as exc:
+            raise RegistryError(f"{what}: {describe_error(exc)} ({self.base})", temporary=True) from None
 
     def fail(self, resp: requests.Response, what: str) -> RegistryError:
         """The error for an unexpected answer: status, the registry's diagnostic codes, and a hint for 401."""

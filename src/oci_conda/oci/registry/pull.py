@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import requests
 
+from oci_conda.cache_verify import drop_file, verify_file
 from oci_conda.errors import ImageError
 from oci_conda.http import describe_error
 from oci_conda.oci.blobs import BlobStore, Opener, digest_bytes, verify_bytes
@@ -47,7 +48,7 @@ def get_manifest(client: RegistryClient, repo: str, reference: str) -> tuple[byt
     """The bytes and media type of a manifest or index, by tag or digest (a digest is checked)."""
     what = f"{client.host}/{repo}: manifest {reference}"
     resp = client.request("GET", client.url(f"{repo}/manifests/{reference}"), _pull_scope(repo), what,
-                          headers={"Accept": ACCEPT})
+                          headers={"Accept": ACCEPT}, max_bytes=MAX_MANIFEST)
     if resp.status_code == 404:
         err = client.fail(resp, what)
         tags = None if "NAME_UNKNOWN" in err.codes else list_tags(client, repo)
@@ -92,8 +93,11 @@ def get_blob_bytes(client: RegistryClient, repo: str, desc: Descriptor) -> bytes
 
 
 def download_blob(client: RegistryClient, repo: str, desc: Descriptor, store: BlobStore) -> Path:
-    """Make sure the blob is in ``store`` (downloaded and verified if not); returns its path."""
-    if store.has(desc.digest):
+    """Make sure the blob is in ``store`` (downloaded and verified if not); returns its path.
+
+    A cached copy is verified (a stamp recorded at the first full check, else hashed again) and a bad one is
+    dropped and downloaded again: a damaged cache never fails every later build."""
+    if cached_ok(store, desc):
         return store.path(desc.digest)
     what = f"{client.host}/{repo}: blob {desc.digest}"
     for attempt in range(client.retries + 1):
@@ -114,6 +118,19 @@ def download_blob(client: RegistryClient, repo: str, desc: Descriptor, store: Bl
         finally:
             resp.close()
     raise AssertionError("unreachable")
+
+
+def cached_ok(store: BlobStore, desc: Descriptor) -> bool:
+    """Whether ``store`` holds ``desc`` intact; a damaged copy is removed."""
+    if not store.has(desc.digest):
+        return False
+    path = store.path(desc.digest)
+    if not desc.digest.startswith("sha256:"):
+        return True  # read through a verifying reader only
+    if verify_file(path, sha256=desc.digest[7:], size=desc.size):
+        return True
+    drop_file(path)
+    return False
 
 
 class RegistrySource:
@@ -137,7 +154,7 @@ class RegistrySource:
             return self.known[desc.digest]
         if desc.media_type in MANIFEST_TYPES + INDEX_TYPES:
             return get_manifest(self.client, self.repo, desc.digest)[0]
-        if self.store.has(desc.digest):
+        if cached_ok(self.store, desc):
             return self.store.read(desc.digest, desc.size)
         return get_blob_bytes(self.client, self.repo, desc)
 
@@ -153,7 +170,7 @@ class RegistrySource:
 
     def prefetch(self, jobs: int) -> None:
         """Download every layer handed out so far that the cache lacks, ``jobs`` at a time."""
-        missing = [d for d in self.layers if not self.store.has(d.digest)]
+        missing = [d for d in self.layers if not cached_ok(self.store, d)]
         if not missing:
             return
         with thread_pool(jobs, len(missing), "pull") as pool:
