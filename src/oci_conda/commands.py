@@ -29,6 +29,7 @@ from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read
 from .oci.registry.client import RegistryOptions
 from .oci.registry.login import login
 from .oci.registry.push import push_path
+from .oci.source import local_image_ref, registry_destination
 from .options import DEFAULT_PLATFORMS, BuildOptions, apply_lock
 from .progress import Reporter
 from .registry_options import registry_options
@@ -258,7 +259,7 @@ def bundle_command(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
-    views = inspect_image(args.image)
+    views = inspect_image(local_image_ref(str(args.image), "inspect"))
     if args.json:
         _print_json({"image": str(args.image), "platforms": [v.to_json() for v in views]})
         return 0
@@ -284,7 +285,7 @@ def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def diff_command(args: argparse.Namespace, reporter: Reporter) -> int:
-    d = diff_images(args.image_a, args.image_b)
+    d = diff_images(local_image_ref(str(args.image_a), "diff"), local_image_ref(str(args.image_b), "diff"))
     if args.json:
         _print_json(d)
         return 0
@@ -311,6 +312,8 @@ def diff_command(args: argparse.Namespace, reporter: Reporter) -> int:
 
 def push_command(args: argparse.Namespace, reporter: Reporter) -> int:
     options = _registry(args)
+    local_image_ref(args.image, "push")
+    registry_destination(args.ref)
     with reporter.phase("push", args.ref):
         result = push_path(args.image, args.ref, options)
     if args.json:
