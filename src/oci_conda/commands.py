@@ -30,6 +30,7 @@ from .oci.registry.client import RegistryOptions
 from .oci.registry.login import login
 from .oci.registry.push import push_path
 from .oci.source import local_image_ref, registry_destination
+from .pack_prefix import pack_environment, pack_options
 from .options import DEFAULT_PLATFORMS, BuildOptions, apply_lock
 from .progress import Reporter
 from .registry_options import registry_options
@@ -338,6 +339,22 @@ def login_command(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# pack
+
+
+def pack_command(args: argparse.Namespace, reporter: Reporter) -> int:
+    opts = pack_options(Path(args.source), Path(args.output), prefix=args.prefix, base=args.base, tag=args.tag,
+                        compression=args.compression, max_layers=args.max_layers, registry=_registry(args))
+    result = pack_environment(opts, reporter)
+    if args.json:
+        _print_json(result.to_json())
+    elif not args.quiet:
+        print(f"packed {len(result.packages)} packages in {len(result.layers)} layers into {result.output} "
+              f"({result.digest})", file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "build": build_command,
     "solve": solve_command,
@@ -347,4 +364,5 @@ COMMANDS: dict[str, Command] = {
     "diff": diff_command,
     "push": push_command,
     "login": login_command,
+    "pack": pack_command,
 }
