@@ -40,7 +40,7 @@ LAYERS: dict[str, int] = {
     "__main__": 8,
     "cli": 7,
     "commands": 6,
-    "resolve": 5, "build": 5, "lockfile": 5, "bundle": 5, "inspect_image": 5, "sbom": 5, "sign": 5,
+    "resolve": 5, "build": 5, "lockfile": 5, "bundle": 5, "inspect_image": 5, "sbom": 5, "sign": 5, "pack_prefix": 5,
     "options": 4, "spec": 4,
     # layers/* : 3
     # conda/*, pypi/*, oci/* : 2
