@@ -86,6 +86,10 @@ class _Sink:
         self.done += len(chunk)
 
 
+class _Unreachable(FetchError):
+    """The server could not be reached at all (as opposed to answering with an error)."""
+
+
 def _copy_file(rec: PackageRecord, url: str, sink: _Sink, progress: Progress | None) -> None:
     path = file_url_to_path(url)
     total = rec.size
@@ -113,6 +117,8 @@ def _stream_http(rec: PackageRecord, url: str, session: requests.Session, sink: 
             r = session.get(url, stream=True, headers=headers)
         except OfflineError:
             raise FetchError(f"offline build: {rec.fn} is not in the package cache (needed from {where})") from None
+        except requests.ConnectionError as e:
+            raise _Unreachable(f"cannot download {rec.fn} from {where}: {describe_error(e)}") from None
         except requests.RequestException as e:
             raise FetchError(f"cannot download {rec.fn} from {where}: {describe_error(e)}") from None
         with r:
@@ -141,9 +147,11 @@ def _stream_http(rec: PackageRecord, url: str, session: requests.Session, sink: 
                     raise FetchError(f"cannot download {rec.fn} from {where}: {describe_error(e)}") from None
 
 
-def _read_into(rec: PackageRecord, urls: Sequence[str], session: requests.Session, sink: _Sink,
+def _read_into(rec: PackageRecord, mirrors: Mirrors, session: requests.Session, sink: _Sink,
                progress: Progress | None) -> None:
-    """Read ``rec`` from the first of ``urls`` (mirrors, then the channel) that delivers it whole."""
+    """Read ``rec`` from the first of its locations (mirrors, then the channel) that delivers it whole; a mirror
+    that cannot be reached is not tried again for the other packages."""
+    urls = mirrors.locations(rec.url)
     for i, url in enumerate(urls):
         sink.reset()
         try:
@@ -154,9 +162,11 @@ def _read_into(rec: PackageRecord, urls: Sequence[str], session: requests.Sessio
             else:
                 raise FetchError(f"unsupported URL for {rec.fn}: {redact_url(url)}")
             return
-        except FetchError:
+        except FetchError as e:
             if i == len(urls) - 1:
                 raise
+            if isinstance(e, _Unreachable):
+                mirrors.unreachable(url)
 
 
 def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target: Path | None,
@@ -166,7 +176,7 @@ def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target:
     try:
         with os.fdopen(fd, "w+b") as f:
             sink = _Sink(f)
-            _read_into(rec, mirrors.locations(rec.url), session, sink, progress)
+            _read_into(rec, mirrors, session, sink, progress)
             f.flush()
             os.fsync(f.fileno())
         channel = redact_url(rec.channel)

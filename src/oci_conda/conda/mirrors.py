@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -66,6 +67,9 @@ class Mirrors:
     """Per canonical channel URL, the mirror locations tried before it (empty: no mirrors)."""
 
     table: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: mirrors found unreachable in this process: skipped from then on (the channel itself never is)
+    down: set[str] = field(default_factory=set, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def __bool__(self) -> bool:
         return bool(self.table)
@@ -92,7 +96,16 @@ class Mirrors:
         if m is None:
             return [url]
         chan, rest = m
-        return [mirror + rest for mirror in self.table[chan]] + [url]
+        with self._lock:
+            return [mirror + rest for mirror in self.table[chan] if mirror not in self.down] + [url]
+
+    def unreachable(self, url: str) -> None:
+        """Remember that the mirror ``url`` lies under could not be reached (a connection, not an HTTP answer)."""
+        with self._lock:
+            for mirrors in self.table.values():
+                for mirror in mirrors:
+                    if url == mirror or url.startswith(mirror + "/"):
+                        self.down.add(mirror)
 
 
 def mirrors_from_env(env: Mapping[str, str] | None = None, channel_alias: str | None = None) -> Mirrors:
