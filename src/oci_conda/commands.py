@@ -29,7 +29,7 @@ from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read
 from .oci.registry.client import RegistryOptions
 from .oci.registry.login import login
 from .oci.registry.push import push_path
-from .oci.source import local_image_ref, registry_destination
+from .oci.source import local_image_ref, parse_image_ref, registry_destination
 from .pack_prefix import pack_environment, pack_options
 from .options import DEFAULT_PLATFORMS, BuildOptions, apply_lock
 from .progress import Reporter
@@ -120,6 +120,7 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
     registry = _registry(args)
     with lock_inputs(args, reporter) as (env_file, lock, offline):
         spec = lock_spec(env_file, lock, base=args.base, prefix=args.prefix, tag=args.tag, channels=args.channels)
+        parse_image_ref(spec.image.base)  # a base reference we cannot read fails before any work
         opts = BuildOptions.from_values(
             vars(args),
             output=Path(args.output) if args.output is not None else None,
