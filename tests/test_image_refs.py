@@ -4,6 +4,8 @@ bare paths are one line with a hint."""
 
 from __future__ import annotations
 
+import gzip as gz
+import io
 import json
 import os
 import subprocess
@@ -118,3 +120,46 @@ def test_parse_image_ref() -> None:
         parse_image_ref("./base.tar")
     with pytest.raises(ImageError, match="unknown transport 'ftp'"):
         parse_image_ref("ftp://x/y")
+
+
+def _rewrite_docker_archive(src: Path, dest: Path, gzip_layers: bool) -> None:
+    """``src`` with manifest.json naming each layer by docker's legacy ``<id>/layer.tar`` (not a digest), or with
+    every layer gzip-compressed (as some tools write them)."""
+    with tarfile.open(src) as t:
+        members = {m.name: m for m in t.getmembers()}
+        manifest = json.load(t.extractfile("manifest.json"))  # type: ignore[arg-type]
+        legacy = {os.path.normpath(os.path.join(os.path.dirname(n), m.linkname)): n
+                  for n, m in members.items() if m.issym() and n.endswith("/layer.tar")}
+        with tarfile.open(dest, "w") as out:
+            for name, m in members.items():
+                if name == "manifest.json" or (gzip_layers and name in manifest[0]["Layers"]):
+                    continue
+                out.addfile(m, t.extractfile(m) if m.isreg() else None)
+            if gzip_layers:
+                for name in manifest[0]["Layers"]:
+                    data = gz.compress(t.extractfile(name).read(), mtime=0)  # type: ignore[union-attr]
+                    info = tarfile.TarInfo(name.replace(".tar", ".tar.gz"))
+                    info.size = len(data)
+                    out.addfile(info, io.BytesIO(data))
+                manifest[0]["Layers"] = [n.replace(".tar", ".tar.gz") for n in manifest[0]["Layers"]]
+            else:
+                manifest[0]["Layers"] = [legacy[n] for n in manifest[0]["Layers"]]
+            data = json.dumps(manifest).encode()
+            info = tarfile.TarInfo("manifest.json")
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+
+
+def test_docker_archive_legacy_names_and_gzip_layers(forms: dict[str, str], tmp_path: Path, cache_env: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    src = Path(forms["root"]) / "docker.tar"
+    _rewrite_docker_archive(src, tmp_path / "legacy.tar", gzip_layers=False)
+    _rewrite_docker_archive(src, tmp_path / "gz.tar", gzip_layers=True)
+    plain = _build_on(forms["docker-archive"], tmp_path / "a.tar", monkeypatch)["digest"]
+    legacy = _build_on(f"docker-archive:{tmp_path / 'legacy.tar'}", tmp_path / "b.tar", monkeypatch)["digest"]
+    assert legacy == plain  # hashed, not named by digest: the same blobs
+    _build_on(f"docker-archive:{tmp_path / 'gz.tar'}", tmp_path / "c.tar", monkeypatch)
+    man, cfg = _manifest_and_config(tmp_path / "c.tar")
+    assert [layer["mediaType"] for layer in man["layers"][:3]] == ["application/vnd.oci.image.layer.v1.tar+gzip"] * 3
+    rootfs = umoci_unpack(tmp_path / "c.tar", tmp_path / "u", "t:1")  # diff_ids still match the gunzipped layers
+    assert (rootfs / "opt" / "conda" / "bin" / "hello").is_file()
