@@ -159,7 +159,7 @@ def test_docker_archive_legacy_names_and_gzip_layers(forms: dict[str, str], tmp_
     legacy = _build_on(f"docker-archive:{tmp_path / 'legacy.tar'}", tmp_path / "b.tar", monkeypatch)["digest"]
     assert legacy == plain  # hashed, not named by digest: the same blobs
     _build_on(f"docker-archive:{tmp_path / 'gz.tar'}", tmp_path / "c.tar", monkeypatch)
-    man, cfg = _manifest_and_config(tmp_path / "c.tar")
+    man, _cfg = _manifest_and_config(tmp_path / "c.tar")
     assert [layer["mediaType"] for layer in man["layers"][:3]] == ["application/vnd.oci.image.layer.v1.tar+gzip"] * 3
     rootfs = umoci_unpack(tmp_path / "c.tar", tmp_path / "u", "t:1")  # diff_ids still match the gunzipped layers
     assert (rootfs / "opt" / "conda" / "bin" / "hello").is_file()

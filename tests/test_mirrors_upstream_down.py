@@ -29,7 +29,7 @@ def test_http_mirror_by_channel_name_with_the_upstream_down(tmp_path: Path, serv
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copytree(HELLO / "channel", tmp_path / "mirror" / "channel")
     mirror = serve_dir(tmp_path / "mirror")
-    monkeypatch.setenv("OCI_CONDA_CHANNEL_ALIAS", f"http://tok:s3cr3t@127.0.0.1:1")
+    monkeypatch.setenv("OCI_CONDA_CHANNEL_ALIAS", "http://tok:s3cr3t@127.0.0.1:1")
     monkeypatch.setenv("OCI_CONDA_MIRRORS", f"cf={mirror.url}/channel")
     env = _env(tmp_path)
     lock = tmp_path / "oci-conda.lock"

@@ -52,7 +52,7 @@ def parse_mirrors(text: str, channel_alias: str | None = None) -> dict[str, list
         if not sep or not chan.strip() or not mirrors.strip():
             raise ChannelError(f"{MIRRORS_ENV}: expected CHANNEL=MIRROR[,MIRROR...] (CHANNEL a name or URL), got "
                                f"{redact_url(entry)!r}")
-        if chan.startswith("file://") or chan.startswith(("/", ".", "~")):
+        if chan.startswith(("file://", "/", ".", "~")):
             raise ChannelError(f"{MIRRORS_ENV}: a local channel needs no mirror: {chan!r}")
         try:
             canonical = resolve_channel(chan, Path.cwd(), channel_alias).url

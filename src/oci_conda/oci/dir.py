@@ -60,7 +60,7 @@ class SkopeoDirSource:
 
     def _open(self, digest: str) -> BinaryIO:
         try:
-            return open(self._path(digest), "rb")  # noqa: SIM115
+            return open(self._path(digest), "rb")
         except FileNotFoundError:
             raise ImageError(f"{self.what}: blob {digest} is missing") from None
         except OSError as exc:
