@@ -84,7 +84,24 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("solve", help="print the packages an environment resolves to, without building")
     _common(s)
     _lock_parsers(sub)
+    _pack_parser(sub)
     return parser
+
+
+def _pack_parser(sub: argparse._SubParsersAction) -> None:
+    """``pack``: an existing environment (conda, mamba, pixi; pip extras included) into an image."""
+    pk = sub.add_parser("pack", help="turn an existing conda/mamba/pixi environment into an image (with conda-pack)")
+    pk.add_argument("source", metavar="PREFIX", help="the environment directory (it has conda-meta/)")
+    pk.add_argument("-o", "--output", required=True, metavar="OUT", help="IMAGE.tar (OCI archive) or a layout dir")
+    pk.add_argument("--prefix", metavar="PATH", help="where the environment lives in the image (default /opt/conda)")
+    pk.add_argument("--base", metavar="REF", help="base image (as for build; default scratch)")
+    pk.add_argument("--tag", metavar="NAME:TAG", help="image name for index.json and docker load")
+    pk.add_argument("--compression", choices=("gzip", "zstd", "none"), help="layer compression (default gzip)")
+    pk.add_argument("--max-layers", type=int, metavar="N", help="layer budget for the environment (default 16)")
+    _registry_options(pk)
+    pk.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    pk.add_argument("--quiet", "-q", action="store_true", help="print only warnings and errors")
+    pk.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _lock_parsers(sub: argparse._SubParsersAction) -> None:

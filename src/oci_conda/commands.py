@@ -29,6 +29,8 @@ from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read
 from .oci.registry.client import RegistryOptions
 from .oci.registry.login import login
 from .oci.registry.push import push_path
+from .oci.source import local_image_ref, parse_image_ref, registry_destination
+from .pack_prefix import pack_environment, pack_options
 from .options import DEFAULT_PLATFORMS, BuildOptions, apply_lock
 from .progress import Reporter
 from .registry_options import registry_options
@@ -118,6 +120,7 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
     registry = _registry(args)
     with lock_inputs(args, reporter) as (env_file, lock, offline):
         spec = lock_spec(env_file, lock, base=args.base, prefix=args.prefix, tag=args.tag, channels=args.channels)
+        parse_image_ref(spec.image.base)  # a base reference we cannot read fails before any work
         opts = BuildOptions.from_values(
             vars(args),
             output=Path(args.output) if args.output is not None else None,
@@ -258,7 +261,7 @@ def bundle_command(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
-    views = inspect_image(args.image)
+    views = inspect_image(local_image_ref(str(args.image), "inspect"))
     if args.json:
         _print_json({"image": str(args.image), "platforms": [v.to_json() for v in views]})
         return 0
@@ -284,7 +287,7 @@ def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
 
 
 def diff_command(args: argparse.Namespace, reporter: Reporter) -> int:
-    d = diff_images(args.image_a, args.image_b)
+    d = diff_images(local_image_ref(str(args.image_a), "diff"), local_image_ref(str(args.image_b), "diff"))
     if args.json:
         _print_json(d)
         return 0
@@ -311,6 +314,8 @@ def diff_command(args: argparse.Namespace, reporter: Reporter) -> int:
 
 def push_command(args: argparse.Namespace, reporter: Reporter) -> int:
     options = _registry(args)
+    local_image_ref(args.image, "push")
+    registry_destination(args.ref)
     with reporter.phase("push", args.ref):
         result = push_path(args.image, args.ref, options)
     if args.json:
@@ -335,6 +340,22 @@ def login_command(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# pack
+
+
+def pack_command(args: argparse.Namespace, reporter: Reporter) -> int:
+    opts = pack_options(Path(args.source), Path(args.output), prefix=args.prefix, base=args.base, tag=args.tag,
+                        compression=args.compression, max_layers=args.max_layers, registry=_registry(args))
+    result = pack_environment(opts, reporter)
+    if args.json:
+        _print_json(result.to_json())
+    elif not args.quiet:
+        print(f"packed {len(result.packages)} packages in {len(result.layers)} layers into {result.output} "
+              f"({result.digest})", file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "build": build_command,
     "solve": solve_command,
@@ -344,4 +365,5 @@ COMMANDS: dict[str, Command] = {
     "diff": diff_command,
     "push": push_command,
     "login": login_command,
+    "pack": pack_command,
 }

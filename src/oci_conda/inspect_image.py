@@ -113,9 +113,8 @@ def _manifests(src: LocalSource, where: str) -> list[Node]:
 
 
 def inspect_image(path: str | Path) -> list[ImageView]:
-    path = Path(path)
     where = str(path)
-    src = open_local(path)
+    src = open_local(where)  # a str may name its transport (oci:, oci-archive:, dir:, docker-archive:)
     views = []
     for node in _manifests(src, where):
         d, man = node.descriptor, node.doc

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import requests
 
 from .conda.channel import Channel, resolve_channels
+from .conda.mirrors import mirrors_from_env
 from .conda.matchspec import MatchSpec
-from .conda.mirrors import with_mirrors
 from .conda.records import PackageRecord
 from .conda.gateway import load_channel_indexes
 from .conda.order import dependency_order
@@ -83,8 +83,11 @@ def lock_mtime(lock: Lock, records: Sequence[PackageRecord]) -> int:
 
 
 def default_session(opts: BuildOptions) -> requests.Session:
-    """The HTTP session every stage of one build shares (mirrors applied; offline refuses every connection)."""
-    return with_mirrors(make_session(opts.offline))
+    """The HTTP session every stage of one build shares (offline refuses every connection; mirrors are applied by
+    the gateway and the fetcher, which try each location in turn; a bad mirror setting fails here, before work)."""
+    if not opts.offline:
+        mirrors_from_env()
+    return make_session(opts.offline)
 
 
 def solve_environment(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter: Reporter,

@@ -6,6 +6,8 @@ gets that name after its digest was checked, and a record of its digests and sta
 and an entry whose bytes no longer match is removed and downloaded again, never used. Downloads stream into a temp file in the same directory while hashing, are fsynced and
 renamed into place; a per-digest lock lets concurrent builds share the cache without fetching a file twice.
 A transfer that breaks mid-way is resumed with an HTTP ``Range`` request when the server allows it.
+A package of a mirrored channel (``mirrors.py``) is read from each mirror in turn (``http(s)`` or ``file://``), the
+channel itself last; whatever the source, the bytes must match the record's digest.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..http import OfflineError, describe_error, is_offline
 from ..parallel import thread_pool
 from ..credentials import redact_url
 from .channel import file_url_to_path
+from .mirrors import Mirrors, mirrors_from_env
 from .records import PackageRecord
 
 Progress = Callable[[PackageRecord, int, "int | None"], None]
@@ -83,8 +86,12 @@ class _Sink:
         self.done += len(chunk)
 
 
-def _copy_file(rec: PackageRecord, sink: _Sink, progress: Progress | None) -> None:
-    path = file_url_to_path(rec.url)
+class _Unreachable(FetchError):
+    """The server could not be reached at all (as opposed to answering with an error)."""
+
+
+def _copy_file(rec: PackageRecord, url: str, sink: _Sink, progress: Progress | None) -> None:
+    path = file_url_to_path(url)
     total = rec.size
     try:
         with open(path, "rb") as src:
@@ -98,17 +105,20 @@ def _copy_file(rec: PackageRecord, sink: _Sink, progress: Progress | None) -> No
         raise FetchError(f"cannot read package {rec.fn} at {path}: {e.strerror}") from None
 
 
-def _stream_http(rec: PackageRecord, session: requests.Session, sink: _Sink, progress: Progress | None) -> None:
-    where = redact_url(rec.url)
+def _stream_http(rec: PackageRecord, url: str, session: requests.Session, sink: _Sink,
+                 progress: Progress | None) -> None:
+    where = redact_url(url)
     attempt = 0
     while True:
         headers = {"Accept-Encoding": "identity"}
         if sink.done:
             headers["Range"] = f"bytes={sink.done}-"
         try:
-            r = session.get(rec.url, stream=True, headers=headers)
+            r = session.get(url, stream=True, headers=headers)
         except OfflineError:
             raise FetchError(f"offline build: {rec.fn} is not in the package cache (needed from {where})") from None
+        except requests.ConnectionError as e:
+            raise _Unreachable(f"cannot download {rec.fn} from {where}: {describe_error(e)}") from None
         except requests.RequestException as e:
             raise FetchError(f"cannot download {rec.fn} from {where}: {describe_error(e)}") from None
         with r:
@@ -137,20 +147,37 @@ def _stream_http(rec: PackageRecord, session: requests.Session, sink: _Sink, pro
                     raise FetchError(f"cannot download {rec.fn} from {where}: {describe_error(e)}") from None
 
 
+def _read_into(rec: PackageRecord, mirrors: Mirrors, session: requests.Session, sink: _Sink,
+               progress: Progress | None) -> None:
+    """Read ``rec`` from the first of its locations (mirrors, then the channel) that delivers it whole; a mirror
+    that cannot be reached is not tried again for the other packages."""
+    urls = mirrors.locations(rec.url)
+    for i, url in enumerate(urls):
+        sink.reset()
+        try:
+            if url.startswith("file://"):
+                _copy_file(rec, url, sink, progress)
+            elif url.startswith(("http://", "https://")):
+                _stream_http(rec, url, session, sink, progress)
+            else:
+                raise FetchError(f"unsupported URL for {rec.fn}: {redact_url(url)}")
+            return
+        except FetchError as e:
+            if i == len(urls) - 1:
+                raise
+            if isinstance(e, _Unreachable):
+                mirrors.unreachable(url)
+
+
 def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target: Path | None,
-              progress: Progress | None) -> Path:
+              progress: Progress | None, mirrors: Mirrors) -> Path:
     """Fetch ``rec`` into a temp file, verify it and rename it to ``target`` (or to its computed sha256)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name if target else rec.fn}.", suffix=".part", dir=pkgs)
     held = hold(tmp)  # a sweep by another build leaves it alone while we live
     try:
         with os.fdopen(fd, "w+b") as f:
             sink = _Sink(f)
-            if rec.url.startswith("file://"):
-                _copy_file(rec, sink, progress)
-            elif rec.url.startswith(("http://", "https://")):
-                _stream_http(rec, session, sink, progress)
-            else:
-                raise FetchError(f"unsupported URL for {rec.fn}: {redact_url(rec.url)}")
+            _read_into(rec, mirrors, session, sink, progress)
             f.flush()
             os.fsync(f.fileno())
         channel = redact_url(rec.channel)
@@ -179,14 +206,14 @@ def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target:
 
 
 def _fetch_one(rec: PackageRecord, session: requests.Session, pkgs: Path, offline: bool,
-               progress: Progress | None) -> Path:
+               progress: Progress | None, mirrors: Mirrors) -> Path:
     offline = offline and not rec.url.startswith("file://")  # local files need no network
     exp = _expected(rec)
     if exp is None:  # nothing to look a cache entry up by: download, and name it by what we got
         if offline:
             raise FetchError(f"offline build: {rec.fn} has no checksum, so the cache cannot supply it "
                              f"(needed from {redact_url(rec.url)})")
-        return _download(rec, session, pkgs, None, progress)
+        return _download(rec, session, pkgs, None, progress, mirrors)
     target = pkgs / f"{exp[1]}{rec.ext}"
     if not _entry_ok(target, rec, exp):
         if offline:
@@ -206,7 +233,7 @@ def _fetch_one(rec: PackageRecord, session: requests.Session, pkgs: Path, offlin
                     drop_file(target)  # damaged or missing: never used, replaced
                 except OSError as e:
                     raise FetchError(f"cannot replace {rec.fn} in the package cache {pkgs}: {e.strerror or e}") from None
-                return _download(rec, session, pkgs, target, progress)
+                return _download(rec, session, pkgs, target, progress, mirrors)
     if progress:
         size = target.stat().st_size
         progress(rec, size, size)
@@ -214,13 +241,16 @@ def _fetch_one(rec: PackageRecord, session: requests.Session, pkgs: Path, offlin
 
 
 def fetch_packages(records: Sequence[PackageRecord], session: requests.Session, *, jobs: int = 8,
-                   offline: bool = False, progress: Progress | None = None) -> dict[str, Path]:
-    """``{record.url: verified file in the package cache}``; downloads what is missing with ``jobs`` threads.
+                   offline: bool = False, progress: Progress | None = None,
+                   mirrors: Mirrors | None = None) -> dict[str, Path]:
+    """``{record.url: verified file in the package cache}``; downloads what is missing with ``jobs`` threads,
+    from the channel's mirrors first (``mirrors``, default ``$OCI_CONDA_MIRRORS``; none offline).
 
     ``progress(record, bytes_done, total_or_None)`` is called from worker threads as bytes arrive (and once for a
     cache hit). Offline, anything not cached and not a ``file://`` URL is a :class:`FetchError`.
     """
     offline = offline or is_offline(session)
+    mirrors = Mirrors() if offline else (mirrors if mirrors is not None else mirrors_from_env())
     pkgs = cache_dir("pkgs")
     unique: dict[str, PackageRecord] = {}
     for rec in records:
@@ -229,10 +259,10 @@ def fetch_packages(records: Sequence[PackageRecord], session: requests.Session, 
     if not todo:
         return {}
     if jobs <= 1 or len(todo) == 1:
-        return {rec.url: _fetch_one(rec, session, pkgs, offline, progress) for rec in todo}
+        return {rec.url: _fetch_one(rec, session, pkgs, offline, progress, mirrors) for rec in todo}
     out: dict[str, Path] = {}
     with thread_pool(jobs, len(todo), "fetch") as pool:
-        futures = [pool.submit(_fetch_one, rec, session, pkgs, offline, progress) for rec in todo]
+        futures = [pool.submit(_fetch_one, rec, session, pkgs, offline, progress, mirrors) for rec in todo]
         try:
             for rec, fut in zip(todo, futures):  # the first failure in record order wins
                 out[rec.url] = fut.result()

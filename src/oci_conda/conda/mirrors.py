@@ -1,120 +1,117 @@
-"""Channel mirrors with fallback: ``OCI_CONDA_MIRRORS`` maps a channel URL to mirrors tried first, in order.
+"""Channel mirrors: ``OCI_CONDA_MIRRORS`` maps a channel to the places tried before it, in order.
 
-    OCI_CONDA_MIRRORS="https://conda.example.org/conda-forge=https://mirror-a/cf,https://mirror-b/cf"
+    OCI_CONDA_MIRRORS="conda-forge=http://mirror-a/cf,file:///srv/cf https://conda.example.org/x=https://m/x"
 
-(entries separated by whitespace or ``;``). Requests for that channel (repodata, shards, package files) go to the
-first mirror; a mirror that cannot be reached or answers 4xx/5xx (other than 304) is skipped for the next one, and
-the channel itself is the last resort. Records, lockfiles and images keep the channel's own URL, so a lock made
-through a mirror builds anywhere. A channel's credentials (``/t/TOKEN``, ``user:pass@``) are never sent to a
-mirror; a mirror URL may carry its own. Offline sessions are left alone.
+(entries separated by whitespace or ``;``). The channel is a name (under the channel alias, as in environment.yml)
+or a URL; a mirror is an ``http(s)://`` URL (it may carry its own credentials) or a ``file://`` directory. Nothing
+here talks to the network: :class:`Mirrors` answers "where may this channel URL be read, in order" — the gateway
+opens a subdir at each location in turn and ``fetch.py`` downloads a package from each in turn; the channel itself
+is the last resort. Records, lockfiles and images keep the channel's own URL, so a lock made through a mirror builds
+anywhere. A channel's credentials (``/t/TOKEN``, ``user:pass@``) are never part of a mirror location: only the path
+*below* the channel (credentials stripped) is appended to a mirror.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import re
-from typing import Any, Mapping
-from urllib.parse import unquote, urlsplit, urlunsplit
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
 
-import requests
-from requests.adapters import BaseAdapter, HTTPAdapter
-from urllib3.util.retry import Retry
-
-from ..errors import ChannelError
-from ..http import RETRY_STATUSES, is_offline
 from ..credentials import redact_url, split_credentials
+from ..errors import ChannelError
+from .channel import resolve_channel
 
 MIRRORS_ENV = "OCI_CONDA_MIRRORS"
 
+__all__ = ["MIRRORS_ENV", "Mirrors", "parse_mirrors", "mirrors_from_env"]
 
-def parse_mirrors(text: str) -> dict[str, list[str]]:
-    """``{canonical channel URL: [mirror URL (as given, may carry credentials), ...]}``."""
+
+def _mirror_url(text: str) -> str:
+    """One mirror as written -> the location we use (``file://`` URLs resolved to an absolute directory URL)."""
+    m = text.strip().rstrip("/")
+    if m.startswith(("http://", "https://")):
+        return m
+    if m.startswith("file://"):
+        try:
+            return resolve_channel(m, Path.cwd()).url  # checks the directory exists, normalises the path
+        except ChannelError as e:
+            raise ChannelError(f"{MIRRORS_ENV}: {e}") from None
+    raise ChannelError(f"{MIRRORS_ENV}: mirror must be an http(s) or file:// URL: {redact_url(m)}")
+
+
+def parse_mirrors(text: str, channel_alias: str | None = None) -> dict[str, list[str]]:
+    """``{canonical channel URL: [mirror location, ...]}``; a channel *name* is resolved under the channel alias."""
     out: dict[str, list[str]] = {}
     for entry in re.split(r"[\s;]+", text.strip()):
         if not entry:
             continue
         chan, sep, mirrors = entry.partition("=")
-        if not sep or not chan.startswith(("http://", "https://")):
-            raise ChannelError(f"{MIRRORS_ENV}: expected CHANNEL_URL=MIRROR_URL[,MIRROR_URL...], got "
+        if not sep or not chan.strip() or not mirrors.strip():
+            raise ChannelError(f"{MIRRORS_ENV}: expected CHANNEL=MIRROR[,MIRROR...] (CHANNEL a name or URL), got "
                                f"{redact_url(entry)!r}")
-        ms = [m.rstrip("/") for m in mirrors.split(",") if m.strip()]
-        for m in ms:
-            if not m.startswith(("http://", "https://")):
-                raise ChannelError(f"{MIRRORS_ENV}: mirror must be an http(s) URL: {redact_url(m)}")
-        out[split_credentials(chan)[0]] = ms
+        if chan.startswith(("file://", "/", ".", "~")):
+            raise ChannelError(f"{MIRRORS_ENV}: a local channel needs no mirror: {chan!r}")
+        try:
+            canonical = resolve_channel(chan, Path.cwd(), channel_alias).url
+        except ChannelError as e:
+            raise ChannelError(f"{MIRRORS_ENV}: {e}") from None
+        out[canonical] = [_mirror_url(m) for m in mirrors.split(",") if m.strip()]
     return out
 
 
-def _basic_auth(url: str) -> tuple[str, str | None]:
-    """``(url without user:pass@, Authorization header or None)``."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None
-    cred, host = parts.netloc.rsplit("@", 1)
-    user, _, pw = cred.partition(":")
-    token = base64.b64encode(f"{unquote(user)}:{unquote(pw)}".encode()).decode()
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)), f"Basic {token}"
+@dataclass(frozen=True)
+class Mirrors:
+    """Per canonical channel URL, the mirror locations tried before it (empty: no mirrors)."""
 
+    table: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: mirrors found unreachable in this process: skipped from then on (the channel itself never is)
+    down: set[str] = field(default_factory=set, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
-class MirrorAdapter(BaseAdapter):
-    """Sends a request for a mirrored channel to each mirror in turn, then to the channel (``fallback`` adapter)."""
-
-    def __init__(self, mirrors: Mapping[str, list[str]], fallback: BaseAdapter):
-        super().__init__()
-        self.mirrors = dict(mirrors)
-        self.fallback = fallback
-        retry = Retry(total=1, connect=1, read=1, status=1, other=0, backoff_factor=0.1,
-                      status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET", "HEAD"}),
-                      raise_on_status=False)
-        self.inner = HTTPAdapter(pool_connections=8, pool_maxsize=32, max_retries=retry)
+    def __bool__(self) -> bool:
+        return bool(self.table)
 
     def _match(self, url: str) -> tuple[str, str] | None:
+        """``(channel, path below it)`` for a URL under a mirrored channel (credentials ignored), else None."""
+        if not self.table or not url.startswith(("http://", "https://")):
+            return None
         canon = split_credentials(url)[0]
-        for chan, _ in sorted(self.mirrors.items(), key=lambda kv: -len(kv[0])):
+        for chan in sorted(self.table, key=len, reverse=True):
             if canon == chan or canon.startswith(chan + "/"):
                 return chan, canon[len(chan):]
         return None
 
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        m = self._match(request.url or "")
+    def for_channel(self, channel_url: str) -> tuple[str, ...]:
+        """The mirror locations of one channel (its canonical URL), in the order they are tried."""
+        m = self._match(channel_url)
+        return self.table[m[0]] if m is not None and not m[1] else ()
+
+    def locations(self, url: str) -> list[str]:
+        """Where ``url`` (a file under a channel, possibly with the channel's credentials) may be read: each
+        mirror's copy, then ``url`` itself. Mirror copies never carry the channel's credentials."""
+        m = self._match(url)
         if m is None:
-            return self.fallback.send(request, *args, **kwargs)
+            return [url]
         chan, rest = m
-        for mirror in self.mirrors[chan]:
-            url, auth = _basic_auth(mirror + rest)
-            req = request.copy()
-            req.url = url
-            req.headers.pop("Authorization", None)  # the channel's credentials are not the mirror's
-            if auth:
-                req.headers["Authorization"] = auth
-            try:
-                r = self.inner.send(req, *args, **kwargs)
-            except requests.RequestException:
-                continue
-            if r.status_code < 400:
-                return r
-            r.close()
-        return self.fallback.send(request, *args, **kwargs)
+        with self._lock:
+            return [mirror + rest for mirror in self.table[chan] if mirror not in self.down] + [url]
 
-    def close(self) -> None:
-        self.inner.close()
-        self.fallback.close()
+    def unreachable(self, url: str) -> None:
+        """Remember that the mirror ``url`` lies under could not be reached (a connection, not an HTTP answer)."""
+        with self._lock:
+            for mirrors in self.table.values():
+                for mirror in mirrors:
+                    if url == mirror or url.startswith(mirror + "/"):
+                        self.down.add(mirror)
 
 
-def with_mirrors(session: requests.Session, env: Mapping[str, str] | None = None) -> requests.Session:
-    """``session`` with the mirrors of ``$OCI_CONDA_MIRRORS`` mounted (unchanged when unset or offline)."""
+def mirrors_from_env(env: Mapping[str, str] | None = None, channel_alias: str | None = None) -> Mirrors:
+    """The mirrors of ``$OCI_CONDA_MIRRORS`` (none when unset); a bad setting is a one-line :class:`ChannelError`."""
     env = os.environ if env is None else env
     text = env.get(MIRRORS_ENV, "")
-    if not text.strip() or is_offline(session):
-        return session
-    mirrors = parse_mirrors(text)
-    hosts = {}
-    for chan in mirrors:
-        p = urlsplit(chan)
-        prefix = f"{p.scheme}://"
-        hosts[prefix] = session.get_adapter(chan)
-    for prefix, fallback in hosts.items():
-        if not isinstance(fallback, MirrorAdapter):
-            session.mount(prefix, MirrorAdapter(mirrors, fallback))
-    return session
+    if not text.strip():
+        return Mirrors()
+    return Mirrors({k: tuple(v) for k, v in parse_mirrors(text, channel_alias).items()})

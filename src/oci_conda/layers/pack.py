@@ -145,3 +145,34 @@ def _owners(staging: Path, arcroot: str) -> dict[str, str]:
         for f in data.get("files", ()):
             owner[f"{arcroot}/{f}"] = dist
     return owner
+
+
+def pack_existing(prefix: Path, dest_prefix: str) -> PackedEnv:
+    """conda-pack an environment made by conda, mamba or pixi (pip extras included) as if it lived at
+    ``dest_prefix``; entries are rooted at ``dest_prefix`` and owned by the package whose conda-meta lists them.
+
+    conda-pack's own checks stand: an editable install, or a conda-managed file deleted or overwritten since install,
+    refuses the environment (one line naming what it found). Managed files are read from the package cache when
+    conda-meta points at it (as conda-pack does), else from the prefix; prefixes are rewritten for ``dest_prefix``.
+    """
+    from conda_pack.core import CondaEnv, CondaPackException, Packer, check_no_editable_packages
+
+    arcroot = dest_prefix.strip("/")
+    sink = _EntrySink(arcroot)
+    try:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            # conda-pack looks for editable installs only in the conda python's site-packages; pip may have
+            # installed into any python's (a pixi env with a system python, a python from another env)
+            for sp in sorted(prefix.glob("lib/python*/site-packages")):
+                check_no_editable_packages(str(prefix), str(sp.relative_to(prefix)))
+            env = CondaEnv.from_prefix(str(prefix))
+            packer = Packer(str(prefix), sink, dest_prefix=dest_prefix)
+            for f in env.files:
+                packer.add(f)
+            packer.finish()
+        caught = [" ".join(str(x.message).split())[:300] for x in w]
+    except (CondaPackException, ValueError, KeyError, TypeError, OSError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise InstallError(f"{prefix}: conda-pack refused the environment: {' '.join(lines)[:400]}") from None
+    return PackedEnv(entries=sink.finish(), owner=_owners(prefix, arcroot), warnings=caught)

@@ -107,6 +107,11 @@ class ArchiveSource:
         except KeyError:
             raise ImageError(f"OCI archive {self.path}: {name} is missing") from None
 
+    def open_member(self, name: str) -> BinaryIO:
+        """One member's bytes, read in place (other tar formats, e.g. ``docker save``, are read through this)."""
+        offset, size = self._member(name)
+        return _TarSlice(self.path, offset, size)  # type: ignore[return-value]
+
     def index(self) -> dict[str, Any]:
         offset, size = self._member("index.json")
         if size > MAX_JSON_BLOB:

@@ -33,7 +33,7 @@ from oci_conda.oci.image import (
     Image,
     set_annotations,
 )
-from oci_conda.oci.local import open_local_image, parse_local
+from oci_conda.oci.local import open_local_ref
 from oci_conda.oci.memory import plan
 from oci_conda.oci.registry.client import (
     RETRY_STATUSES,
@@ -367,7 +367,7 @@ def push_images(images: Iterable[Image], ref: str | RegistryRef, annotations: di
 
 
 def push_path(path: str, ref: str | RegistryRef, options: RegistryOptions | None = None) -> PushResult:
-    """Push an OCI archive (``IMAGE.tar``) or layout directory; ``PATH:NAME`` picks one of several images."""
-    p, name = parse_local(path)
-    local = open_local_image(p, name)
+    """Push a local image (``oci:``, ``oci-archive:``, ``dir:``, ``docker-archive:`` or a bare path to an archive
+    or layout directory); ``PATH:NAME`` picks one of several images."""
+    local = open_local_ref(path)
     return push_source(local.source, local.top, ref, options, local.what)
