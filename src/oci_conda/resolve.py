@@ -24,7 +24,7 @@ from .conda.virtual import virtual_packages
 from .credentials import strip_credentials
 from .errors import OciCondaError, SpecError
 from .http import make_session
-from .lockfile import Lock, LockError, PlatformLock, base_digest, file_sha256
+from .lockfile import Lock, LockedEnvironment, LockError, PlatformLock, base_digest, file_sha256
 from .oci.source import open_image
 from .platforms import platform_for_subdir
 from .options import BuildOptions, locked_values
@@ -76,6 +76,16 @@ def solve_environment(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter
         return solve(per_channel, list(specs), vps)
 
 
+def refuse_pypi(lock: Lock, subdir: str) -> None:
+    """A lock's PyPI entries are not installed by this build: refuse them in one line rather than drop them."""
+    names = lock.pip.get(subdir)
+    if names:
+        shown = ", ".join(names[:8]) + (f", ... (+{len(names) - 8})" if len(names) > 8 else "")
+        raise LockError(f"{lock.path}: locks {len(names)} PyPI package(s) for {subdir} ({shown}); installing PyPI "
+                        f"packages from a {lock.kind} lock is not supported yet, and leaving them out would build a "
+                        "different environment")
+
+
 def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], base_dir: Path,
                       channel_alias: str | None = None) -> list[PackageRecord]:
     """The records to install for ``subdir``, in install order, with credentials and moved local channels restored.
@@ -84,9 +94,7 @@ def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], bas
     ``conda-forge``) takes that channel's current URL (a local channel moves with the checkout) and its credentials.
     """
     pl = lock.for_platform(subdir)
-    if lock.pip.get(subdir):
-        raise LockError(f"{lock.path}: pip packages cannot be installed from a lock ({', '.join(lock.pip[subdir])}); "
-                        "use conda packages")
+    refuse_pypi(lock, subdir)
     locked = dict(lock.channels)  # spelling -> locked url
     current: dict[str, Channel] = {}
     for s in spec_channels:
@@ -139,4 +147,5 @@ def create_lock(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Lock
         for c in chans:
             spellings.append((s if len(chans) == 1 else c.url, c.url))
     return Lock(platforms=plats, env_file=Path(spec.path).name, env_sha256=file_sha256(spec.path),
-                channels=tuple(spellings), options=locked_values(opts, spec.image.prefix))
+                channels=tuple(spellings), options=locked_values(opts, spec.image.prefix),
+                environment=LockedEnvironment.from_spec(spec))

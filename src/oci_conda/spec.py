@@ -24,7 +24,7 @@ import jsonschema
 import yaml
 
 from .errors import SpecError
-from .platform_names import parse_conda_subdir
+from .platforms import parse_conda_subdir
 
 DEFAULT_PREFIX = "/opt/conda"
 DEFAULT_CHANNELS = ("conda-forge",)

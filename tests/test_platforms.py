@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from oci_conda.errors import SpecError
-from oci_conda.platform_names import default_platforms, parse_conda_subdir, parse_platforms
+from oci_conda.platforms import default_platforms, parse_conda_subdir, parse_platforms
 
 
 @pytest.mark.parametrize("values, want", [
