@@ -17,12 +17,12 @@ from .conda.channel import Channel, resolve_channels
 from .conda.matchspec import MatchSpec
 from .conda.mirrors import with_mirrors
 from .conda.records import PackageRecord
-from .conda.gateway import load_channel_indexes
+from .conda.gateway import ChannelIndex, load_channel_indexes
 from .conda.order import dependency_order
 from .conda.solve import solve
 from .conda.virtual import virtual_packages
 from .credentials import strip_credentials
-from .errors import OciCondaError, SpecError
+from .errors import OciCondaError, SolveError, SpecError
 from .http import make_session
 from .lockfile import Lock, LockedEnvironment, LockError, PlatformLock, base_digest, file_sha256
 from .oci.source import open_image
@@ -73,7 +73,37 @@ def solve_environment(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter
                                            names=[MatchSpec(s).name for s in specs])
     with reporter.phase("solve", " ".join(specs)):
         vps = virtual_packages(subdir, dict(spec.image.virtual_packages))
-        return solve(per_channel, list(specs), vps)
+        try:
+            return solve(per_channel, list(specs), vps)
+        except SolveError as e:
+            hint = elsewhere_hint(per_channel, channels, specs, subdir, opts, session)
+            if hint:
+                raise SolveError(f"{e}; {hint}") from None
+            raise
+
+
+def elsewhere_hint(per_channel: Sequence[ChannelIndex], channels: Sequence[Channel], specs: Sequence[str],
+                   subdir: str, opts: BuildOptions, session: requests.Session) -> str | None:
+    """For requested names no channel has for ``subdir``: the other requested platforms that do have them
+    ("numpy exists for linux-64, not linux-s390x"), so a one-platform gap reads as that and not as a typo.
+    Only those names are looked up, and only when the solve has already failed."""
+    missing = [n for n in dict.fromkeys(MatchSpec(s).name for s in specs)
+               if not n.startswith("__") and not any(n in ix for ix in per_channel)]
+    others = [p for p in opts.platforms if p != subdir]
+    if not missing or not others:
+        return None
+    found: dict[str, list[str]] = {}
+    for other in others:
+        try:
+            idx = load_channel_indexes(channels, other, session, offline=opts.offline, jobs=opts.jobs, names=missing)
+        except OciCondaError:
+            continue  # the hint is best effort: the solve error stands on its own
+        for n in missing:
+            if any(n in ix for ix in idx):
+                found.setdefault(n, []).append(other)
+    parts = [f"{n} exists for {', '.join(ps)} but not for {subdir}" for n, ps in found.items()]
+    return "; ".join(parts) + f" (leave {subdir} out of --platform, or put the package behind a selector)" if parts \
+        else None
 
 
 def refuse_pypi(lock: Lock, subdir: str) -> None:
