@@ -17,7 +17,8 @@ import yaml
 from conftest import REPO
 from realenv import make_real_channel, oci_conda, one_error_line
 
-from oci_conda.lockfile import read_lock
+from oci_conda.lockfile import LockError, read_lock
+from oci_conda.resolve import records_for_build
 
 HELLO_CHANNEL = REPO / "examples" / "hello" / "channel"
 
@@ -274,3 +275,39 @@ def test_environment_flag_needs_a_pixi_lock(tmp_path: Path, cache_env: Path, fla
     args = ["--lock", str(lock)] if flag else [str(env)]
     p = oci_conda("build", *args, "--environment", "dev", "-o", str(tmp_path / "x.tar"), "-q", check=False)
     assert "--environment" in one_error_line(p)
+
+
+CONDA_LOCK_WITH_PIP = """version: 1
+metadata:
+  platforms: [linux-64]
+  channels: [{url: conda-forge, used_env_vars: []}]
+package:
+- name: hello
+  version: '1.0'
+  manager: conda
+  platform: linux-64
+  dependencies: {}
+  url: https://conda.example.invalid/c/linux-64/hello-1.0-0.conda
+  hash: {sha256: %s}
+  category: main
+  optional: false
+- name: pydantic
+  version: 2.5.0
+  manager: pip
+  platform: linux-64
+  dependencies: {}
+  url: https://files.example.invalid/pydantic-2.5.0-py3-none-any.whl
+  hash: {sha256: %s}
+  category: main
+  optional: false
+""" % ("ab" * 32, "cd" * 32)
+
+
+def test_conda_lock_pip_entries_are_refused_not_dropped(tmp_path: Path) -> None:
+    f = tmp_path / "conda-lock.yml"
+    f.write_text(CONDA_LOCK_WITH_PIP)
+    lock = read_lock(f)
+    assert lock.pip == {"linux-64": ["pydantic"]} and lock.pypi["linux-64"][0].name == "pydantic"
+    with pytest.raises(LockError, match=r"conda-lock.yml: locks 1 PyPI package\(s\) for linux-64 \(pydantic\); "
+                                        r"installing PyPI packages from a conda-lock lock is not supported yet"):
+        records_for_build(lock, "linux-64", (), tmp_path)

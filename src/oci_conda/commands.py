@@ -151,6 +151,8 @@ def lock_spec(inputs: LockInputs, reporter: Reporter, **overrides: Any) -> Build
             spec = locked_with_env(spec, env_spec)
     elif env_file is not None:
         spec = _load_spec(env_file, reporter)
+        if lock is not None and lock.environment is not None:  # stale, allowed: the base stays the locked one
+            spec = dataclasses.replace(spec, image=dataclasses.replace(spec.image, base=lock.environment.image.base))
     else:
         assert lock is not None and lock.path is not None
         spec = BuildSpec(path=lock.path.resolve(), name=None, channels=(), selected_specs=())
