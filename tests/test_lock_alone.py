@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
 from realenv import make_real_channel, oci_conda, one_error_line
 
@@ -288,7 +287,7 @@ package:
   platform: linux-64
   dependencies: {}
   url: https://conda.example.invalid/c/linux-64/hello-1.0-0.conda
-  hash: {sha256: %s}
+  hash: {sha256: HASH1}
   category: main
   optional: false
 - name: pydantic
@@ -297,10 +296,10 @@ package:
   platform: linux-64
   dependencies: {}
   url: https://files.example.invalid/pydantic-2.5.0-py3-none-any.whl
-  hash: {sha256: %s}
+  hash: {sha256: HASH2}
   category: main
   optional: false
-""" % ("ab" * 32, "cd" * 32)
+""".replace("HASH1", "ab" * 32).replace("HASH2", "cd" * 32)
 
 
 def test_conda_lock_pip_entries_are_refused_not_dropped(tmp_path: Path) -> None:

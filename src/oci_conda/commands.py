@@ -34,7 +34,7 @@ from .options import BuildOptions, apply_lock
 from .platforms import default_platforms, image_platforms, parse_platforms
 from .progress import Reporter
 from .registry_options import registry_options
-from .resolve import create_lock, default_session, solve_environment
+from .resolve import create_lock, default_session, refuse_pypi, solve_environment
 from .spec import BuildSpec, load_spec, with_overrides
 
 Command = Callable[[argparse.Namespace, Reporter], int]
@@ -300,6 +300,8 @@ def bundle_command(args: argparse.Namespace, reporter: Reporter) -> int:
         if env_path is not None:
             check_fresh(lock, env_path)
     lock = _bundle_platforms(lock, _given_platforms(args))
+    for subdir in lock.platforms:
+        refuse_pypi(lock, subdir)  # a bundle that cannot build is refused now, not when offline
     t0 = time.perf_counter()
     session = default_session(BuildOptions(offline=args.offline))
     with reporter.phase("bundle", str(args.output)):

@@ -8,7 +8,7 @@ place both meet. No argparse here: commands.py passes the raw ``--platform`` val
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .conda.channel import KNOWN_SUBDIRS
 from .errors import ImageError, SpecError
