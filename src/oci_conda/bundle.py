@@ -204,8 +204,7 @@ def open_bundle(path: Path) -> Iterator[UnpackedBundle]:
         _store_packages(tmp / "pkgs", where)
         lock = read_lock(tmp / meta["lock"])
         env = tmp / meta["env"] if meta.get("env") else None
-        if env is not None:
-            _make_local_channels(env, lock, tmp)
+        _make_local_channels(env if env is not None else tmp / meta["lock"], lock, tmp)
         base = f"oci:{tmp / 'base'}" if meta.get("base") else None
         yield UnpackedBundle(tmp, lock, env, base)
 
@@ -229,7 +228,8 @@ def _store_packages(src: Path, where: str) -> None:
 
 
 def _make_local_channels(env: Path, lock: Lock, root: Path) -> None:
-    """Relative local channels of the environment file exist (empty) next to it, so channel spellings resolve."""
+    """Relative local channels of the environment file exist (empty) next to it (or next to the lock, which
+    then stands for it), so channel spellings resolve."""
     for spelling, _url in lock.channels:
         if spelling.startswith(".") and "://" not in spelling:
             d = (env.parent / spelling).resolve()

@@ -17,7 +17,7 @@ from . import __version__
 from .cache import sweep_cache
 from .commands import COMMANDS
 from .errors import OciCondaError
-from .options import PLATFORMS, add_arguments
+from .options import add_arguments
 from .parallel import DEFAULT_JOBS
 from .progress import Reporter, choose_mode
 
@@ -27,8 +27,9 @@ def _common(p: argparse.ArgumentParser, env_optional: bool = False) -> None:
                    help="conda environment file (with an optional image: section)")
     p.add_argument("-c", "--channel", dest="channels", action="append", default=[], metavar="CHANNEL",
                    help="channel to use before the file's channels (name, URL or local path); repeatable")
-    p.add_argument("--platform", dest="platforms", action="append", choices=PLATFORMS, metavar="SUBDIR",
-                   help="target conda subdir (default linux-64)")
+    p.add_argument("--platform", dest="platforms", action="append", metavar="PLATFORM",
+                   help="target platform: a conda subdir (linux-64) or OCI os/arch (linux/arm64); comma lists and "
+                   "repeats add platforms (default: the file's platforms:, else $CONDA_SUBDIR, else linux-64)")
     p.add_argument("--channel-alias", metavar="URL", help="where channel names live (default: conda's public alias; "
                    "env OCI_CONDA_CHANNEL_ALIAS)")
     p.add_argument("--offline", action="store_true", help="use only the cache; never open a network connection")
@@ -57,10 +58,14 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=int, default=DEFAULT_JOBS, metavar="N",
                    help=f"parallel downloads and workers (default {DEFAULT_JOBS})")
     b.add_argument("--lock", metavar="LOCKFILE", help="install exactly what LOCKFILE lists (oci-conda lock, "
-                   "conda-lock.yml v1 or @EXPLICIT): no solve, no repodata")
-    b.add_argument("--allow-stale", action="store_true", help="with --lock: build even if ENV.yml changed since locking")
+                   "conda-lock.yml v1, pixi.lock or @EXPLICIT): no solve, no repodata; an oci-conda lock carries "
+                   "its image settings, so ENV.yml may be left out")
+    b.add_argument("--environment", metavar="NAME", help="with a pixi.lock: the environment to build (default "
+                   "default)")
+    b.add_argument("--allow-stale", action="store_true", help="with --lock: build even if ENV.yml changed since locking"
+                   " (its image settings then win over the lock's)")
     b.add_argument("--from-bundle", metavar="BUNDLE.tar", help="build offline from a bundle made by `oci-conda bundle` "
-                   "(ENV.yml may be left out)")
+                   "(ENV.yml, when given, is checked against the bundle's lock)")
     add_arguments(b)
 
     p = sub.add_parser("push", help="push an OCI archive or layout directory to a registry")
@@ -118,6 +123,8 @@ def _lock_parsers(sub: argparse._SubParsersAction) -> None:
     _common(bd)
     bd.add_argument("-o", "--output", required=True, metavar="BUNDLE.tar")
     bd.add_argument("--env", metavar="ENV.yml", help="when ENV.yml is a lock: the environment file it was made from")
+    bd.add_argument("--environment", metavar="NAME", help="when ENV.yml is a pixi.lock: the environment to bundle "
+                    "(default default)")
     bd.add_argument("--base", metavar="REF", help="base image (as for build)")
     bd.add_argument("--prefix", metavar="PATH", help="as for build")
     add_arguments(bd, locked_only=True)

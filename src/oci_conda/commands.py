@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from .bundle import open_bundle, write_bundle
 from .conda.explicit import write_explicit
 from .conda.records import PackageRecord
 from .conda.order import dependency_order
-from .credentials import redact_url
+from .credentials import redact_url, strip_credentials
 from .errors import SpecError
 from .inspect_image import diff_images, inspect_image
 from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read_lock, sniff_file, write_bytes
@@ -30,18 +31,33 @@ from .oci.registry.client import RegistryOptions
 from .oci.registry.login import login
 from .oci.registry.push import push_path
 from .oci.source import local_image_ref, parse_image_ref, registry_destination
+from .options import BuildOptions, apply_lock
 from .pack_prefix import pack_environment, pack_options
-from .options import DEFAULT_PLATFORMS, BuildOptions, apply_lock
+from .platforms import default_platforms, image_platforms, parse_platforms
 from .progress import Reporter
 from .registry_options import registry_options
-from .resolve import create_lock, default_session, solve_environment
+from .resolve import create_lock, default_session, refuse_pypi, solve_environment
 from .spec import BuildSpec, load_spec, with_overrides
 
 Command = Callable[[argparse.Namespace, Reporter], int]
 
 
-def _platforms(args: argparse.Namespace) -> tuple[str, ...]:
-    return tuple(args.platforms or DEFAULT_PLATFORMS)
+def _given_platforms(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """``--platform`` values as conda subdirs (any spelling, comma lists), or None when none was given."""
+    return tuple(parse_platforms(args.platforms)) if getattr(args, "platforms", None) else None
+
+
+def _platforms(args: argparse.Namespace, spec: BuildSpec) -> tuple[str, ...]:
+    """``--platform``, else the environment file's ``platforms:``, else ``$CONDA_SUBDIR``, else linux-64."""
+    return _given_platforms(args) or tuple(default_platforms(spec.platforms, os.environ))
+
+
+def _load_spec(path: str, reporter: Reporter) -> BuildSpec:
+    """The environment file, its warnings (sections it ignores) shown one line each."""
+    spec = load_spec(path)
+    for w in spec.warnings:
+        reporter.warn(w)
+    return spec
 
 
 def _registry(args: argparse.Namespace) -> RegistryOptions:
@@ -66,43 +82,79 @@ def _env_beside(lock: Lock) -> str | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class LockInputs:
+    """What ``build`` builds from: an environment file, a lock, or both (then the file is checked for staleness)."""
+
+    env_file: str | None
+    lock: Lock | None
+    offline: bool = False  # a bundle: everything is in it
+    stale: bool = False  # the env file changed since locking and --allow-stale was given: its settings win
+
+
+def _checked(env_file: str | None, lock: Lock, args: argparse.Namespace, reporter: Reporter) -> bool:
+    """Whether ``env_file`` is stale against ``lock`` (allowed; a warning is shown); a stale file without
+    ``--allow-stale`` raises. A version 1 lock has no environment of its own and needs the file."""
+    if env_file is None:
+        if lock.kind == "oci-conda" and lock.environment is None:
+            raise LockError(f"{lock.path}: a version 1 lock does not carry its environment and {lock.env_file} is "
+                            "not beside it; give ENV.yml or relock")
+        return False
+    w = check_fresh(lock, env_file, args.allow_stale)
+    if w:
+        reporter.warn(w)
+    return w is not None
+
+
 @contextlib.contextmanager
-def lock_inputs(args: argparse.Namespace, reporter: Reporter) -> Iterator[tuple[str | None, Lock | None, bool]]:
-    """``(env file or None, lock or None, offline)`` for ``build``: from ``--from-bundle``, ``--lock``, or an
-    ENV.yml that is itself a lockfile. A bundle is unpacked into a temporary directory for the build's duration."""
+def lock_inputs(args: argparse.Namespace, reporter: Reporter) -> Iterator[LockInputs]:
+    """The inputs of ``build``: from ``--from-bundle`` (with ENV.yml checked against the bundle's lock), ``--lock``,
+    or an ENV.yml that is itself a lockfile. A bundle is unpacked into a temporary directory for the build."""
+    environment = getattr(args, "environment", None)
     if args.from_bundle:
-        if args.lock or args.env_file is not None:
-            raise SpecError("build --from-bundle takes neither ENV.yml nor --lock: the bundle carries both")
+        if args.lock:
+            raise SpecError("build --from-bundle takes no --lock: the bundle carries its lock")
         with open_bundle(Path(args.from_bundle)) as ub:
             if args.base is None and ub.base_ref is not None:
                 args.base = ub.base_ref
-            yield (str(ub.env_file) if ub.env_file else None), ub.lock, True
+            env_file = args.env_file if args.env_file is not None else (str(ub.env_file) if ub.env_file else None)
+            stale = _checked(env_file, ub.lock, args, reporter)
+            yield LockInputs(env_file, ub.lock, True, stale)
         return
     env_file = args.env_file
-    lock = None
     if args.lock:
-        lock = read_lock(args.lock)
+        lock = read_lock(args.lock, environment)
     elif env_file is not None and sniff_file(env_file) is not None:
-        lock = read_lock(env_file)
-        env_file = _env_beside(lock)
+        lock = read_lock(env_file, environment)
+        env_file = None
     elif env_file is None:
         raise SpecError("build: give ENV.yml, --lock LOCKFILE or --from-bundle BUNDLE.tar")
-    if lock is not None:
-        if env_file is None:
-            env_file = _env_beside(lock)
-        if env_file is None and lock.kind == "oci-conda":
-            raise LockError(f"{lock.path}: the environment file {lock.env_file} is not beside the lock; give ENV.yml")
+    else:
+        if environment is not None:
+            raise SpecError("build --environment picks an environment of a pixi.lock given as --lock")
+        yield LockInputs(env_file, None)
+        return
+    if env_file is None:
+        env_file = _env_beside(lock)
+    yield LockInputs(env_file, lock, False, _checked(env_file, lock, args, reporter))
+
+
+def lock_spec(inputs: LockInputs, reporter: Reporter, **overrides: Any) -> BuildSpec:
+    """The BuildSpec for a build. From a lock that carries its environment: that environment (the lock is enough;
+    an env file given only anchors relative channels and lends its channel credentials); from a stale env file
+    (``--allow-stale``), a version 1 lock or no lock: the env file; a foreign lock alone: image defaults."""
+    env_file, lock = inputs.env_file, inputs.lock
+    if lock is not None and lock.environment is not None and not inputs.stale:
+        assert lock.path is not None
+        path = lock.path.resolve()
+        spec = lock.environment.to_spec(path)
         if env_file is not None:
-            w = check_fresh(lock, env_file, args.allow_stale)
-            if w:
-                reporter.warn(w)
-    yield env_file, lock, False
-
-
-def lock_spec(env_file: str | None, lock: Lock | None, **overrides: Any) -> BuildSpec:
-    """The BuildSpec for a build: the environment file's, or (for a foreign lock alone) image defaults."""
-    if env_file is not None:
-        spec = load_spec(env_file)
+            env_spec = _load_spec(env_file, reporter)
+            spec = locked_with_env(spec, env_spec)
+    elif env_file is not None:
+        spec = _load_spec(env_file, reporter)
+        if lock is not None and lock.environment is not None:  # stale, allowed: the base stays the locked one
+            spec = dataclasses.replace(spec, image=dataclasses.replace(spec.image, base=lock.environment.image.base))
     else:
         assert lock is not None and lock.path is not None
         spec = BuildSpec(path=lock.path.resolve(), name=None, channels=(), selected_specs=())
@@ -114,25 +166,34 @@ def lock_spec(env_file: str | None, lock: Lock | None, **overrides: Any) -> Buil
     return with_overrides(spec, **overrides)
 
 
+def locked_with_env(locked: BuildSpec, env_spec: BuildSpec) -> BuildSpec:
+    """The lock's environment, anchored at the env file's directory and with its channels' credentials (a lock
+    never stores them)."""
+    creds = {strip_credentials(c): c for c in env_spec.channels}
+    return dataclasses.replace(locked, path=env_spec.path, channels=tuple(creds.get(c, c) for c in locked.channels))
+
+
 def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.output is None and args.push is None:
         raise SpecError("build: give -o OUT, --push REGISTRY/REPO:TAG, or both")
     registry = _registry(args)
-    with lock_inputs(args, reporter) as (env_file, lock, offline):
-        spec = lock_spec(env_file, lock, base=args.base, prefix=args.prefix, tag=args.tag, channels=args.channels)
+    with lock_inputs(args, reporter) as inputs:
+        lock = inputs.lock
+        spec = lock_spec(inputs, reporter, base=args.base, prefix=args.prefix, tag=args.tag, channels=args.channels)
+        given = _given_platforms(args)
         parse_image_ref(spec.image.base)  # a base reference we cannot read fails before any work
         opts = BuildOptions.from_values(
             vars(args),
             output=Path(args.output) if args.output is not None else None,
             push=args.push,
-            platforms=_platforms(args),
-            offline=args.offline or offline,
+            platforms=given or (() if lock is not None else tuple(default_platforms(spec.platforms, os.environ))),
+            offline=args.offline or inputs.offline,
             channel_alias=args.channel_alias,
             jobs=max(1, args.jobs),
             registry=registry,
         )
         if lock is not None:
-            opts = apply_lock(opts, lock, platforms_given=bool(args.platforms))
+            opts = apply_lock(opts, lock, platforms_given=given is not None)
         result = build_image(spec, opts, reporter)
     if args.json:
         _print_json(result.to_json())
@@ -163,8 +224,8 @@ def _channel_label(url: str) -> str:
 
 
 def solve_command(args: argparse.Namespace, reporter: Reporter) -> int:
-    spec = with_overrides(load_spec(args.env_file), channels=args.channels)
-    opts = BuildOptions(platforms=_platforms(args), offline=args.offline, channel_alias=args.channel_alias)
+    spec = with_overrides(_load_spec(args.env_file, reporter), channels=args.channels)
+    opts = BuildOptions(platforms=_platforms(args, spec), offline=args.offline, channel_alias=args.channel_alias)
     out = {subdir: solve_environment(spec, subdir, opts, reporter) for subdir in opts.platforms}
     if args.json:
         if len(out) == 1:
@@ -186,8 +247,8 @@ def solve_command(args: argparse.Namespace, reporter: Reporter) -> int:
 
 def lock_from_args(args: argparse.Namespace, reporter: Reporter, env_file: str) -> Lock:
     """Solve ``env_file`` with the command line's channels, base, prefix and image options, and lock the result."""
-    spec = with_overrides(load_spec(env_file), base=args.base, prefix=args.prefix, channels=args.channels)
-    opts = BuildOptions.from_values(vars(args), platforms=_platforms(args), offline=args.offline,
+    spec = with_overrides(_load_spec(env_file, reporter), base=args.base, prefix=args.prefix, channels=args.channels)
+    opts = BuildOptions.from_values(vars(args), platforms=_platforms(args, spec), offline=args.offline,
                                     channel_alias=args.channel_alias, registry=_registry(args))
     return create_lock(spec, opts, reporter)
 
@@ -216,7 +277,7 @@ def lock_command(args: argparse.Namespace, reporter: Reporter) -> int:
 def _bundle_platforms(lock: Lock, wanted: Sequence[str] | None) -> Lock:
     """The platforms a bundle carries: those asked for, else every linux platform of the lock (a conda-lock file
     may also lock osx/win, whose packages an image never needs)."""
-    keep = list(wanted) if wanted else sorted(p for p in lock.platforms if p.startswith("linux-"))
+    keep = list(wanted) if wanted else sorted(image_platforms(list(lock.platforms)))
     for p in keep:
         lock.for_platform(p)  # a missing platform is a LockError naming the file
     if not keep:
@@ -230,17 +291,20 @@ def bundle_command(args: argparse.Namespace, reporter: Reporter) -> int:
         lock = lock_from_args(args, reporter, src)
         lock_bytes, lock_name, env_path = dump_lock(lock), "oci-conda.lock", Path(src)
     else:
-        lock = read_lock(src)
+        lock = read_lock(src, getattr(args, "environment", None))
         lock_bytes, lock_name = Path(src).read_bytes(), Path(src).name
         env_path = Path(args.env) if args.env else None
         if env_path is None and lock.kind == "oci-conda" and lock.env_file:
             cand = Path(src).parent / lock.env_file
             env_path = cand if cand.is_file() else None
-        if lock.kind == "oci-conda" and env_path is None:
-            raise LockError(f"{src}: the environment file {lock.env_file} is not beside the lock; give --env ENV.yml")
+        if lock.kind == "oci-conda" and lock.environment is None and env_path is None:
+            raise LockError(f"{src}: a version 1 lock does not carry its environment and {lock.env_file} is not "
+                            "beside it; give --env ENV.yml or relock")
         if env_path is not None:
             check_fresh(lock, env_path)
-    lock = _bundle_platforms(lock, args.platforms)
+    lock = _bundle_platforms(lock, _given_platforms(args))
+    for subdir in lock.platforms:
+        refuse_pypi(lock, subdir)  # a bundle that cannot build is refused now, not when offline
     t0 = time.perf_counter()
     session = default_session(BuildOptions(offline=args.offline))
     with reporter.phase("bundle", str(args.output)):

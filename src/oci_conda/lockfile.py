@@ -3,8 +3,10 @@
 ``oci-conda.lock`` is canonical JSON (sorted keys, records sorted by name, one fixed indent) checked against
 ``schemas/lock.schema.json`` on read. It holds, per platform, every record (with url, checksums, size, depends),
 the base image reference and the manifest digest it resolved to, the virtual packages the solve assumed; and once:
-the options that change the image bytes and the sha256 of the environment file it came from (a changed file makes
-the lock stale: relock, or build with ``--allow-stale``).
+the options that change the image bytes, the environment it was made from (name, channels, specs, variables and
+every image setting: entrypoint, cmd, env, labels, annotations, workdir, user, tag, base), so the lock alone is
+enough to build, and the sha256 of the environment file (a changed file makes the lock stale: relock, or build
+with ``--allow-stale``). Version 2 added the environment; version 1 locks still read (they need the env file).
 
 Credentials never enter a lock: URLs are written without ``user:pass@`` and ``/t/<token>``; on read, a record whose
 channel is one of the environment's channels gets that channel's credentials back.
@@ -26,19 +28,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cache import atomic_write
-from .conda.condalock import parse_conda_lock
+from .conda.condalock import read_conda_lock
 from .conda.explicit import is_explicit, parse_explicit
+from .conda.lockentries import ForeignLock, PypiEntry
+from .conda.pixilock import DEFAULT_ENVIRONMENT, parse_pixi_lock
 from .conda.records import PackageRecord
 from .credentials import strip_credentials
 from .errors import OutputError, SpecError
 from .limits import read_file_capped
 from .oci.image import Image
+from .spec import BuildSpec, ImageSettings
 
 if TYPE_CHECKING:
     import jsonschema
 
 
-LOCK_VERSION = 1
+LOCK_VERSION = 2
+READ_VERSIONS = (1, 2)
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "lock.schema.json"
 DEFAULT_LOCK_NAME = "oci-conda.lock"
 MAX_LOCK = 256 * 1024 * 1024
@@ -57,6 +63,32 @@ class PlatformLock:
     virtual_packages: tuple[tuple[str, str, str], ...] = ()  # (name, version, build)
 
 
+Pairs = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class LockedEnvironment:
+    """What the environment file (with the command line's ``--base``/``--prefix``/``-c`` on top) said, minus the
+    packages: enough to rebuild the same image from the lock alone. Channels are spelled as written, without
+    credentials."""
+
+    name: str | None
+    channels: tuple[str, ...]
+    specs: tuple[tuple[str, str | None], ...]  # (spec, platform selector or None)
+    variables: Pairs
+    image: ImageSettings
+
+    @classmethod
+    def from_spec(cls, spec: BuildSpec) -> LockedEnvironment:
+        return cls(name=spec.name, channels=tuple(dict.fromkeys(strip_credentials(c) for c in spec.channels)),
+                   specs=spec.selected_specs, variables=spec.variables, image=spec.image)
+
+    def to_spec(self, path: Path) -> BuildSpec:
+        """The BuildSpec a build uses; ``path`` (the env file's or the lock's) anchors relative channels."""
+        return BuildSpec(path=path, name=self.name, channels=self.channels, selected_specs=self.specs,
+                         variables=self.variables, image=self.image)
+
+
 @dataclass(frozen=True)
 class Lock:
     """A parsed lock; ``kind`` is ``oci-conda``, ``conda-lock`` or ``explicit`` (the last two carry no options)."""
@@ -68,7 +100,9 @@ class Lock:
     options: dict[str, Any] = field(default_factory=dict)
     kind: str = "oci-conda"
     path: Path | None = None
-    pip: dict[str, list[str]] = field(default_factory=dict)  # conda-lock: pip packages per platform (not installed)
+    pip: dict[str, list[str]] = field(default_factory=dict)  # conda-lock/pixi: PyPI package names per platform
+    pypi: dict[str, tuple[PypiEntry, ...]] = field(default_factory=dict)  # the same, whole, for the pip stage
+    environment: LockedEnvironment | None = None  # None: a version 1 lock or a foreign one
 
     def for_platform(self, subdir: str) -> PlatformLock:
         try:
@@ -98,6 +132,27 @@ def _record_json(r: PackageRecord) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def _pairs(p: Pairs) -> list[list[str]]:
+    return [[k, v] for k, v in p]
+
+
+def _environment_json(e: LockedEnvironment) -> dict[str, Any]:
+    """Lists of pairs, not objects, where order reaches the image (env and variables become config Env in order)."""
+    i = e.image
+    return {
+        "name": e.name,
+        "channels": list(e.channels),
+        "specs": [{"spec": s, "selector": sel} for s, sel in e.specs],
+        "variables": _pairs(e.variables),
+        "image": {
+            "base": i.base, "entrypoint": None if i.entrypoint is None else list(i.entrypoint),
+            "cmd": None if i.cmd is None else list(i.cmd), "env": _pairs(i.env), "workdir": i.workdir,
+            "user": i.user, "labels": _pairs(i.labels), "annotations": _pairs(i.annotations), "tag": i.tag,
+            "virtual_packages": _pairs(i.virtual_packages),
+        },
+    }
+
+
 def lock_document(lock: Lock) -> dict[str, Any]:
     plats = {}
     for subdir, pl in sorted(lock.platforms.items()):
@@ -106,13 +161,16 @@ def lock_document(lock: Lock) -> dict[str, Any]:
             "virtual_packages": [{"name": n, "version": v, "build": b} for n, v, b in sorted(pl.virtual_packages)],
             "packages": [_record_json(r) for r in sorted(pl.packages, key=lambda r: (r.name, r.subdir, r.fn))],
         }
-    return {
-        "version": LOCK_VERSION,
+    doc: dict[str, Any] = {
+        "version": LOCK_VERSION if lock.environment is not None else 1,
         "env": {"file": lock.env_file, "sha256": lock.env_sha256},
         "channels": [{"spec": strip_credentials(s), "url": strip_credentials(u)} for s, u in lock.channels],
         "options": dict(sorted(lock.options.items())),
         "platforms": plats,
     }
+    if lock.environment is not None:
+        doc["environment"] = _environment_json(lock.environment)
+    return doc
 
 
 def dump_lock(lock: Lock) -> bytes:
@@ -164,9 +222,32 @@ def parse_lock_document(doc: Any, where: str, path: Path | None = None) -> Lock:
         recs = tuple(PackageRecord.from_json(r) for r in p["packages"])
         vps = tuple((v["name"], v["version"], v["build"]) for v in p.get("virtual_packages", []))
         plats[subdir] = PlatformLock(subdir, recs, p["base"]["ref"], p["base"].get("digest"), vps)
+    options = dict(doc.get("options", {}))
+    environment = None
+    if "environment" in doc:
+        environment = _parse_environment(doc["environment"], options.get("prefix"))
     return Lock(platforms=plats, env_file=doc["env"].get("file"), env_sha256=doc["env"].get("sha256"),
                 channels=tuple((c["spec"], c["url"]) for c in doc.get("channels", [])),
-                options=dict(doc.get("options", {})), kind="oci-conda", path=path)
+                options=options, kind="oci-conda", path=path, environment=environment)
+
+
+def _parse_environment(e: dict[str, Any], prefix: str | None) -> LockedEnvironment:
+    """A schema-checked ``environment`` section back into its model."""
+    i = e["image"]
+
+    def pairs(v: list[list[str]]) -> Pairs:
+        return tuple((k, x) for k, x in v)
+
+    def seq(v: list[str] | None) -> tuple[str, ...] | None:
+        return None if v is None else tuple(v)
+
+    image = ImageSettings(base=i["base"], prefix=prefix or ImageSettings().prefix, entrypoint=seq(i["entrypoint"]),
+                          cmd=seq(i["cmd"]), env=pairs(i["env"]), workdir=i["workdir"], user=i["user"],
+                          labels=pairs(i["labels"]), annotations=pairs(i["annotations"]), tag=i["tag"],
+                          virtual_packages=pairs(i["virtual_packages"]))
+    return LockedEnvironment(name=e["name"], channels=tuple(e["channels"]),
+                             specs=tuple((s["spec"], s["selector"]) for s in e["specs"]),
+                             variables=pairs(e["variables"]), image=image)
 
 
 def sniff_file(path: str | os.PathLike[str]) -> str | None:
@@ -180,19 +261,30 @@ def sniff_file(path: str | os.PathLike[str]) -> str | None:
 
 
 def sniff_kind(text: str) -> str | None:
-    """``oci-conda``, ``conda-lock``, ``explicit`` or None."""
+    """``oci-conda``, ``conda-lock``, ``pixi``, ``explicit`` or None."""
     head = text.lstrip()
     if head.startswith("{") and '"platforms"' in text:
         return "oci-conda"
     if is_explicit(text):
         return "explicit"
+    lines = "\n" + text
+    if "\nenvironments:" in lines and "\npackages:" in lines and "\nversion:" in lines:
+        return "pixi"
     if "\npackage:" in "\n" + text and "metadata:" in text:
         return "conda-lock"
     return None
 
 
-def read_lock(path: str | os.PathLike[str]) -> Lock:
-    """Any supported lockfile: oci-conda (validated against the schema), conda-lock v1, ``@EXPLICIT``."""
+def _foreign(fl: ForeignLock, kind: str, path: Path) -> Lock:
+    """A conda-lock or pixi environment as a Lock: conda records per platform, PyPI entries kept beside them."""
+    pypi = {p: lp.pypi for p, lp in fl.platforms.items() if lp.pypi}
+    return Lock(platforms={p: PlatformLock(p, lp.conda) for p, lp in fl.platforms.items()}, kind=kind, path=path,
+                pip={p: sorted(w.name for w in v) for p, v in pypi.items()}, pypi=pypi)
+
+
+def read_lock(path: str | os.PathLike[str], environment: str | None = None) -> Lock:
+    """Any supported lockfile: oci-conda (validated against the schema), conda-lock v1, pixi.lock (v4-v6; the
+    ``environment``, default ``default``), ``@EXPLICIT``."""
     path = Path(path)
     where = str(path)
     try:
@@ -208,6 +300,13 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
     except (OSError, UnicodeDecodeError) as e:
         raise LockError(f"{where}: cannot read: {getattr(e, 'strerror', None) or e}") from None
     kind = sniff_kind(text)
+    if environment is not None and kind != "pixi":
+        raise LockError(f"{where}: --environment picks an environment of a pixi.lock; this is a {kind or 'other'} file")
+    if kind == "pixi":
+        fl = parse_pixi_lock(text, where, environment or DEFAULT_ENVIRONMENT, None, base_dir=path.resolve().parent)
+        if not fl.platforms:
+            raise LockError(f"{where}: environment {fl.environment!r} locks no platform")
+        return _foreign(fl, "pixi", path)
     if kind == "oci-conda":
         try:
             doc = json.loads(text)
@@ -223,10 +322,9 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
             platform = subdirs[0]
         return Lock(platforms={platform: PlatformLock(platform, tuple(records))}, kind="explicit", path=path)
     if kind == "conda-lock":
-        per, pip = parse_conda_lock(text, where)
-        return Lock(platforms={k: PlatformLock(k, tuple(v)) for k, v in per.items()}, kind="conda-lock", path=path,
-                    pip=pip)
-    raise LockError(f"{where}: not a lockfile oci-conda reads (oci-conda lock, conda-lock.yml v1 or @EXPLICIT)")
+        return _foreign(read_conda_lock(text, where), "conda-lock", path)
+    raise LockError(f"{where}: not a lockfile oci-conda reads (oci-conda lock, conda-lock.yml v1, pixi.lock or "
+                    "@EXPLICIT)")
 
 
 def check_fresh(lock: Lock, env_path: str | os.PathLike[str], allow_stale: bool = False) -> str | None:

@@ -21,8 +21,7 @@ from .lockfile import Lock, LockError
 from .oci.registry.client import RegistryOptions
 from .parallel import DEFAULT_JOBS
 
-#: Target conda subdirs an image can be built for, and the one used when none is given.
-PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "linux-s390x", "linux-armv7l")
+#: The target conda subdirs when none is given (the image platforms are platforms.py's table).
 DEFAULT_PLATFORMS = ("linux-64",)
 
 

@@ -20,14 +20,14 @@ from .conda.channel import Channel, resolve_channels
 from .conda.mirrors import mirrors_from_env
 from .conda.matchspec import MatchSpec
 from .conda.records import PackageRecord
-from .conda.gateway import load_channel_indexes
+from .conda.gateway import ChannelIndex, load_channel_indexes
 from .conda.order import dependency_order
 from .conda.solve import solve
 from .conda.virtual import virtual_packages
 from .credentials import strip_credentials
-from .errors import OciCondaError, SpecError
+from .errors import OciCondaError, SolveError, SpecError
 from .http import make_session
-from .lockfile import Lock, LockError, PlatformLock, base_digest, file_sha256
+from .lockfile import Lock, LockedEnvironment, LockError, PlatformLock, base_digest, file_sha256
 from .oci.source import open_image
 from .platforms import platform_for_subdir
 from .options import BuildOptions, locked_values
@@ -103,7 +103,47 @@ def solve_environment(spec: BuildSpec, subdir: str, opts: BuildOptions, reporter
                                            names=[MatchSpec(s).name for s in specs])
     with reporter.phase("solve", " ".join(specs)):
         vps = virtual_packages(subdir, dict(spec.image.virtual_packages))
-        return solve(per_channel, list(specs), vps)
+        try:
+            return solve(per_channel, list(specs), vps)
+        except SolveError as e:
+            hint = elsewhere_hint(per_channel, channels, specs, subdir, opts, session)
+            if hint:
+                raise SolveError(f"{e}; {hint}") from None
+            raise
+
+
+def elsewhere_hint(per_channel: Sequence[ChannelIndex], channels: Sequence[Channel], specs: Sequence[str],
+                   subdir: str, opts: BuildOptions, session: requests.Session) -> str | None:
+    """For requested names no channel has for ``subdir``: the other requested platforms that do have them
+    ("numpy exists for linux-64, not linux-s390x"), so a one-platform gap reads as that and not as a typo.
+    Only those names are looked up, and only when the solve has already failed."""
+    missing = [n for n in dict.fromkeys(MatchSpec(s).name for s in specs)
+               if not n.startswith("__") and not any(n in ix for ix in per_channel)]
+    others = [p for p in opts.platforms if p != subdir]
+    if not missing or not others:
+        return None
+    found: dict[str, list[str]] = {}
+    for other in others:
+        try:
+            idx = load_channel_indexes(channels, other, session, offline=opts.offline, jobs=opts.jobs, names=missing)
+        except OciCondaError:
+            continue  # the hint is best effort: the solve error stands on its own
+        for n in missing:
+            if any(n in ix for ix in idx):
+                found.setdefault(n, []).append(other)
+    parts = [f"{n} exists for {', '.join(ps)} but not for {subdir}" for n, ps in found.items()]
+    return "; ".join(parts) + f" (leave {subdir} out of --platform, or put the package behind a selector)" if parts \
+        else None
+
+
+def refuse_pypi(lock: Lock, subdir: str) -> None:
+    """A lock's PyPI entries are not installed by this build: refuse them in one line rather than drop them."""
+    names = lock.pip.get(subdir)
+    if names:
+        shown = ", ".join(names[:8]) + (f", ... (+{len(names) - 8})" if len(names) > 8 else "")
+        raise LockError(f"{lock.path}: locks {len(names)} PyPI package(s) for {subdir} ({shown}); installing PyPI "
+                        f"packages from a {lock.kind} lock is not supported yet, and leaving them out would build a "
+                        "different environment")
 
 
 def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], base_dir: Path,
@@ -114,9 +154,7 @@ def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], bas
     ``conda-forge``) takes that channel's current URL (a local channel moves with the checkout) and its credentials.
     """
     pl = lock.for_platform(subdir)
-    if lock.pip.get(subdir):
-        raise LockError(f"{lock.path}: pip packages cannot be installed from a lock ({', '.join(lock.pip[subdir])}); "
-                        "use conda packages")
+    refuse_pypi(lock, subdir)
     locked = dict(lock.channels)  # spelling -> locked url
     current: dict[str, Channel] = {}
     for s in spec_channels:
@@ -188,4 +226,5 @@ def create_lock(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Lock
         for c in chans:
             spellings.append((s if len(chans) == 1 else c.url, c.url))
     return Lock(platforms=plats, env_file=Path(spec.path).name, env_sha256=file_sha256(spec.path),
-                channels=tuple(spellings), options=locked_values(opts, spec.image.prefix))
+                channels=tuple(spellings), options=locked_values(opts, spec.image.prefix),
+                environment=LockedEnvironment.from_spec(spec))

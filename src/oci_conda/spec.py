@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import yaml
 
 from .errors import SpecError
-from .platform_names import parse_conda_subdir
+from .platforms import parse_conda_subdir
 
 if TYPE_CHECKING:
     import jsonschema

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from oci_conda.errors import SpecError
-from oci_conda.platform_names import default_platforms, parse_conda_subdir, parse_platforms
+from oci_conda.platforms import (
+    IMAGE_PLATFORMS,
+    default_platforms,
+    image_platforms,
+    parse_conda_subdir,
+    parse_platforms,
+    platform_for_subdir,
+)
 
 
 @pytest.mark.parametrize("values, want", [
@@ -64,3 +71,22 @@ def test_default_platforms_refuses_what_cannot_be_an_image() -> None:
         default_platforms([], {"CONDA_SUBDIR": "osx-64"})
     with pytest.raises(SpecError, match=r"platforms \(osx-arm64, win-64\) include no image platform; give --platform"):
         default_platforms(["osx-arm64", "win-64"], {})
+
+
+def test_each_oci_spelling_names_the_platform_its_subdir_becomes() -> None:
+    """The spelling table and the subdir -> OCI platform table are one table: ``linux/arm/v7`` builds an arm v7
+    image, never something else."""
+    for subdir, (_plat, names) in IMAGE_PLATFORMS.items():
+        plat = platform_for_subdir(subdir)
+        for name in names:
+            assert parse_platforms([name]) == [subdir]
+            os_, arch, *variant = name.split("/")
+            aliases = {"x86_64": "amd64", "aarch64": "arm64"}
+            assert (os_, aliases.get(arch, arch)) == (plat.os, plat.architecture), name
+            if variant:
+                assert variant[0] == plat.variant, name
+
+
+def test_image_platforms_keeps_the_linux_ones_in_order() -> None:
+    assert image_platforms(["osx-arm64", "linux-aarch64", "win-64", "linux-64", "linux-aarch64"]) == [
+        "linux-aarch64", "linux-64"]
