@@ -27,12 +27,14 @@ from typing import Any
 import jsonschema
 
 from .cache import atomic_write
-from .conda.condalock import parse_conda_lock
+from .conda.condalock import read_conda_lock
 from .conda.explicit import is_explicit, parse_explicit
 from .conda.records import PackageRecord
 from .credentials import strip_credentials
 from .errors import OutputError, SpecError
+from .layers.wheels import wheel_records_from_entries
 from .oci.image import Image
+from .pypi.records import WheelRecord
 
 LOCK_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "lock.schema.json"
@@ -51,6 +53,7 @@ class PlatformLock:
     base: str = "scratch"
     base_digest: str | None = None
     virtual_packages: tuple[tuple[str, str, str], ...] = ()  # (name, version, build)
+    wheels: tuple[WheelRecord, ...] = ()  # the pip section's wheels, pinned (sha256 and size known)
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,6 @@ class Lock:
     options: dict[str, Any] = field(default_factory=dict)
     kind: str = "oci-conda"
     path: Path | None = None
-    pip: dict[str, list[str]] = field(default_factory=dict)  # conda-lock: pip packages per platform (not installed)
 
     def for_platform(self, subdir: str) -> PlatformLock:
         try:
@@ -94,6 +96,12 @@ def _record_json(r: PackageRecord) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def _wheel_json(w: WheelRecord) -> dict[str, Any]:
+    d = w.to_dict()
+    d["url"] = strip_credentials(w.url)
+    return {k: v for k, v in d.items() if v is not None and v is not False}
+
+
 def lock_document(lock: Lock) -> dict[str, Any]:
     plats = {}
     for subdir, pl in sorted(lock.platforms.items()):
@@ -102,6 +110,8 @@ def lock_document(lock: Lock) -> dict[str, Any]:
             "virtual_packages": [{"name": n, "version": v, "build": b} for n, v, b in sorted(pl.virtual_packages)],
             "packages": [_record_json(r) for r in sorted(pl.packages, key=lambda r: (r.name, r.subdir, r.fn))],
         }
+        if pl.wheels:  # absent without a pip section: such locks keep their bytes
+            plats[subdir]["wheels"] = [_wheel_json(w) for w in sorted(pl.wheels, key=lambda w: w.name)]
     return {
         "version": LOCK_VERSION,
         "env": {"file": lock.env_file, "sha256": lock.env_sha256},
@@ -154,7 +164,8 @@ def parse_lock_document(doc: Any, where: str, path: Path | None = None) -> Lock:
     for subdir, p in doc["platforms"].items():
         recs = tuple(PackageRecord.from_json(r) for r in p["packages"])
         vps = tuple((v["name"], v["version"], v["build"]) for v in p.get("virtual_packages", []))
-        plats[subdir] = PlatformLock(subdir, recs, p["base"]["ref"], p["base"].get("digest"), vps)
+        wheels = tuple(WheelRecord.from_dict(w) for w in p.get("wheels", []))
+        plats[subdir] = PlatformLock(subdir, recs, p["base"]["ref"], p["base"].get("digest"), vps, wheels)
     return Lock(platforms=plats, env_file=doc["env"].get("file"), env_sha256=doc["env"].get("sha256"),
                 channels=tuple((c["spec"], c["url"]) for c in doc.get("channels", [])),
                 options=dict(doc.get("options", {})), kind="oci-conda", path=path)
@@ -212,9 +223,13 @@ def read_lock(path: str | os.PathLike[str]) -> Lock:
             platform = subdirs[0]
         return Lock(platforms={platform: PlatformLock(platform, tuple(records))}, kind="explicit", path=path)
     if kind == "conda-lock":
-        per, pip = parse_conda_lock(text, where)
-        return Lock(platforms={k: PlatformLock(k, tuple(v)) for k, v in per.items()}, kind="conda-lock", path=path,
-                    pip=pip)
+        foreign = read_conda_lock(text, where)
+        try:
+            plats = {k: PlatformLock(k, v.conda, wheels=tuple(wheel_records_from_entries(v.pypi)))
+                     for k, v in foreign.platforms.items()}
+        except SpecError as e:
+            raise LockError(f"{where}: {e}") from None
+        return Lock(platforms=plats, kind="conda-lock", path=path)
     raise LockError(f"{where}: not a lockfile oci-conda reads (oci-conda lock, conda-lock.yml v1 or @EXPLICIT)")
 
 

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import requests
 
+from .cache import cache_dir
 from .conda.channel import Channel, resolve_channels
 from .conda.matchspec import MatchSpec
 from .conda.mirrors import with_mirrors
@@ -24,11 +25,14 @@ from .conda.virtual import virtual_packages
 from .credentials import strip_credentials
 from .errors import OciCondaError, SpecError
 from .http import make_session
-from .lockfile import Lock, LockError, PlatformLock, base_digest, file_sha256
+from .layers.wheels import conda_dists, extracted_packages, fetch_pip, pip_section, resolve_pip, target_for
+from .lockfile import Lock, PlatformLock, base_digest, file_sha256
 from .oci.source import open_image
 from .platforms import platform_for_subdir
 from .options import BuildOptions, locked_values
 from .progress import Reporter
+from .pypi.fetch import FetchedWheel
+from .pypi.records import WheelRecord
 from .spec import BuildSpec
 
 DEFAULT_EPOCH = 0  # used only when no package has a timestamp and SOURCE_DATE_EPOCH is unset
@@ -84,9 +88,6 @@ def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], bas
     ``conda-forge``) takes that channel's current URL (a local channel moves with the checkout) and its credentials.
     """
     pl = lock.for_platform(subdir)
-    if lock.pip.get(subdir):
-        raise LockError(f"{lock.path}: pip packages cannot be installed from a lock ({', '.join(lock.pip[subdir])}); "
-                        "use conda packages")
     locked = dict(lock.channels)  # spelling -> locked url
     current: dict[str, Channel] = {}
     for s in spec_channels:
@@ -131,8 +132,14 @@ def create_lock(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Lock
         records = solve_environment(spec, subdir, opts, reporter)
         vps = virtual_packages(subdir, dict(spec.image.virtual_packages))
         img = open_image(spec.image.base, platform_for_subdir(subdir), dataclasses.replace(opts.registry, jobs=opts.jobs))
+        wheels: tuple[WheelRecord, ...] = ()
+        if spec.pip_for(subdir):
+            session = default_session(opts)
+            extracted = extracted_packages(records, session, cache_dir("extracted"), jobs=opts.jobs,
+                                           offline=opts.offline)
+            wheels = tuple(w.record for w in pip_wheels(spec, subdir, records, extracted, opts, reporter, session))
         plats[subdir] = PlatformLock(subdir, tuple(records), spec.image.base, base_digest(img),
-                                     tuple((v.name, v.version, v.build) for v in vps))
+                                     tuple((v.name, v.version, v.build) for v in vps), wheels)
     spellings: list[tuple[str, str]] = []
     for s in spec.channels:
         chans = resolve_channels([s], spec.base_dir, channel_alias=opts.channel_alias)
@@ -140,3 +147,26 @@ def create_lock(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Lock
             spellings.append((s if len(chans) == 1 else c.url, c.url))
     return Lock(platforms=plats, env_file=Path(spec.path).name, env_sha256=file_sha256(spec.path),
                 channels=tuple(spellings), options=locked_values(opts, spec.image.prefix))
+
+
+def pip_wheels(spec: BuildSpec, subdir: str, records: Sequence[PackageRecord], extracted: Sequence[Path],
+               opts: BuildOptions, reporter: Reporter, session: requests.Session) -> list[FetchedWheel]:
+    """The wheels of the ``pip:`` section for ``subdir``, fetched and verified: the lock's when building from one
+    (pip does not run), else resolved by pip for the target with conda's distributions counted as installed.
+    Nothing at all without a pip section or locked wheels."""
+    lines = spec.pip_for(subdir)
+    locked = opts.lock.for_platform(subdir).wheels if opts.lock is not None else ()
+    if not lines and not locked:
+        return []
+    section = pip_section(lines, spec.base_dir)  # credentials of the indexes (and PIP_INDEX_URL)
+    where = str(opts.lock.path or spec.path) if opts.lock is not None else str(spec.path)
+    target = target_for(subdir, records, virtual_packages(subdir, dict(spec.image.virtual_packages)), where)
+    if opts.lock is not None:
+        wanted = list(locked)  # pinned: pip does not run
+    else:
+        with reporter.phase("pip-resolve", target.describe()):
+            wanted = resolve_pip(section, target, conda_dists(records, extracted))
+    if not wanted:
+        return []
+    with reporter.phase("pip-fetch", f"{len(wanted)} wheel(s)"):
+        return fetch_pip(wanted, session, section.credentials(), opts.jobs)
