@@ -32,7 +32,7 @@ from .oci.registry.push import push_path
 from .options import DEFAULT_PLATFORMS, BuildOptions, apply_lock
 from .progress import Reporter
 from .registry_options import registry_options
-from .resolve import create_lock, default_session, solve_environment
+from .resolve import create_lock, default_session, pip_credentials, solve_environment
 from .spec import BuildSpec, load_spec, with_overrides
 
 Command = Callable[[argparse.Namespace, Reporter], int]
@@ -242,13 +242,14 @@ def bundle_command(args: argparse.Namespace, reporter: Reporter) -> int:
     session = default_session(BuildOptions(offline=args.offline))
     with reporter.phase("bundle", str(args.output)):
         info = write_bundle(lock, lock_bytes, lock_name, env_path, Path(args.output), session, max(1, args.jobs),
-                            reporter)
+                            reporter, credentials=pip_credentials(env_path))
     info["seconds"] = round(time.perf_counter() - t0, 3)
     info["sha256"] = file_sha256(args.output)
     if args.json:
         _print_json(info)
     elif not args.quiet:
-        print(f"wrote {info['output']}: {info['packages']} packages, {info['base_blobs']} base image blobs, "
+        print(f"wrote {info['output']}: {info['packages']} packages, {info['wheels']} wheels, "
+              f"{info['base_blobs']} base image blobs, "
               f"{info['size']} bytes", file=sys.stderr)
     return 0
 

@@ -32,8 +32,9 @@ from .platforms import platform_for_subdir
 from .options import BuildOptions, locked_values
 from .progress import Reporter
 from .pypi.fetch import FetchedWheel
+from .pypi.hosts import HostCredentials
 from .pypi.records import WheelRecord
-from .spec import BuildSpec
+from .spec import BuildSpec, load_spec
 
 DEFAULT_EPOCH = 0  # used only when no package has a timestamp and SOURCE_DATE_EPOCH is unset
 
@@ -170,3 +171,9 @@ def pip_wheels(spec: BuildSpec, subdir: str, records: Sequence[PackageRecord], e
         return []
     with reporter.phase("pip-fetch", f"{len(wanted)} wheel(s)"):
         return fetch_pip(wanted, session, section.credentials(), opts.jobs)
+
+
+def pip_credentials(env_path: Path | None) -> HostCredentials:
+    """The pip indexes' credentials an environment file (and ``PIP_INDEX_URL``) names, for fetching its wheels."""
+    lines = load_spec(env_path).pip if env_path is not None else ()
+    return pip_section(lines, env_path.parent if env_path is not None else Path.cwd()).credentials()
