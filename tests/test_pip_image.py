@@ -238,7 +238,7 @@ def test_image_runs_under_podman(world: dict, main: dict) -> None:
     podman = Podman(world["work"] / "podman")
     try:
         podman("load", "-i", str(main["out"]))
-        out = podman("run", "--rm", "oci-conda-test/pip:1", "/bin/sh", "-c", SCRIPT).stdout
+        out = podman("run", "oci-conda-test/pip:1", "/bin/sh", "-c", SCRIPT).stdout
     finally:
         podman.cleanup()
     lines = out.splitlines()

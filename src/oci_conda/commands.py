@@ -281,6 +281,11 @@ def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
         for k in sorted(v.packages):
             p = v.packages[k]
             print(f"    {p['name']} {p['version']} {p['build']}" + (f"  ({p['prefix']})" if several else ""))
+        if v.pip_packages:
+            print(f"  pip packages ({len(v.pip_packages)}):")
+            for k in sorted(v.pip_packages):
+                p = v.pip_packages[k]
+                print(f"    {p['name']} {p['version']}" + (f"  ({p['prefix']})" if several else ""))
     return 0
 
 
@@ -297,6 +302,12 @@ def diff_command(args: argparse.Namespace, reporter: Reporter) -> int:
             print(f"  - {p['name']} {p['version']} {p['build']}")
         for p in r["changed"]:
             print(f"  ~ {p['name']} {p['from']} -> {p['to']}")
+        for p in r.get("pip_added", []):
+            print(f"  + pip:{p['name']} {p['version']}")
+        for p in r.get("pip_removed", []):
+            print(f"  - pip:{p['name']} {p['version']}")
+        for p in r.get("pip_changed", []):
+            print(f"  ~ pip:{p['name']} {p['from']} -> {p['to']}")
         print(f"  layers shared: {len(r['layers_shared'])} ({r['shared_bytes']} bytes); bytes only in A: "
               f"{r['bytes_only_in_a']}, only in B: {r['bytes_only_in_b']}")
     for plat in d["only_in_a"]:
