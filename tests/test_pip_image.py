@@ -247,3 +247,32 @@ def test_image_runs_under_podman(world: dict, main: dict) -> None:
     assert "No broken requirements found." in lines
     listed = {p["name"].lower(): p["version"] for p in json.loads(lines[-1])}
     assert WHEELS <= set(listed) and listed["setuptools"] == "80.9.0" and listed["requests"] == "2.32.3"
+
+
+def test_conda_lock_with_pip_entries_builds(world: dict) -> None:
+    """A conda-lock v1 file whose ``manager: pip`` entries pin the wheels: built without running pip."""
+    env = write_env(world, "clock", [f"--index-url {world['idx'].simple_url()}", "markupsafe"], deps=())
+    lock = env.parent / "oci-conda.lock"
+    oci_conda("lock", str(env), "-o", str(lock), env=_env(world["cache"]))
+    plat = json.loads(lock.read_text())["platforms"]["linux-64"]
+    entries = []
+    for r in plat["packages"]:
+        entries.append(f"  - name: {r['name']}\n    version: '{r['version']}'\n    manager: conda\n"
+                       f"    platform: linux-64\n    dependencies: {{}}\n    url: {r['url']}\n"
+                       f"    hash: {{md5: {r['md5']}, sha256: {r['sha256']}}}\n    category: main\n"
+                       "    optional: false\n")
+    for w in plat["wheels"]:
+        entries.append(f"  - name: {w['name']}\n    version: '{w['version']}'\n    manager: pip\n"
+                       f"    platform: linux-64\n    dependencies: {{}}\n    url: {w['url']}\n"
+                       f"    hash: {{sha256: {w['sha256']}}}\n    category: main\n    optional: false\n")
+    clock = world["work"] / "conda-lock.yml"
+    clock.write_text("version: 1\nmetadata:\n  platforms: [linux-64]\n  channels: []\npackage:\n" + "".join(entries))
+    world["idx"].log.clear()
+    out = world["work"] / "clock.tar"
+    r = oci_conda("build", "--lock", str(clock), "-o", str(out), "--json", env=_env(world["cache"]))
+    summary = json.loads(r.stdout)["platforms"][0]
+    assert [w["name"] for w in summary["pip_packages"]] == ["markupsafe"]
+    assert not [p for p, _ in world["idx"].log if p.startswith("/simple")]
+    lay = next(lay for lay in summary["layers"] if lay["source"] == "pip: markupsafe 3.0.2")
+    files = layer_members(out, lay["digest"])
+    assert f"{SITE}/markupsafe/__init__.py" in files and f"{SITE}/MarkupSafe-3.0.2.dist-info/INSTALLER" in files
