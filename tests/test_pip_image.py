@@ -5,6 +5,9 @@ archive's bytes; ``test_image_runs_under_podman`` (slow) runs the image."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -276,3 +279,21 @@ def test_conda_lock_with_pip_entries_builds(world: dict) -> None:
     lay = next(lay for lay in summary["layers"] if lay["source"] == "pip: markupsafe 3.0.2")
     files = layer_members(out, lay["digest"])
     assert f"{SITE}/markupsafe/__init__.py" in files and f"{SITE}/MarkupSafe-3.0.2.dist-info/INSTALLER" in files
+
+
+def test_compile_pyc_covers_wheels_and_their_record(world: dict) -> None:
+    env = write_env(world, "pyc", [f"--index-url {world['idx'].simple_url()}", "markupsafe"], deps=())
+    out = world["work"] / "pyc.tar"
+    r = oci_conda("build", str(env), "-o", str(out), "--compile-pyc", "--json", env=_env(world["cache"]))
+    summary = json.loads(r.stdout)["platforms"][0]
+    lay = next(lay for lay in summary["layers"] if lay["source"] == "pip: markupsafe 3.0.2")
+    files = layer_members(out, lay["digest"])
+    tag = sys.implementation.cache_tag
+    pyc = f"{SITE}/markupsafe/__pycache__/__init__.{tag}.pyc"
+    assert isinstance(files[pyc], bytes) and files[pyc][:4] == importlib.util.MAGIC_NUMBER
+    record = files[f"{SITE}/MarkupSafe-3.0.2.dist-info/RECORD"]
+    assert isinstance(record, bytes)
+    rows = {row.split(",")[0]: row for row in record.decode().splitlines()}
+    digest = base64.urlsafe_b64encode(hashlib.sha256(files[pyc]).digest()).rstrip(b"=").decode()
+    assert rows[f"markupsafe/__pycache__/__init__.{tag}.pyc"] == \
+        f"markupsafe/__pycache__/__init__.{tag}.pyc,sha256={digest},{len(files[pyc])}"

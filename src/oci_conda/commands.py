@@ -204,8 +204,9 @@ def lock_command(args: argparse.Namespace, reporter: Reporter) -> int:
                      "platforms": {k: len(v.packages) for k, v in sorted(lock.platforms.items())}})
     elif not args.quiet:
         for k, v in sorted(lock.platforms.items()):
-            print(f"{k}: {len(v.packages)} packages, base {v.base}{' @ ' + v.base_digest if v.base_digest else ''}",
-                  file=sys.stderr)
+            wheels = f" + {len(v.wheels)} pip packages" if v.wheels else ""
+            print(f"{k}: {len(v.packages)} packages{wheels}, base {v.base}"
+                  f"{' @ ' + v.base_digest if v.base_digest else ''}", file=sys.stderr)
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
