@@ -195,6 +195,9 @@ def lock_command(args: argparse.Namespace, reporter: Reporter) -> int:
         if len(lock.platforms) != 1:
             raise SpecError("lock --format explicit: an @EXPLICIT file holds one platform; give one --platform")
         (subdir, pl), = lock.platforms.items()
+        if pl.wheels:
+            raise SpecError(f"lock --format explicit: an @EXPLICIT file cannot pin the pip: section's "
+                            f"{len(pl.wheels)} wheels; use the default format")
         data = write_explicit(dependency_order(pl.packages), subdir).encode()
     else:
         data = dump_lock(lock)
