@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,12 +10,14 @@ import pytest
 
 from oci_conda.conda.lockentries import PypiEntry
 from oci_conda.conda.records import PackageRecord
-from oci_conda.errors import SpecError
+from oci_conda.errors import PackageError, SpecError
 from oci_conda.layers.plan import LayerPlan
-from oci_conda.layers.wheels import merge_wheel_plans, target_for, wheel_records_from_entries
+from oci_conda.layers.wheels import merge_wheel_plans, target_for, wheel_layers, wheel_records_from_entries
 from oci_conda.lockfile import Lock, LockError, PlatformLock, dump_lock, parse_lock_document
 from oci_conda.oci.tar import TarEntry
+from oci_conda.pypi.fetch import FetchedWheel
 from oci_conda.pypi.records import WheelRecord
+from wheelhouse import build_wheel
 
 SHA = "ab" * 32
 
@@ -89,3 +92,29 @@ def test_lock_round_trips_wheels_without_credentials(tmp_path: Path) -> None:
     del doc["platforms"]["linux-64"]["wheels"][0]["size"]
     with pytest.raises(LockError, match="wheels/0"):
         parse_lock_document(doc, "x.lock")
+
+
+def _fetched(tmp_path: Path, name: str) -> FetchedWheel:
+    whl = build_wheel(tmp_path / "w", name, "1.0", entry_points={"console_scripts": {name: f"{name}:main"}})
+    rec = WheelRecord(name, "1.0", whl.name, f"http://127.0.0.1:1/{whl.name}",
+                      sha256=hashlib.sha256(whl.read_bytes()).hexdigest(), size=whl.stat().st_size)
+    return FetchedWheel(rec, whl)
+
+
+def test_a_wheel_is_a_layer_that_stands_alone(tmp_path: Path) -> None:
+    out = wheel_layers([_fetched(tmp_path, "demo")], prefix="/opt/conda", staging=tmp_path / "s", conda_paths=(),
+                       compile=False, conda_records=[_rec("python", "3.11.7")], warnings=[], jobs=1)
+    (plan,) = out.plans
+    paths = [e.path for e in plan.entries]
+    assert plan.name == "pip: demo 1.0" and paths == sorted(paths)
+    assert {"opt", "opt/conda", "opt/conda/bin", "opt/conda/bin/demo",
+            "opt/conda/lib/python3.11/site-packages/demo/__init__.py"} <= set(paths)
+    script = next(e for e in plan.entries if e.path == "opt/conda/bin/demo")
+    assert script.mode == 0o755
+
+
+def test_a_wheel_may_not_overwrite_a_conda_file(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match=r"demo 1.0 .*would overwrite lib/python3.11/site-packages/demo/__init__.py"):
+        wheel_layers([_fetched(tmp_path, "demo")], prefix="/opt/conda", staging=tmp_path / "s",
+                     conda_paths=["opt/conda/lib/python3.11/site-packages/demo/__init__.py"], compile=False,
+                     conda_records=[_rec("python", "3.11.7")], warnings=[], jobs=1)
