@@ -18,13 +18,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from pkgbuilder import build_package, index_channel
 from pyfixture import host_python_package, host_python_version
 from realenv import Podman, debian_base, oci_conda, one_error_line
 from wheelhouse import WHEELHOUSE, SimpleIndex, build_sdist, real_wheelhouse
 
-XY = "%d.%d" % sys.version_info[:2]
+XY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 SITE = f"opt/conda/lib/python{XY}/site-packages"
 REAL = ("pip-25.3-pyh8b19718_0.conda", "setuptools-80.9.0-pyhff2d567_0.conda", "wheel-0.45.1-pyhd8ed1ab_1.conda")
 SECRET = "s3cr3t-t0ken-xyz"

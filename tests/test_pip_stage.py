@@ -7,17 +7,28 @@ import json
 from pathlib import Path
 
 import pytest
+from wheelhouse import build_wheel
 
 from oci_conda.conda.lockentries import PypiEntry
 from oci_conda.conda.records import PackageRecord
 from oci_conda.errors import PackageError, SpecError
 from oci_conda.layers.plan import LayerPlan
-from oci_conda.layers.wheels import merge_wheel_plans, target_for, wheel_layers, wheel_records_from_entries
-from oci_conda.lockfile import Lock, LockError, PlatformLock, dump_lock, parse_lock_document
+from oci_conda.layers.wheels import (
+    merge_wheel_plans,
+    target_for,
+    wheel_layers,
+    wheel_records_from_entries,
+)
+from oci_conda.lockfile import (
+    Lock,
+    LockError,
+    PlatformLock,
+    dump_lock,
+    parse_lock_document,
+)
 from oci_conda.oci.tar import TarEntry
 from oci_conda.pypi.fetch import FetchedWheel
 from oci_conda.pypi.records import WheelRecord
-from wheelhouse import build_wheel
 
 SHA = "ab" * 32
 

@@ -44,9 +44,9 @@ from .oci.source import parse_image_ref
 from .oci.tar import TarEntry, write_layer
 from .oci.walk import fetch_verified, resolve
 from .platforms import platform_for_subdir
+from .progress import Reporter
 from .pypi.fetch import fetch_wheel, fetch_wheels
 from .pypi.hosts import HostCredentials
-from .progress import Reporter
 
 BUNDLE_VERSION = 1
 MANIFEST_NAME = "oci-conda-bundle.json"

@@ -40,8 +40,7 @@ from ..pypi.records import WheelRecord
 from ..pypi.requirements import PipSection, SourceLine, parse_pip_section
 from ..pypi.resolve import resolve_wheels
 from ..pypi.target import DEFAULT_GLIBC, Target, TargetPython
-from .plan import LayerPlan
-from .plan import MAX_TOTAL_LAYERS
+from .plan import MAX_TOTAL_LAYERS, LayerPlan
 from .pyc import compile_pyc, python_version
 
 #: ``oci-conda inspect`` and the build summary name a wheel's layer ``pip: NAME VERSION``.
