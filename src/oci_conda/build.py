@@ -34,6 +34,7 @@ from .layers.pack import pack_prefix
 from .layers.plan import LayerPlan, plan_layers
 from .layers.pyc import compile_pyc
 from .layers.trim import trim_entries
+from .layers.wheels import extraction_key, merge_wheel_plans, wheel_layers
 from .lockfile import check_base
 from .oci import image as oci_image
 from .oci.blobs import file_opener
@@ -46,7 +47,8 @@ from .options import BuildOptions
 from .parallel import thread_pool, workers
 from .platforms import platform_for_subdir
 from .progress import Reporter, human_size
-from .resolve import default_session, platform_records
+from .pypi.records import WheelRecord
+from .resolve import default_session, pip_wheels, platform_records
 from .spec import BuildSpec
 
 
@@ -58,6 +60,7 @@ class PlatformResult:
     layers: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
     trimmed: dict[str, Any] = field(default_factory=dict)  # rule -> {files, bytes}
+    wheels: list[WheelRecord] = field(default_factory=list)  # the pip section's wheels, as installed
 
 
 @dataclass
@@ -93,6 +96,9 @@ class BuildResult:
                     ],
                     "warnings": p.warnings,
                     "trimmed": p.trimmed,
+                    **({"pip_packages": [{"name": w.name, "version": w.version, "filename": w.filename,
+                                          "url": redact_url(w.url), "sha256": w.sha256, "size": w.size}
+                                         for w in p.wheels]} if p.wheels else {}),
                 }
                 for p in self.platforms
             ],
@@ -101,7 +107,9 @@ class BuildResult:
     def summary_lines(self) -> list[str]:
         lines = []
         for p in self.platforms:
-            lines.append(f"{p.subdir}: {len(p.packages)} packages, {len(p.layers)} layers, manifest {p.manifest_digest}")
+            pip = f" + {len(p.wheels)} pip packages" if p.wheels else ""
+            lines.append(f"{p.subdir}: {len(p.packages)} packages{pip}, {len(p.layers)} layers, manifest "
+                         f"{p.manifest_digest}")
             if p.trimmed:
                 saved = ", ".join(f"{rule} {human_size(v['bytes'])} ({v['files']} files)" for rule, v in p.trimmed.items())
                 lines.append(f"    trimmed: {saved}")
@@ -131,11 +139,14 @@ def _check_output(path: Path) -> None:
 
 def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
                 reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
-                base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
-    """Fetch, extract, install and pack the solution; write its layers as blobs in the cache.
+                base_layers: int, report_trim: dict[str, Any],
+                pip_out: list[WheelRecord] | None = None) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+    """Fetch, extract, install and pack the solution, then the pip section's wheels (``pip_out`` learns them);
+    write the layers as blobs in the cache.
 
-    The layer memo is consulted first: the same inputs as a previous build reuse its layers without any work."""
-    key = _memo_key(spec, records, subdir, opts, mtime, base_layers)
+    The layer memo is consulted first: the same inputs as a previous build reuse its layers without any work. A pip
+    section is resolved against an index that changes, so its environments are never taken from the memo."""
+    key = None if spec.pip_for(subdir) else _memo_key(spec, records, subdir, opts, mtime, base_layers)
     if key is not None:
         hit = layer_memo.lookup(key)
         if hit is not None:
@@ -148,7 +159,7 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
     if not_reference is not None:
         warnings.append(not_reference)
     out = _env_layers_built(spec, records, subdir, opts, reporter, session, mtime, warnings, base_layers,
-                           report_trim)
+                           report_trim, pip_out)
     if key is not None:
         layer_memo.store(key, out, warnings[first_warning:], report_trim)
     return out
@@ -167,8 +178,9 @@ def _memo_key(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: 
 
 def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
                       reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
-                      base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
-    """The full path: fetch, extract, install, pack, trim, compile, plan and compress."""
+                      base_layers: int, report_trim: dict[str, Any],
+                      pip_out: list[WheelRecord] | None = None) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+    """The full path: fetch, extract, install, pack, trim, compile, pip wheels, plan and compress."""
     with reporter.phase("fetch", f"{len(records)} packages"):
         total = sum(r.size or 0 for r in records)
         reporter.start(total, "download")
@@ -177,10 +189,13 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
     extract_root = cache_dir("extracted")
     with reporter.phase("extract"):
         def one(r: PackageRecord) -> Path:
-            return extract_package(files[r.url], extract_root, _cache_key(r), label=r.fn)
+            return extract_package(files[r.url], extract_root, extraction_key(r), label=r.fn)
 
         with thread_pool(opts.jobs, len(records), "extract", cpu_bound=True) as pool:
             extracted = list(pool.map(one, records))
+    fetched_wheels = pip_wheels(spec, subdir, records, extracted, opts, reporter, session)
+    if pip_out is not None:
+        pip_out.extend(w.record for w in fetched_wheels)
     prefix = spec.image.prefix
     with held_temp_dir("oci-conda-stage-") as tmp:  # held: a later run sweeps it only after a kill -9
         staging = Path(tmp) / "prefix"
@@ -206,7 +221,16 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
             if opts.compile_pyc:
                 entries, _ = compile_pyc(entries, packed.owner, arcroot, records, Path(tmp) / "pyc", warnings,
                                          jobs=opts.jobs)
-            plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
+            wheel_plans = []
+            if fetched_wheels:
+                with reporter.phase("pip-install", f"{len(fetched_wheels)} wheel(s) into {prefix}"):
+                    wheel_plans = wheel_layers(fetched_wheels, prefix=prefix, staging=Path(tmp) / "wheels",
+                                               conda_records=records, conda_paths=(e.path for e in entries),
+                                               compile=opts.compile_pyc, warnings=warnings, jobs=opts.jobs).plans
+            plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers,
+                                base_layers + min(len(wheel_plans), 1))
+            if wheel_plans:
+                plans = merge_wheel_plans(plans, wheel_plans, opts.layering, opts.max_layers, base_layers)
         with reporter.phase("compress", opts.compression):
             reporter.start(sum(p.size for p in plans), "compress")
             # layers in parallel (zlib and zstd release the GIL), each deflating its blocks on the same bound
@@ -304,10 +328,6 @@ def _requested(spec: BuildSpec, subdir: str, records: list[PackageRecord]) -> di
     return out
 
 
-def _cache_key(r: PackageRecord) -> str:
-    return f"{r.sha256 or r.md5 or r.fn}-{r.dist_name}"
-
-
 def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> BuildResult:
     """The whole build; nothing appears at ``opts.output`` unless everything succeeded."""
     t_start = time.perf_counter()
@@ -325,8 +345,9 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
         if opts.lock is not None:
             check_base(opts.lock, subdir, img)
         trimmed: dict[str, Any] = {}
+        wheels: list[WheelRecord] = []
         layers = _env_layers(spec, records, subdir, opts, reporter, session, mtime, warnings, len(img.layers),
-                             trimmed)
+                             trimmed, wheels)
         with reporter.phase("image"):
             for plan, info, blob in layers:
                 img = oci_image.append_layer(
@@ -343,7 +364,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                                       layers=[{"digest": info.digest, "size": info.size, "diff_id": info.diff_id,
                                                "uncompressed_size": info.uncompressed_size, "source": plan.name,
                                                "packages": plan.packages}
-                                              for plan, info, _ in layers], trimmed=trimmed))
+                                              for plan, info, _ in layers], trimmed=trimmed, wheels=wheels))
     annotations = dict(spec.image.annotations)
     digest, manifest_digests, pushed = "", [], None
     if opts.output is not None:

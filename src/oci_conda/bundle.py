@@ -6,6 +6,7 @@ Layout of ``bundle.tar`` (sorted entries, owner 0, mtime 0, no compression)::
     lock/NAME                  the lock (oci-conda, conda-lock.yml or @EXPLICIT), byte for byte
     env/NAME                   the environment file the lock was made from (when there is one)
     pkgs/<sha256>.conda ...    every package file, named as the package cache names it
+    wheels/<sha256>/<file>.whl every wheel of the pip sections, named as the wheel cache names it
     base/oci-layout, base/index.json, base/blobs/sha256/...
                                the base image of every platform (an OCI layout: index.json -> an image index over
                                the platform manifests, which keep their digests)
@@ -19,6 +20,7 @@ Models and read/write only: the ``bundle`` command (which locks or reads the loc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -44,6 +46,8 @@ from .oci.tar import TarEntry, write_layer
 from .oci.walk import fetch_verified, resolve
 from .platforms import platform_for_subdir
 from .progress import Reporter
+from .pypi.fetch import fetch_wheel, fetch_wheels
+from .pypi.hosts import HostCredentials
 
 BUNDLE_VERSION = 1
 MANIFEST_NAME = "oci-conda-bundle.json"
@@ -74,14 +78,21 @@ def _base_blobs(base: str, subdir: str) -> tuple[Descriptor, dict[str, bytes], d
 
 
 def write_bundle(lock: Lock, lock_bytes: bytes, lock_name: str, env_path: Path | None, out: Path,
-                 session: requests.Session, jobs: int = 8, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Fetch every package of ``lock`` (into the cache) and write the bundle tar atomically; returns a summary."""
+                 session: requests.Session, jobs: int = 8, reporter: Reporter | None = None,
+                 credentials: HostCredentials | None = None) -> dict[str, Any]:
+    """Fetch every package and wheel of ``lock`` (into the cache) and write the bundle tar atomically; returns a
+    summary. ``credentials`` are the pip indexes' (for wheels not in the cache yet)."""
     records = [r for pl in lock.platforms.values() for r in pl.packages]
     files = fetch_packages(records, session, jobs=jobs)
     entries: dict[str, TarEntry] = {}
     for r in records:
         p = files[r.url]
         entries[f"pkgs/{p.name}"] = TarEntry(f"pkgs/{p.name}", "file", source=str(p), size=p.stat().st_size)
+    wheels = {(w.sha256, w.filename): w for pl in lock.platforms.values() for w in pl.wheels}
+    for fw in fetch_wheels([wheels[k] for k in sorted(wheels, key=str)], session, credentials=credentials,
+                           jobs=jobs):
+        name = f"wheels/{fw.record.sha256}/{fw.record.filename}"
+        entries[name] = TarEntry(name, "file", source=str(fw.path), size=fw.path.stat().st_size)
     manifests = []
     small: dict[str, bytes] = {}
     big: dict[str, tuple[int, Opener]] = {}
@@ -121,8 +132,8 @@ def write_bundle(lock: Lock, lock_bytes: bytes, lock_name: str, env_path: Path |
         raise OutputError(f"{out}: directory {out.parent} does not exist")
     with atomic_path(out, fsync=False, mode=0o644) as staged, open(staged.tmp, "wb") as f:
         write_layer([entries[k] for k in sorted(entries)], f, "none", 0)
-    return {"output": str(out), "packages": len({files[r.url] for r in records}), "base_blobs": len(small) + len(big),
-            "size": out.stat().st_size}
+    return {"output": str(out), "packages": len({files[r.url] for r in records}), "wheels": len(wheels),
+            "base_blobs": len(small) + len(big), "size": out.stat().st_size}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -203,6 +214,7 @@ def open_bundle(path: Path) -> Iterator[UnpackedBundle]:
         meta = _read_manifest(tmp, where)
         _store_packages(tmp / "pkgs", where)
         lock = read_lock(tmp / meta["lock"])
+        _store_wheels(tmp / "wheels", lock, where)
         env = tmp / meta["env"] if meta.get("env") else None
         _make_local_channels(env if env is not None else tmp / meta["lock"], lock, tmp)
         base = f"oci:{tmp / 'base'}" if meta.get("base") else None
@@ -225,6 +237,18 @@ def _store_packages(src: Path, where: str) -> None:
             raise LockError(f"{where}: {p.name} in the bundle is corrupt (digest {got})")
         with atomic_path(target, fsync=False, mode=0o644) as staged:
             shutil.copyfile(p, staged.tmp)
+
+
+def _store_wheels(src: Path, lock: Lock, where: str) -> None:
+    """Put the bundle's wheels into the wheel cache; each is checked against the lock's sha256 and size."""
+    local = requests.Session()  # file:// only: fetch_wheel reads local files itself
+    for pl in lock.platforms.values():
+        for w in pl.wheels:
+            found = [src / w.sha256 / w.filename] if w.sha256 else sorted(src.glob(f"*/{w.filename}"))
+            path = found[0] if found else src / "missing"
+            if not path.is_file():
+                raise LockError(f"{where}: the bundle lacks the wheel {w.filename} its lock pins")
+            fetch_wheel(dataclasses.replace(w, url=path.as_uri()), local)
 
 
 def _make_local_channels(env: Path, lock: Lock, root: Path) -> None:

@@ -36,7 +36,7 @@ from .pack_prefix import pack_environment, pack_options
 from .platforms import default_platforms, image_platforms, parse_platforms
 from .progress import Reporter
 from .registry_options import registry_options
-from .resolve import create_lock, default_session, refuse_pypi, solve_environment
+from .resolve import create_lock, default_session, pip_credentials, solve_environment
 from .spec import BuildSpec, load_spec, with_overrides
 
 Command = Callable[[argparse.Namespace, Reporter], int]
@@ -259,6 +259,9 @@ def lock_command(args: argparse.Namespace, reporter: Reporter) -> int:
         if len(lock.platforms) != 1:
             raise SpecError("lock --format explicit: an @EXPLICIT file holds one platform; give one --platform")
         (subdir, pl), = lock.platforms.items()
+        if pl.wheels:
+            raise SpecError(f"lock --format explicit: an @EXPLICIT file cannot pin the pip: section's "
+                            f"{len(pl.wheels)} wheels; use the default format")
         data = write_explicit(dependency_order(pl.packages), subdir).encode()
     else:
         data = dump_lock(lock)
@@ -268,8 +271,9 @@ def lock_command(args: argparse.Namespace, reporter: Reporter) -> int:
                      "platforms": {k: len(v.packages) for k, v in sorted(lock.platforms.items())}})
     elif not args.quiet:
         for k, v in sorted(lock.platforms.items()):
-            print(f"{k}: {len(v.packages)} packages, base {v.base}{' @ ' + v.base_digest if v.base_digest else ''}",
-                  file=sys.stderr)
+            wheels = f" + {len(v.wheels)} pip packages" if v.wheels else ""
+            print(f"{k}: {len(v.packages)} packages{wheels}, base {v.base}"
+                  f"{' @ ' + v.base_digest if v.base_digest else ''}", file=sys.stderr)
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -303,19 +307,18 @@ def bundle_command(args: argparse.Namespace, reporter: Reporter) -> int:
         if env_path is not None:
             check_fresh(lock, env_path)
     lock = _bundle_platforms(lock, _given_platforms(args))
-    for subdir in lock.platforms:
-        refuse_pypi(lock, subdir)  # a bundle that cannot build is refused now, not when offline
     t0 = time.perf_counter()
     session = default_session(BuildOptions(offline=args.offline))
     with reporter.phase("bundle", str(args.output)):
         info = write_bundle(lock, lock_bytes, lock_name, env_path, Path(args.output), session, max(1, args.jobs),
-                            reporter)
+                            reporter, credentials=pip_credentials(env_path))
     info["seconds"] = round(time.perf_counter() - t0, 3)
     info["sha256"] = file_sha256(args.output)
     if args.json:
         _print_json(info)
     elif not args.quiet:
-        print(f"wrote {info['output']}: {info['packages']} packages, {info['base_blobs']} base image blobs, "
+        print(f"wrote {info['output']}: {info['packages']} packages, {info['wheels']} wheels, "
+              f"{info['base_blobs']} base image blobs, "
               f"{info['size']} bytes", file=sys.stderr)
     return 0
 
@@ -347,6 +350,11 @@ def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
         for k in sorted(v.packages):
             p = v.packages[k]
             print(f"    {p['name']} {p['version']} {p['build']}" + (f"  ({p['prefix']})" if several else ""))
+        if v.pip_packages:
+            print(f"  pip packages ({len(v.pip_packages)}):")
+            for k in sorted(v.pip_packages):
+                p = v.pip_packages[k]
+                print(f"    {p['name']} {p['version']}" + (f"  ({p['prefix']})" if several else ""))
     return 0
 
 
@@ -363,6 +371,12 @@ def diff_command(args: argparse.Namespace, reporter: Reporter) -> int:
             print(f"  - {p['name']} {p['version']} {p['build']}")
         for p in r["changed"]:
             print(f"  ~ {p['name']} {p['from']} -> {p['to']}")
+        for p in r.get("pip_added", []):
+            print(f"  + pip:{p['name']} {p['version']}")
+        for p in r.get("pip_removed", []):
+            print(f"  - pip:{p['name']} {p['version']}")
+        for p in r.get("pip_changed", []):
+            print(f"  ~ pip:{p['name']} {p['from']} -> {p['to']}")
         print(f"  layers shared: {len(r['layers_shared'])} ({r['shared_bytes']} bytes); bytes only in A: "
               f"{r['bytes_only_in_a']}, only in B: {r['bytes_only_in_b']}")
     for plat in d["only_in_a"]:

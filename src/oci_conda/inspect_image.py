@@ -3,10 +3,13 @@
 Platforms, layers (size, and the conda packages whose ``conda-meta/*.json`` each layer carries), config, and the
 package list the image's ``conda-meta`` gives after all layers are applied (whiteouts honoured). Labels and
 annotations are never trusted for the package list. Works on any OCI archive or layout, not just ours.
+Beside conda's: the pip packages, i.e. every ``site-packages/*.dist-info`` whose ``METADATA`` no conda record lists
+(what ``conda list`` shows as from PyPI).
 """
 
 from __future__ import annotations
 
+import email.parser
 import gzip
 import re
 import tarfile
@@ -22,6 +25,7 @@ from .oci.walk import BlobSource, Node, fetch_json, walk
 
 _META_RE = re.compile(r"^(?:\./)?(.*/)?conda-meta/([^/]+)\.json$")
 _WH_RE = re.compile(r"^(?:\./)?(.*/)?conda-meta/\.wh\.([^/]+)\.json$")
+_DIST_INFO_RE = re.compile(r"^(?:\./)?(.*?)/?(lib/python[^/]+/site-packages/[^/]+\.dist-info/METADATA)$")
 MAX_META = 64 << 20
 
 
@@ -40,6 +44,7 @@ class ImageView:
     config: dict[str, Any]
     layers: list[LayerView]
     packages: dict[tuple[str, str], dict[str, Any]]  # (prefix, name) -> {name, version, build, channel, subdir, prefix}
+    pip_packages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (prefix, name) -> {name, ...}
 
     def to_json(self) -> dict[str, Any]:
         cfg = self.config
@@ -50,6 +55,8 @@ class ImageView:
             "layers": [{"digest": x.digest, "size": x.size, "media_type": x.media_type, "packages": x.packages}
                        for x in self.layers],
             "packages": [self.packages[k] for k in sorted(self.packages)],
+            **({"pip_packages": [self.pip_packages[k] for k in sorted(self.pip_packages)]} if self.pip_packages
+               else {}),
         }
 
 
@@ -66,11 +73,15 @@ def _open_layer(src: BlobSource, desc: Descriptor) -> tuple[BinaryIO, IO[bytes]]
     return raw, raw
 
 
+PipDists = dict[tuple[str, str], dict[str, Any]]  # (prefix, METADATA path in it) -> {name, version, prefix}
+
+
 def _read_layer(src: BlobSource, desc: Descriptor, where: str) -> tuple[dict[tuple[str, str], dict[str, Any]],
-                                                                set[tuple[str, str]]]:
-    """``({(prefix, dist): conda-meta record}, {(prefix, whited-out dist)})`` of one layer."""
+                                                                set[tuple[str, str]], PipDists]:
+    """``({(prefix, dist): conda-meta record}, {(prefix, whited-out dist)}, Python distributions)`` of one layer."""
     metas: dict[tuple[str, str], dict[str, Any]] = {}
     whiteouts: set[tuple[str, str]] = set()
+    dists: PipDists = {}
     raw, stream = _open_layer(src, desc)
     try:
         with tarfile.open(fileobj=stream, mode="r|") as t:
@@ -78,6 +89,15 @@ def _read_layer(src: BlobSource, desc: Descriptor, where: str) -> tuple[dict[tup
                 w = _WH_RE.match(m.name)
                 if w:
                     whiteouts.add(("/" + (w.group(1) or "").rstrip("/"), w.group(2)))
+                    continue
+                d = _DIST_INFO_RE.match(m.name)
+                if d and m.isreg() and m.size <= MAX_META:
+                    f = t.extractfile(m)
+                    msg = email.parser.HeaderParser().parsestr(f.read().decode("utf-8", "replace")) if f else {}
+                    if msg.get("Name") and msg.get("Version"):
+                        prefix = "/" + d.group(1).rstrip("/")
+                        dists[(prefix, d.group(2))] = {"name": str(msg["Name"]), "version": str(msg["Version"]),
+                                                       "prefix": prefix}
                     continue
                 g = _META_RE.match(m.name)
                 if not g or not m.isreg() or m.size > MAX_META:
@@ -95,7 +115,7 @@ def _read_layer(src: BlobSource, desc: Descriptor, where: str) -> tuple[dict[tup
         raise ImageError(f"{where}: layer {desc.digest} is not a readable tar ({e})") from None
     finally:
         raw.close()
-    return metas, whiteouts
+    return metas, whiteouts, dists
 
 
 def _manifests(src: LocalSource, where: str) -> list[Node]:
@@ -124,9 +144,16 @@ def inspect_image(path: str | Path) -> list[ImageView]:
         layers = []
         packages: dict[tuple[str, str], dict[str, Any]] = {}  # (prefix, name) -> package
         key_of: dict[tuple[str, str], tuple[str, str]] = {}  # (prefix, dist) -> (prefix, name)
+        dists: PipDists = {}
+        owned: set[tuple[str, str]] = set()  # (prefix, path) a conda record lists
         for raw in man.get("layers") or []:
             ld = Descriptor.from_json(raw, where)
-            metas, whiteouts = _read_layer(src, ld, where)
+            metas, whiteouts, layer_dists = _read_layer(src, ld, where)
+            dists.update(layer_dists)
+            for (prefix, _dist), rec in metas.items():
+                files = rec.get("files")
+                if isinstance(files, list):
+                    owned.update((prefix, f) for f in files if isinstance(f, str) and f.endswith(".dist-info/METADATA"))
             for wh in whiteouts:
                 k = key_of.pop(wh, None)
                 if k is not None:
@@ -141,7 +168,8 @@ def inspect_image(path: str | Path) -> list[ImageView]:
                                "subdir": rec.get("subdir"), "prefix": prefix}
                 key_of[(prefix, dist)] = k
             layers.append(LayerView(ld.digest, ld.size, ld.media_type, sorted(d for _p, d in metas)))
-        views.append(ImageView(plat, d.digest, config, layers, packages))
+        pip = {(k[0], v["name"].lower()): v for k, v in sorted(dists.items()) if k not in owned}
+        views.append(ImageView(plat, d.digest, config, layers, packages, pip))
     if not views:
         raise ImageError(f"{where}: holds no image manifest")
     return views
@@ -163,6 +191,7 @@ def diff_images(a: str | Path, b: str | Path) -> dict[str, Any]:
             if (p["version"], p["build"]) != (q["version"], q["build"]):
                 changed.append({"name": k[1], "prefix": k[0], "from": f"{p['version']}-{p['build']}",
                                 "to": f"{q['version']}-{q['build']}"})
+        pip_diff = _pip_diff(x, y)
         la = {layer.digest: layer.size for layer in x.layers}
         lb = {layer.digest: layer.size for layer in y.layers}
         shared = [layer.digest for layer in y.layers if layer.digest in la]
@@ -175,9 +204,23 @@ def diff_images(a: str | Path, b: str | Path) -> dict[str, Any]:
             "bytes_only_in_a": sum(s for d, s in la.items() if d not in lb),
             "bytes_only_in_b": sum(s for d, s in lb.items() if d not in la),
             "config_changed": x.config != y.config,
+            **pip_diff,
         }
     return out
 
 
 def _brief(p: dict[str, Any]) -> dict[str, Any]:
     return {"name": p["name"], "version": p["version"], "build": p["build"], "prefix": p["prefix"]}
+
+
+def _pip_diff(x: ImageView, y: ImageView) -> dict[str, Any]:
+    """pip packages added, removed and changed (only present when either image has any)."""
+    if not x.pip_packages and not y.pip_packages:
+        return {}
+    a, b = x.pip_packages, y.pip_packages
+    return {
+        "pip_added": [b[k] for k in sorted(set(b) - set(a))],
+        "pip_removed": [a[k] for k in sorted(set(a) - set(b))],
+        "pip_changed": [{"name": b[k]["name"], "prefix": k[0], "from": a[k]["version"], "to": b[k]["version"]}
+                        for k in sorted(set(a) & set(b)) if a[k]["version"] != b[k]["version"]],
+    }

@@ -30,13 +30,15 @@ from typing import TYPE_CHECKING, Any
 from .cache import atomic_write
 from .conda.condalock import read_conda_lock
 from .conda.explicit import is_explicit, parse_explicit
-from .conda.lockentries import ForeignLock, PypiEntry
+from .conda.lockentries import ForeignLock
 from .conda.pixilock import DEFAULT_ENVIRONMENT, parse_pixi_lock
 from .conda.records import PackageRecord
 from .credentials import strip_credentials
 from .errors import OutputError, SpecError
+from .layers.wheels import wheel_records_from_entries
 from .limits import read_file_capped
 from .oci.image import Image
+from .pypi.records import WheelRecord
 from .spec import BuildSpec, ImageSettings
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class PlatformLock:
     base: str = "scratch"
     base_digest: str | None = None
     virtual_packages: tuple[tuple[str, str, str], ...] = ()  # (name, version, build)
+    wheels: tuple[WheelRecord, ...] = ()  # the pip section's wheels, pinned (sha256 and size known)
 
 
 Pairs = tuple[tuple[str, str], ...]
@@ -100,8 +103,6 @@ class Lock:
     options: dict[str, Any] = field(default_factory=dict)
     kind: str = "oci-conda"
     path: Path | None = None
-    pip: dict[str, list[str]] = field(default_factory=dict)  # conda-lock/pixi: PyPI package names per platform
-    pypi: dict[str, tuple[PypiEntry, ...]] = field(default_factory=dict)  # the same, whole, for the pip stage
     environment: LockedEnvironment | None = None  # None: a version 1 lock or a foreign one
 
     def for_platform(self, subdir: str) -> PlatformLock:
@@ -153,6 +154,12 @@ def _environment_json(e: LockedEnvironment) -> dict[str, Any]:
     }
 
 
+def _wheel_json(w: WheelRecord) -> dict[str, Any]:
+    d = w.to_dict()
+    d["url"] = strip_credentials(w.url)
+    return {k: v for k, v in d.items() if v is not None and v is not False}
+
+
 def lock_document(lock: Lock) -> dict[str, Any]:
     plats = {}
     for subdir, pl in sorted(lock.platforms.items()):
@@ -161,6 +168,8 @@ def lock_document(lock: Lock) -> dict[str, Any]:
             "virtual_packages": [{"name": n, "version": v, "build": b} for n, v, b in sorted(pl.virtual_packages)],
             "packages": [_record_json(r) for r in sorted(pl.packages, key=lambda r: (r.name, r.subdir, r.fn))],
         }
+        if pl.wheels:  # absent without a pip section: such locks keep their bytes
+            plats[subdir]["wheels"] = [_wheel_json(w) for w in sorted(pl.wheels, key=lambda w: w.name)]
     doc: dict[str, Any] = {
         "version": LOCK_VERSION if lock.environment is not None else 1,
         "env": {"file": lock.env_file, "sha256": lock.env_sha256},
@@ -221,7 +230,8 @@ def parse_lock_document(doc: Any, where: str, path: Path | None = None) -> Lock:
     for subdir, p in doc["platforms"].items():
         recs = tuple(PackageRecord.from_json(r) for r in p["packages"])
         vps = tuple((v["name"], v["version"], v["build"]) for v in p.get("virtual_packages", []))
-        plats[subdir] = PlatformLock(subdir, recs, p["base"]["ref"], p["base"].get("digest"), vps)
+        wheels = tuple(WheelRecord.from_dict(w) for w in p.get("wheels", []))
+        plats[subdir] = PlatformLock(subdir, recs, p["base"]["ref"], p["base"].get("digest"), vps, wheels)
     options = dict(doc.get("options", {}))
     environment = None
     if "environment" in doc:
@@ -276,10 +286,13 @@ def sniff_kind(text: str) -> str | None:
 
 
 def _foreign(fl: ForeignLock, kind: str, path: Path) -> Lock:
-    """A conda-lock or pixi environment as a Lock: conda records per platform, PyPI entries kept beside them."""
-    pypi = {p: lp.pypi for p, lp in fl.platforms.items() if lp.pypi}
-    return Lock(platforms={p: PlatformLock(p, lp.conda) for p, lp in fl.platforms.items()}, kind=kind, path=path,
-                pip={p: sorted(w.name for w in v) for p, v in pypi.items()}, pypi=pypi)
+    """A conda-lock or pixi environment as a Lock: conda records per platform, its PyPI entries as pinned wheels."""
+    try:
+        plats = {p: PlatformLock(p, lp.conda, wheels=tuple(wheel_records_from_entries(lp.pypi)))
+                 for p, lp in fl.platforms.items()}
+    except SpecError as e:
+        raise LockError(f"{path}: {e}") from None
+    return Lock(platforms=plats, kind=kind, path=path)
 
 
 def read_lock(path: str | os.PathLike[str], environment: str | None = None) -> Lock:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .cache import cache_dir
 from .conda.channel import Channel, resolve_channels
 from .conda.mirrors import mirrors_from_env
 from .conda.matchspec import MatchSpec
@@ -27,12 +28,16 @@ from .conda.virtual import virtual_packages
 from .credentials import strip_credentials
 from .errors import OciCondaError, SolveError, SpecError
 from .http import make_session
+from .layers.wheels import conda_dists, extracted_packages, fetch_pip, pip_section, resolve_pip, target_for
 from .lockfile import Lock, LockedEnvironment, LockError, PlatformLock, base_digest, file_sha256
 from .oci.source import open_image
 from .platforms import platform_for_subdir
 from .options import BuildOptions, locked_values
 from .progress import Reporter
-from .spec import BuildSpec
+from .pypi.fetch import FetchedWheel
+from .pypi.hosts import HostCredentials
+from .pypi.records import WheelRecord
+from .spec import BuildSpec, load_spec
 
 DEFAULT_EPOCH = 0  # used only when no package has a timestamp and SOURCE_DATE_EPOCH is unset
 #: The newest image time a tar header (11 octal digits, as our writer and ustar readers like umoci take them)
@@ -136,16 +141,6 @@ def elsewhere_hint(per_channel: Sequence[ChannelIndex], channels: Sequence[Chann
         else None
 
 
-def refuse_pypi(lock: Lock, subdir: str) -> None:
-    """A lock's PyPI entries are not installed by this build: refuse them in one line rather than drop them."""
-    names = lock.pip.get(subdir)
-    if names:
-        shown = ", ".join(names[:8]) + (f", ... (+{len(names) - 8})" if len(names) > 8 else "")
-        raise LockError(f"{lock.path}: locks {len(names)} PyPI package(s) for {subdir} ({shown}); installing PyPI "
-                        f"packages from a {lock.kind} lock is not supported yet, and leaving them out would build a "
-                        "different environment")
-
-
 def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], base_dir: Path,
                       channel_alias: str | None = None) -> list[PackageRecord]:
     """The records to install for ``subdir``, in install order, with credentials and moved local channels restored.
@@ -154,7 +149,6 @@ def records_for_build(lock: Lock, subdir: str, spec_channels: Sequence[str], bas
     ``conda-forge``) takes that channel's current URL (a local channel moves with the checkout) and its credentials.
     """
     pl = lock.for_platform(subdir)
-    refuse_pypi(lock, subdir)
     locked = dict(lock.channels)  # spelling -> locked url
     current: dict[str, Channel] = {}
     for s in spec_channels:
@@ -218,8 +212,14 @@ def create_lock(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Lock
         records = solve_environment(spec, subdir, opts, reporter)
         vps = virtual_packages(subdir, dict(spec.image.virtual_packages))
         img = open_image(spec.image.base, platform_for_subdir(subdir), dataclasses.replace(opts.registry, jobs=opts.jobs))
+        wheels: tuple[WheelRecord, ...] = ()
+        if spec.pip_for(subdir):
+            session = default_session(opts)
+            extracted = extracted_packages(records, session, cache_dir("extracted"), jobs=opts.jobs,
+                                           offline=opts.offline)
+            wheels = tuple(w.record for w in pip_wheels(spec, subdir, records, extracted, opts, reporter, session))
         plats[subdir] = PlatformLock(subdir, tuple(records), spec.image.base, base_digest(img),
-                                     tuple((v.name, v.version, v.build) for v in vps))
+                                     tuple((v.name, v.version, v.build) for v in vps), wheels)
     spellings: list[tuple[str, str]] = []
     for s in spec.channels:
         chans = resolve_channels([s], spec.base_dir, channel_alias=opts.channel_alias)
@@ -228,3 +228,32 @@ def create_lock(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Lock
     return Lock(platforms=plats, env_file=Path(spec.path).name, env_sha256=file_sha256(spec.path),
                 channels=tuple(spellings), options=locked_values(opts, spec.image.prefix),
                 environment=LockedEnvironment.from_spec(spec))
+
+
+def pip_wheels(spec: BuildSpec, subdir: str, records: Sequence[PackageRecord], extracted: Sequence[Path],
+               opts: BuildOptions, reporter: Reporter, session: requests.Session) -> list[FetchedWheel]:
+    """The wheels of the ``pip:`` section for ``subdir``, fetched and verified: the lock's when building from one
+    (pip does not run), else resolved by pip for the target with conda's distributions counted as installed.
+    Nothing at all without a pip section or locked wheels."""
+    lines = spec.pip_for(subdir)
+    locked = opts.lock.for_platform(subdir).wheels if opts.lock is not None else ()
+    if not lines and not locked:
+        return []
+    section = pip_section(lines, spec.base_dir)  # credentials of the indexes (and PIP_INDEX_URL)
+    where = str(opts.lock.path or spec.path) if opts.lock is not None else str(spec.path)
+    target = target_for(subdir, records, virtual_packages(subdir, dict(spec.image.virtual_packages)), where)
+    if opts.lock is not None:
+        wanted = list(locked)  # pinned: pip does not run
+    else:
+        with reporter.phase("pip-resolve", target.describe()):
+            wanted = resolve_pip(section, target, conda_dists(records, extracted))
+    if not wanted:
+        return []
+    with reporter.phase("pip-fetch", f"{len(wanted)} wheel(s)"):
+        return fetch_pip(wanted, session, section.credentials(), opts.jobs)
+
+
+def pip_credentials(env_path: Path | None) -> HostCredentials:
+    """The pip indexes' credentials an environment file (and ``PIP_INDEX_URL``) names, for fetching its wheels."""
+    lines = load_spec(env_path).pip if env_path is not None else ()
+    return pip_section(lines, env_path.parent if env_path is not None else Path.cwd()).credentials()
