@@ -9,14 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oci_schema import oci_validator
 from packageurl import PackageURL
-from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
-from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+from sbom_validate import validate_cdx, validate_spdx
 from supply_fixtures import HelloImage, build_hello
 
 from oci_conda.oci import artifact as A
@@ -37,17 +34,6 @@ from oci_conda.sbom.purl import conda_purl, oci_purl, os_purl, pypi_purl
 
 EPOCH = 1735689600
 DIGEST = "sha256:" + "ab" * 32
-
-
-def validate_spdx(data: bytes) -> None:
-    doc = JsonLikeDictParser().parse(json.loads(data))
-    errors = validate_full_spdx_document(doc)
-    assert errors == [], [e.validation_message for e in errors]
-
-
-def validate_cdx(data: bytes) -> None:
-    err = JsonStrictValidator(SchemaVersion.V1_6).validate_str(data.decode())
-    assert err is None, str(err)
 
 
 def rec(name: str, version: str = "1.0", build: str = "h123_0", depends: tuple[str, ...] = (),

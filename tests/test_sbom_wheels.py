@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from test_sbom import validate_cdx, validate_spdx
-from test_sbom_ospkgs import layer
+from sbom_validate import layer, validate_cdx, validate_spdx
 
 from oci_conda.sbom import (
     CondaPackage,

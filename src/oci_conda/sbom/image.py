@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from ..oci.image import Image
-from .distinfo import conda_owned, wanted as distinfo_wanted, wheels_from_files
+from .distinfo import conda_owned, wheels_from_files
+from .distinfo import wanted as distinfo_wanted
 from .layers import collect_files
 from .model import CondaPackage, ImageSubject, SbomInput
 from .ospkgs import os_packages, wanted_os_file

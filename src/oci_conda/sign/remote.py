@@ -16,7 +16,12 @@ from ..oci.blobs import digest_bytes
 from ..oci.image import MEDIA_TYPE_MANIFEST, Descriptor
 from ..oci.registry.client import RegistryClient, RegistryError, RegistryOptions
 from ..oci.registry.reference import RegistryRef, parse_reference
-from ..oci.registry.referrers import fetch_artifact, get_optional, manifest_digest, put_artifact
+from ..oci.registry.referrers import (
+    fetch_artifact,
+    get_optional,
+    manifest_digest,
+    put_artifact,
+)
 from . import cosign, simple
 from .errors import SignError
 from .payload import Claim

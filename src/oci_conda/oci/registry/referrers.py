@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 from oci_conda.oci.artifact import Artifact
 from oci_conda.oci.blobs import digest_bytes, verify_bytes
-from oci_conda.oci.image import INDEX_TYPES, MANIFEST_TYPES, MEDIA_TYPE_INDEX, Descriptor, canonical_json
+from oci_conda.oci.image import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    MEDIA_TYPE_INDEX,
+    Descriptor,
+    canonical_json,
+)
 from oci_conda.oci.registry.client import MAX_MANIFEST, RegistryClient, RegistryError
 from oci_conda.oci.registry.pull import get_blob_bytes
 from oci_conda.oci.registry.push import upload_blob
