@@ -192,3 +192,18 @@ def test_push_sbom_found_through_the_fallback_tag(servers: Servers, tmp_path: Pa
     assert [r["artifact_type"] for r in info["referrers"]] == [SPDX, CDX]
     oci_conda("build", str(HELLO), "--push", ref, "--sbom", "spdx,cyclonedx", env=env)
     assert json.loads(get_manifest(reg.url, "team/hello", tag) or b"{}") == listed
+
+
+def test_push_of_an_archive_takes_its_sboms_along(servers: Servers, tmp_path: Path) -> None:  # noqa: F811
+    reg = servers.registry()
+    env = cli_env(tmp_path)
+    out = tmp_path / "hello.tar"
+    oci_conda("build", str(HELLO), "-o", str(out), "--sbom", "spdx,cyclonedx", env=env)
+    image, *arts = tar_json(out, "index.json")["manifests"]
+    digest = oci_conda("push", str(out), f"{reg.host}/team/copy:1", env=env).stdout.strip()
+    assert digest == image["digest"]  # the image, not an artifact, is what the tag names
+    listed = json.loads(get_manifest(reg.url, "team/copy", "sha256-" + digest.split(":")[1]) or b"{}")
+    assert [(d["digest"], d["artifactType"]) for d in listed["manifests"]] == \
+        [(a["digest"], a["artifactType"]) for a in arts]
+    for a in arts:
+        assert get_manifest(reg.url, "team/copy", a["digest"]) == tar_blob(out, a["digest"])

@@ -31,8 +31,10 @@ from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read
 from .oci.registry.client import RegistryOptions
 from .oci.registry.login import login
 from .oci.registry.client import RegistryClient
-from .oci.registry.push import push_path
+from .oci.local import open_local, parse_local
+from .oci.registry.push import PushResult, push_path
 from .oci.registry.reference import parse_reference
+from .oci.registry.referrers import attach, local_artifacts
 from .options import DEFAULT_PLATFORMS, BuildOptions, apply_lock
 from .progress import Reporter
 from .registry_options import registry_options
@@ -344,15 +346,28 @@ def push_command(args: argparse.Namespace, reporter: Reporter) -> int:
     options = _registry(args)
     with reporter.phase("push", args.ref):
         result = push_path(args.image, args.ref, options)
+        attached = _push_attached(args.image, result, options)
     if args.json:
         _print_json(result.to_json())
     else:
         s = result.stats
         if not args.quiet:
-            print(f"pushed {result.ref} ({s.uploaded} blobs uploaded, {s.mounted} mounted, {s.existing} already there)",
-                  file=sys.stderr)
+            print(f"pushed {result.ref} ({s.uploaded} blobs uploaded, {s.mounted} mounted, {s.existing} already there)"
+                  + (f", {len(attached)} attached artifact(s)" if attached else ""), file=sys.stderr)
         print(result.digest)
     return 0
+
+
+def _push_attached(image: str, result: PushResult, options: RegistryOptions) -> list[str]:
+    """The SBOMs an archive or layout holds about the pushed manifests go to the registry with them."""
+    path, _name = parse_local(image)
+    src = open_local(path)
+    arts = local_artifacts(src, src.index(), result.manifests, src.what)
+    if not arts:
+        return []
+    r = parse_reference(result.ref)
+    client = RegistryClient(r.host, options)
+    return [attach(client, r.repository, art, subject) for art, subject in arts]
 
 
 def login_command(args: argparse.Namespace, reporter: Reporter) -> int:

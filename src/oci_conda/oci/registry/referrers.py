@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from oci_conda.oci.artifact import Artifact
+from oci_conda.oci.artifact import Artifact, read_artifact
 from oci_conda.oci.blobs import digest_bytes, verify_bytes
 from oci_conda.oci.image import (
     INDEX_TYPES,
@@ -26,6 +27,7 @@ from oci_conda.oci.image import (
 from oci_conda.oci.registry.client import MAX_MANIFEST, RegistryClient, RegistryError
 from oci_conda.oci.registry.pull import get_blob_bytes
 from oci_conda.oci.registry.push import upload_blob
+from oci_conda.oci.walk import BlobSource, fetch_verified
 
 ACCEPT = ", ".join(MANIFEST_TYPES + INDEX_TYPES)
 MAX_REFERRERS = 4096
@@ -182,3 +184,26 @@ def manifest_digest(client: RegistryClient, repo: str, reference: str) -> tuple[
     if got is None:
         raise RegistryError(f"registry {client.host}: repository {repo} has no image {reference}", status=404)
     return digest_bytes(got[0]), got[0], got[1]
+
+
+def local_artifacts(source: BlobSource, index: dict[str, Any], subjects: Iterable[str], what: str) -> list[
+        tuple[Artifact, str]]:
+    """The artifacts an OCI layout or archive's index.json lists about any of ``subjects`` (manifest digests), each
+    with its manifest and small blobs read and verified, paired with its subject: what a push of that image takes
+    along so the registry lists the same SBOMs."""
+    wanted = set(subjects)
+    out = []
+    for raw in index.get("manifests") or []:
+        desc = Descriptor.from_json(raw, f"{what}: index.json entry")
+        if not desc.artifact_type:
+            continue
+        manifest = fetch_verified(source, desc, f"{what}: artifact {desc.digest}")
+        info = read_artifact(manifest, f"{what}: artifact {desc.digest}")
+        if info.subject is None or info.subject.digest not in wanted:
+            continue
+        blobs = {}
+        config = json.loads(manifest).get("config")
+        for d in [*info.layers, *([Descriptor.from_json(config, what)] if isinstance(config, dict) else [])]:
+            blobs[d.digest] = fetch_verified(source, d, f"{what}: blob {d.digest}")
+        out.append((Artifact(manifest, desc, blobs), info.subject.digest))
+    return out
