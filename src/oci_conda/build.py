@@ -46,7 +46,7 @@ from .parallel import thread_pool
 from .platforms import platform_for_subdir
 from .progress import Reporter, human_size
 from .resolve import default_session, platform_records
-from .sbom.attach import image_sboms, push_sboms, write_beside
+from .sbom.attach import Sbom, image_sboms, push_sboms, write_beside
 from .spec import BuildSpec
 
 
@@ -309,7 +309,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     annotations = dict(spec.image.annotations)
     digest, manifest_digests, pushed = "", [], None
     tag = spec.image.tag or f"{_repo_name(spec.name)}:latest"
-    sboms = []
+    sboms: list[Sbom] = []
     if opts.sbom:
         with reporter.phase("sbom", ",".join(opts.sbom)):
             sboms = image_sboms(images, epochs, opts.push or tag, opts.sbom, annotations)
