@@ -9,17 +9,15 @@ import json
 from pathlib import Path
 
 import pytest
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oci_schema import oci_validator
 from packageurl import PackageURL
-from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
-from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+from sbom_validate import validate_cdx, validate_spdx
 from supply_fixtures import HelloImage, build_hello
 
-from oci_conda import artifacts as A
+from oci_conda.oci import artifact as A
+from oci_conda.oci.registry import referrers as R
 from oci_conda.sbom import (
     CondaPackage,
     ImageSubject,
@@ -36,17 +34,6 @@ from oci_conda.sbom.purl import conda_purl, oci_purl, os_purl, pypi_purl
 
 EPOCH = 1735689600
 DIGEST = "sha256:" + "ab" * 32
-
-
-def validate_spdx(data: bytes) -> None:
-    doc = JsonLikeDictParser().parse(json.loads(data))
-    errors = validate_full_spdx_document(doc)
-    assert errors == [], [e.validation_message for e in errors]
-
-
-def validate_cdx(data: bytes) -> None:
-    err = JsonStrictValidator(SchemaVersion.V1_6).validate_str(data.decode())
-    assert err is None, str(err)
 
 
 def rec(name: str, version: str = "1.0", build: str = "h123_0", depends: tuple[str, ...] = (),
@@ -210,7 +197,7 @@ def test_hello_image_sbom_lists_exactly_its_conda_meta(hello: HelloImage) -> Non
 
 def test_sbom_artifacts_attach_to_the_image(hello: HelloImage, realdata: Path) -> None:
     subject = A.subject_descriptor(hello.manifest)
-    assert subject["digest"] == hello.manifest_digest
+    assert subject.digest == hello.manifest_digest
     validator = oci_validator(realdata, "manifest")
     descs = []
     for fmt, media in (("spdx", "application/spdx+json"), ("cyclonedx", "application/vnd.cyclonedx+json")):
@@ -227,20 +214,20 @@ def test_sbom_artifacts_attach_to_the_image(hello: HelloImage, realdata: Path) -
                                   "digest": hello.manifest_digest, "size": len(hello.manifest)}
         assert man["annotations"] == {"org.opencontainers.image.created": "2025-01-01T00:00:00Z"}
         assert art.blobs == {man["config"]["digest"]: b"{}", man["layers"][0]["digest"]: doc}
-        assert art.descriptor == {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        assert art.descriptor.to_json() == {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                                   "digest": "sha256:" + hashlib.sha256(art.manifest).hexdigest(),
                                   "size": len(art.manifest), "artifactType": media,
                                   "annotations": man["annotations"]}
         assert art == sbom_artifact(fmt, doc, subject, EPOCH)  # same bytes every time
         descs.append(art.descriptor)
-    index = A.referrers_index(descs)
+    index = R.referrers_index(descs)
     oci_validator(realdata, "index").validate(json.loads(index))
-    assert json.loads(index)["manifests"] == descs
-    assert A.add_referrer(A.referrers_index(descs[:1]), descs[1]) == index
-    assert A.add_referrer(index, descs[0]) == index  # no duplicate entry
-    assert A.add_referrer(None, descs[0]) == A.referrers_index(descs[:1])
+    assert json.loads(index)["manifests"] == [d.to_json() for d in descs]
+    assert R.add_referrer(R.referrers_index(descs[:1]), descs[1]) == index
+    assert R.add_referrer(index, descs[0]) == index  # no duplicate entry
+    assert R.add_referrer(None, descs[0]) == R.referrers_index(descs[:1])
     with pytest.raises(Exception, match="other than an image index"):
-        A.add_referrer(hello.manifest, descs[0])
+        R.add_referrer(hello.manifest, descs[0])
 
 
 def test_output_paths(tmp_path: Path) -> None:
@@ -251,12 +238,12 @@ def test_output_paths(tmp_path: Path) -> None:
 
 
 def test_referrers_tag_schema() -> None:
-    assert A.referrers_tag("sha256:" + "a" * 64) == "sha256-" + "a" * 64
-    assert A.referrers_tag("sha512:" + "a" * 128) == "sha512-" + "a" * 64
+    assert R.referrers_tag("sha256:" + "a" * 64) == "sha256-" + "a" * 64
+    assert R.referrers_tag("sha512:" + "a" * 128) == "sha512-" + "a" * 64
     # the distribution spec's own example of truncation and replacement
     weird = ("test+algorithm+using+algorithm+separators+and+lots+of+characters+to+excercise+overall+truncation:"
              "alsoSome=InTheEncodedSectionToShowHyphenReplacementAndLotsAndLotsOfCharactersToExcerciseEncodedTruncation")
-    assert A.referrers_tag(weird) == ("test-algorithm-using-algorithm-s-alsoSome-InTheEncodedSectionToShowHyphen"
+    assert R.referrers_tag(weird) == ("test-algorithm-using-algorithm-s-alsoSome-InTheEncodedSectionToShowHyphen"
                                       "ReplacementAndLotsAndLot")
 
 

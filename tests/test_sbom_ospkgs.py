@@ -4,7 +4,6 @@ whiteouts across layers, gzip/zstd/plain layers; and a real Debian base checked 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import json
 import subprocess
@@ -12,10 +11,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import zstandard
 from conftest import need_tool
 from realenv import debian_base
-from test_sbom import validate_cdx, validate_spdx
+from sbom_validate import layer, validate_cdx, validate_spdx
 
 from oci_conda.sbom import (
     ImageSubject,
@@ -64,29 +62,6 @@ L:GPL-2.0-only
 o:busybox
 D:so:libc.musl-x86_64.so.1 /bin/sh
 """
-
-
-def layer(files: dict[str, bytes | str | None], compress: str = "gzip") -> io.BytesIO:
-    """A layer tar: bytes are files, a str is a symlink target, None a directory."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                t.addfile(info)
-            elif isinstance(data, str):
-                info.type, info.linkname = tarfile.SYMTYPE, data
-                t.addfile(info)
-            else:
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-    raw = buf.getvalue()
-    if compress == "gzip":
-        raw = gzip.compress(raw, mtime=0)
-    elif compress == "zstd":
-        raw = zstandard.ZstdCompressor().compress(raw)
-    return io.BytesIO(raw)
 
 
 def test_dpkg_status_with_os_release_symlink() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from test_sbom import validate_cdx, validate_spdx
-from test_sbom_ospkgs import layer
+from sbom_validate import layer, validate_cdx, validate_spdx
 
 from oci_conda.sbom import (
     CondaPackage,
@@ -17,6 +16,7 @@ from oci_conda.sbom import (
     read_wheels,
     spdx_bytes,
 )
+from oci_conda.sbom.image import input_from_layers
 
 SP = "opt/conda/lib/python3.12/site-packages"
 CONDA_REC = {"name": "six", "version": "1.16.0", "build": "pyhd8ed1ab_0", "subdir": "noarch", "fn": "six.conda",
@@ -61,3 +61,25 @@ def test_pip_wheels_but_not_conda_dist_info() -> None:
                                                                     if x["name"] == "six")),
                      ("typing-extensions", "pkg:pypi/typing-extensions@4.12.2")]
     assert names[1][1].startswith("pkg:conda/six@1.16.0?")
+
+
+def test_image_reader_lists_conda_meta_wheels_and_os_packages() -> None:
+    """What ``build --sbom`` reads from the built image's layers: every conda-meta record (a deleted one left
+    out), pip's wheels but not a conda package's own dist-info, and the base's dpkg database."""
+    rec = CONDA_REC
+    gone = {"name": "gone", "version": "1", "build": "0", "subdir": "noarch", "fn": "gone-1-0.conda", "channel": "c",
+            "url": "c/noarch/gone-1-0.conda"}
+    base = layer({"var/lib/dpkg/status": b"Package: tzdata\nStatus: install ok installed\nVersion: 2024a\n"
+                                         b"Architecture: all\n", "etc/os-release": b"ID=debian\nVERSION_ID=12\n"})
+    env = layer({"opt/conda/conda-meta/six-1.16.0-pyhd8ed1ab_0.json": json.dumps(rec).encode(),
+                 "opt/conda/conda-meta/gone-1-0.json": json.dumps(gone).encode(),
+                 f"{SP}/six-1.16.0.dist-info/METADATA": meta("six", "1.16.0"),
+                 f"{SP}/attrs-24.2.0.dist-info/METADATA": meta("attrs", "24.2.0", "License-Expression: MIT")},
+                "zstd")
+    top = layer({"opt/conda/conda-meta/.wh.gone-1-0.json": b""})
+    inp = input_from_layers([base, env, top], ImageSubject("app", "sha256:" + "0" * 64, "linux/amd64"), 0)
+    assert [p.name for p in inp.conda] == ["six"]
+    assert [(w.name, w.version, w.license) for w in inp.wheels] == [("attrs", "24.2.0", "MIT")]
+    assert [(o.name, o.namespace, o.distro) for o in inp.os_packages] == [("tzdata", "debian", "debian-12")]
+    validate_spdx(spdx_bytes(inp))
+    validate_cdx(cyclonedx_bytes(inp))

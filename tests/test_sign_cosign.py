@@ -166,7 +166,7 @@ def test_sign_pushed_image_in_a_real_registry(servers: Servers, hello: HelloImag
     t2 = time.perf_counter()
     for data in art.blobs.values():
         put_blob(reg.url, "team/hello", data)
-    put_manifest(reg.url, "team/hello", cosign.signature_tag(digest), art.manifest, art.descriptor["mediaType"])
+    put_manifest(reg.url, "team/hello", cosign.signature_tag(digest), art.manifest, art.descriptor.media_type)
     t3 = time.perf_counter()
     print(f"\ncosign: key decrypt (scrypt N=65536) {t1 - t0:.3f}s, sign {t2 - t1:.4f}s, push {t3 - t2:.3f}s")
 

@@ -49,6 +49,7 @@ from .platforms import platform_for_subdir
 from .progress import Reporter, human_size
 from .pypi.records import WheelRecord
 from .resolve import default_session, pip_wheels, platform_records
+from .sbom.attach import Sbom, image_sboms, push_sboms, write_beside
 from .spec import BuildSpec
 
 
@@ -71,6 +72,7 @@ class BuildResult:
     timings: dict[str, float]
     output_size: int
     pushed: dict[str, Any] | None = None  # registry.PushResult.to_json() with --push
+    sboms: list[dict[str, Any]] = field(default_factory=list)  # --sbom: each document attached (and its file)
 
     @property
     def manifest_digest(self) -> str:
@@ -80,6 +82,7 @@ class BuildResult:
         return {
             "output": str(self.output) if self.output is not None else None,
             "push": self.pushed,
+            "sboms": self.sboms,
             "digest": self.digest,
             "manifest_digest": self.manifest_digest,
             "output_size": self.output_size,
@@ -121,6 +124,9 @@ class BuildResult:
             b = self.pushed["blobs"]
             lines.append(f"pushed {self.pushed['ref']}@{self.pushed['digest']} ({b['uploaded']} blobs uploaded, "
                          f"{b['mounted']} mounted, {b['existing']} already there)")
+        for s in self.sboms:
+            lines.append(f"sbom {s['format']} ({s['platform']}): {human_size(s['size'])}, attached as "
+                         f"{s['artifact'][:19]}" + (f", {s['file']}" if s.get("file") else ""))
         where = f"wrote {self.output} ({human_size(self.output_size)})" if self.output is not None else "built"
         lines.append(f"{where}; {phases}")
         return lines
@@ -336,6 +342,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     session = default_session(opts)
     images = []
     results: list[PlatformResult] = []
+    epochs: list[int] = []
     for subdir in opts.platforms:
         records, mtime = platform_records(spec, subdir, opts, reporter, session)
         warnings: list[str] = []
@@ -358,6 +365,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                 )
             img = oci_image.set_config(img, **_config_changes(spec, img, mtime))
         images.append(img)
+        epochs.append(mtime)
         for w in warnings:
             reporter.warn(w)
         results.append(PlatformResult(subdir=subdir, manifest_digest="", packages=records, warnings=warnings,
@@ -367,22 +375,32 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                                               for plan, info, _ in layers], trimmed=trimmed, wheels=wheels))
     annotations = dict(spec.image.annotations)
     digest, manifest_digests, pushed = "", [], None
+    tag = spec.image.tag or f"{_repo_name(spec.name)}:latest"
+    sboms: list[Sbom] = []
+    if opts.sbom:
+        with reporter.phase("sbom", ",".join(opts.sbom)):
+            sboms = image_sboms(images, epochs, opts.push or tag, opts.sbom, annotations)
     if opts.output is not None:
         with reporter.phase("write", str(opts.output)):
-            tag = spec.image.tag or f"{_repo_name(spec.name)}:latest"
-            written = write_output(opts.output, images, tag=tag, annotations=annotations)
+            written = write_output(opts.output, images, tag=tag, annotations=annotations,
+                                   attached=[s.artifact for s in sboms])
         digest, manifest_digests = written.digest, written.manifest_digests
     if opts.push:
         with reporter.phase("push", opts.push):
             pushed = push_images(images, opts.push, annotations=annotations,
                                  options=dataclasses.replace(opts.registry, jobs=opts.jobs))
         digest, manifest_digests = digest or pushed.digest, manifest_digests or pushed.manifests
+        if sboms:
+            with reporter.phase("attach", opts.push):
+                push_sboms(sboms, opts.push, dataclasses.replace(opts.registry, jobs=opts.jobs))
+    files = write_beside(opts.output, sboms) if opts.output is not None and sboms else [None] * len(sboms)
     for res, mdigest in zip(results, manifest_digests):
         res.manifest_digest = mdigest
     reporter.timings["total"] = time.perf_counter() - t_start
     size = _tree_size(opts.output) if opts.output is not None else 0
     return BuildResult(output=opts.output, digest=digest, platforms=results, timings=dict(reporter.timings),
-                       output_size=size, pushed=pushed.to_json() if pushed is not None else None)
+                       output_size=size, pushed=pushed.to_json() if pushed is not None else None,
+                       sboms=[{**s.to_json(), "file": str(f) if f else None} for s, f in zip(sboms, files)])
 
 
 def _config_changes(spec: BuildSpec, img: Image, mtime: int) -> dict[str, Any]:

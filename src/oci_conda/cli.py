@@ -67,6 +67,10 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--from-bundle", metavar="BUNDLE.tar", help="build offline from a bundle made by `oci-conda bundle` "
                    "(ENV.yml, when given, is checked against the bundle's lock)")
     add_arguments(b)
+    b.add_argument("--sbom", metavar="FORMATS", help="spdx, cyclonedx or spdx,cyclonedx: write OUT.spdx.json / "
+                   "OUT.cdx.json beside the output and attach them to the image (archive, layout and --push)")
+    b.add_argument("--sign-key", metavar="cosign.key", help="with --push: sign the pushed image with this cosign key "
+                   "(passphrase from COSIGN_PASSWORD or a prompt)")
 
     p = sub.add_parser("push", help="push an OCI archive or layout directory to a registry")
     p.add_argument("image", metavar="IMAGE", help="IMAGE.tar (OCI archive) or an OCI layout directory; PATH:NAME picks "
@@ -90,6 +94,7 @@ def make_parser() -> argparse.ArgumentParser:
     _common(s)
     _lock_parsers(sub)
     _pack_parser(sub)
+    _supply_parsers(sub)
     return parser
 
 
@@ -107,6 +112,31 @@ def _pack_parser(sub: argparse._SubParsersAction) -> None:
     pk.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
     pk.add_argument("--quiet", "-q", action="store_true", help="print only warnings and errors")
     pk.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _supply_parsers(sub: argparse._SubParsersAction) -> None:
+    """``keygen``, ``sign``, ``verify``."""
+    kg = sub.add_parser("keygen", help="make a cosign key pair: cosign.key (encrypted; passphrase from "
+                        "COSIGN_PASSWORD or a prompt) and cosign.pub")
+    kg.add_argument("--output-dir", default=".", metavar="DIR", help="where to write them (default: here)")
+    kg.add_argument("--force", action="store_true", help="replace an existing cosign.key/cosign.pub")
+    sg = sub.add_parser("sign", help="sign an image in a registry: cosign format (--key) or simple signing (--gpg-key)")
+    sg.add_argument("ref", metavar="REGISTRY/REPO[:TAG|@DIGEST]")
+    sg.add_argument("--key", metavar="cosign.key", help="push a cosign signature (sha256-<digest>.sig tag)")
+    sg.add_argument("--gpg-key", metavar="FINGERPRINT", help="sign with gpg into the --lookaside directory")
+    sg.add_argument("--lookaside", metavar="DIR", help="simple-signing signature store (skopeo's registries.d "
+                    "lookaside)")
+    vf = sub.add_parser("verify", help="verify an image's signatures: cosign (--key) or simple signing (--gpg-keyring)")
+    vf.add_argument("ref", metavar="REGISTRY/REPO[:TAG|@DIGEST]")
+    vf.add_argument("--key", metavar="cosign.pub", help="cosign public key")
+    vf.add_argument("--gpg-keyring", metavar="KEYS.gpg", help="trusted OpenPGP public keys (armored or binary)")
+    vf.add_argument("--lookaside", metavar="DIR", help="where the simple-signing signatures are")
+    for p in (kg, sg, vf):
+        if p is not kg:
+            _registry_options(p)
+        p.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+        p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 def _lock_parsers(sub: argparse._SubParsersAction) -> None:
@@ -131,7 +161,9 @@ def _lock_parsers(sub: argparse._SubParsersAction) -> None:
     bd.add_argument("--jobs", type=int, default=DEFAULT_JOBS, metavar="N", help=f"parallel downloads (default "
                     f"{DEFAULT_JOBS})")
     ins = sub.add_parser("inspect", help="platforms, layers (and the packages in each), config and packages of an image")
-    ins.add_argument("image", metavar="IMAGE", help="OCI archive (.tar) or OCI layout directory")
+    ins.add_argument("image", metavar="IMAGE", help="OCI archive (.tar) or OCI layout directory; or REGISTRY/REPO:TAG "
+                     "for the SBOMs and signatures attached to it there")
+    _registry_options(ins)
     ins.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
     ins.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
     ins.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -18,18 +18,24 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .build import build_image
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .build import BuildResult, build_image
 from .bundle import open_bundle, write_bundle
 from .conda.explicit import write_explicit
 from .conda.records import PackageRecord
 from .conda.order import dependency_order
 from .credentials import redact_url, strip_credentials
 from .errors import SpecError
-from .inspect_image import diff_images, inspect_image
+from .inspect_image import diff_images, inspect_image, registry_attachments
 from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read_lock, sniff_file, write_bytes
 from .oci.registry.client import RegistryOptions
 from .oci.registry.login import login
-from .oci.registry.push import push_path
+from .oci.local import open_local, parse_local
+from .oci.registry.client import RegistryClient
+from .oci.registry.push import PushResult, push_path
+from .oci.registry.reference import parse_reference
+from .oci.registry.referrers import attach, local_artifacts
 from .oci.source import local_image_ref, parse_image_ref, registry_destination
 from .options import BuildOptions, apply_lock
 from .pack_prefix import pack_environment, pack_options
@@ -37,6 +43,10 @@ from .platforms import default_platforms, image_platforms, parse_platforms
 from .progress import Reporter
 from .registry_options import registry_options
 from .resolve import create_lock, default_session, pip_credentials, solve_environment
+from .sbom.attach import parse_formats
+from .sign import remote
+from .sign.errors import SignError
+from .sign.keys import generate_key_pair, load_private_key, load_public_key, read_passphrase, write_key_pair
 from .spec import BuildSpec, load_spec, with_overrides
 
 Command = Callable[[argparse.Namespace, Reporter], int]
@@ -177,6 +187,7 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.output is None and args.push is None:
         raise SpecError("build: give -o OUT, --push REGISTRY/REPO:TAG, or both")
     registry = _registry(args)
+    sign_key = _build_sign_key(args)  # asked for (and checked) before the slow work, not after it
     with lock_inputs(args, reporter) as inputs:
         lock = inputs.lock
         spec = lock_spec(inputs, reporter, base=args.base, prefix=args.prefix, tag=args.tag, channels=args.channels)
@@ -191,12 +202,14 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
             channel_alias=args.channel_alias,
             jobs=max(1, args.jobs),
             registry=registry,
+            sbom=parse_formats(args.sbom) if args.sbom else (),
         )
         if lock is not None:
             opts = apply_lock(opts, lock, platforms_given=given is not None)
         result = build_image(spec, opts, reporter)
+    signed = _sign_pushed(result, sign_key, registry, reporter) if sign_key is not None else None
     if args.json:
-        _print_json(result.to_json())
+        _print_json({**result.to_json(), "signature": signed} if signed else result.to_json())
     elif not args.quiet:
         for line in result.summary_lines():
             print(line, file=sys.stderr)
@@ -327,7 +340,25 @@ def bundle_command(args: argparse.Namespace, reporter: Reporter) -> int:
 # inspect and diff
 
 
+def _inspect_remote(args: argparse.Namespace) -> int:
+    """``inspect REGISTRY/REPO:TAG``: the SBOMs and signatures a registry holds about the image."""
+    doc = registry_attachments(args.image, _registry(args))
+    if args.json:
+        _print_json(doc)
+        return 0
+    print(f"{doc['ref']}  {doc['digest']}")
+    for subject, info in doc["subjects"].items():
+        print(f"  {subject}: {info['cosign_signatures']} cosign signature(s), referrers via {info['listed_by']}")
+        for a in info["referrers"]:
+            print(f"    {a['artifact_type']}  {a['digest']}  {a['size']} bytes")
+    return 0
+
+
 def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
+    host = args.image.split("/", 1)[0]
+    if not Path(args.image).exists() and "/" in args.image and ("." in host or ":" in host or host == "localhost") \
+            and not args.image.startswith(("oci:", "oci-archive:")):
+        return _inspect_remote(args)
     views = inspect_image(local_image_ref(str(args.image), "inspect"))
     if args.json:
         _print_json({"image": str(args.image), "platforms": [v.to_json() for v in views]})
@@ -355,6 +386,8 @@ def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
             for k in sorted(v.pip_packages):
                 p = v.pip_packages[k]
                 print(f"    {p['name']} {p['version']}" + (f"  ({p['prefix']})" if several else ""))
+        for a in v.referrers:
+            print(f"  attached: {a['artifact_type']}  {a['digest']}  {a['size']} bytes")
     return 0
 
 
@@ -396,15 +429,28 @@ def push_command(args: argparse.Namespace, reporter: Reporter) -> int:
     registry_destination(args.ref)
     with reporter.phase("push", args.ref):
         result = push_path(args.image, args.ref, options)
+        attached = _push_attached(args.image, result, options)
     if args.json:
         _print_json(result.to_json())
     else:
         s = result.stats
         if not args.quiet:
-            print(f"pushed {result.ref} ({s.uploaded} blobs uploaded, {s.mounted} mounted, {s.existing} already there)",
-                  file=sys.stderr)
+            print(f"pushed {result.ref} ({s.uploaded} blobs uploaded, {s.mounted} mounted, {s.existing} already there)"
+                  + (f", {len(attached)} attached artifact(s)" if attached else ""), file=sys.stderr)
         print(result.digest)
     return 0
+
+
+def _push_attached(image: str, result: PushResult, options: RegistryOptions) -> list[str]:
+    """The SBOMs an archive or layout holds about the pushed manifests go to the registry with them."""
+    path, _name = parse_local(image)
+    src = open_local(path)
+    arts = local_artifacts(src, src.index(), result.manifests, src.what)
+    if not arts:
+        return []
+    r = parse_reference(result.ref)
+    client = RegistryClient(r.host, options)
+    return [attach(client, r.repository, art, subject) for art, subject in arts]
 
 
 def login_command(args: argparse.Namespace, reporter: Reporter) -> int:
@@ -434,6 +480,89 @@ def pack_command(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# keygen, sign, verify
+
+
+def _passphrase_key(path: str) -> ec.EllipticCurvePrivateKey:
+    return load_private_key(path, read_passphrase())
+
+
+def _build_sign_key(args: argparse.Namespace) -> ec.EllipticCurvePrivateKey | None:
+    if not getattr(args, "sign_key", None):
+        return None
+    if not args.push:
+        raise SpecError("build --sign-key: signatures live in a registry; give --push REGISTRY/REPO:TAG too")
+    return _passphrase_key(args.sign_key)
+
+
+def _sign_pushed(result: BuildResult, key: ec.EllipticCurvePrivateKey, registry: RegistryOptions,
+                 reporter: Reporter) -> dict[str, Any]:
+    """Sign what ``build --push`` just pushed (the digest its tag names), timed for the report."""
+    assert result.pushed is not None
+    ref = parse_reference(result.pushed["ref"])
+    t0 = time.perf_counter()
+    with reporter.phase("sign", str(ref)):
+        target = remote.Target(ref, RegistryClient(ref.host, registry), result.pushed["digest"])
+        tag = remote.cosign_sign(target, key)
+    seconds = time.perf_counter() - t0
+    if not _quiet(reporter):
+        print(f"signed {target.repository}@{target.digest} ({tag}) in {seconds:.2f}s", file=sys.stderr)
+    return {"digest": target.digest, "tag": tag, "seconds": round(seconds, 3)}
+
+
+def _quiet(reporter: Reporter) -> bool:
+    return reporter.mode in ("quiet", "json")
+
+
+def keygen_command(args: argparse.Namespace, reporter: Reporter) -> int:
+    pair = generate_key_pair(read_passphrase(confirm=True))
+    priv, pub = write_key_pair(args.output_dir, pair, force=args.force)
+    if not args.quiet:
+        print(f"Private key written to {priv}\nPublic key written to {pub}", file=sys.stderr)
+    return 0
+
+
+def sign_command(args: argparse.Namespace, reporter: Reporter) -> int:
+    if bool(args.key) == bool(args.gpg_key):
+        raise SpecError("sign: give --key cosign.key or --gpg-key FINGERPRINT (one of them)")
+    if args.gpg_key and not args.lookaside:
+        raise SpecError("sign --gpg-key: give --lookaside DIR (where skopeo's registries.d lookaside reads)")
+    key = _passphrase_key(args.key) if args.key else None
+    target = remote.resolve(args.ref, _registry(args))
+    if key is not None:
+        where = remote.cosign_sign(target, key)
+    else:
+        where = remote.gpg_sign(target, args.gpg_key, args.lookaside)
+    if args.json:
+        _print_json({"ref": args.ref, "digest": target.digest, "signature": where})
+    elif not args.quiet:
+        print(f"signed {target.repository}@{target.digest}: {where}", file=sys.stderr)
+    return 0
+
+
+def verify_command(args: argparse.Namespace, reporter: Reporter) -> int:
+    if bool(args.key) == bool(args.gpg_keyring):
+        raise SpecError("verify: give --key cosign.pub or --gpg-keyring KEYS.gpg (one of them)")
+    if args.gpg_keyring and not args.lookaside:
+        raise SpecError("verify --gpg-keyring: give --lookaside DIR")
+    target = remote.resolve(args.ref, _registry(args))
+    if args.key:
+        try:
+            pub = load_public_key(Path(args.key).read_bytes(), args.key)
+        except OSError as e:
+            raise SignError(f"{args.key}: cannot read ({e.strerror})") from None
+        claims = [{"reference": c.reference, "digest": c.digest} for c in remote.cosign_verify(target, pub)]
+    else:
+        claims = [{"reference": v.claim.reference, "digest": v.claim.digest, "fingerprint": v.fingerprint,
+                   "file": str(v.path)} for v in remote.gpg_verify(target, args.gpg_keyring, args.lookaside)]
+    if args.json:
+        _print_json({"ref": args.ref, "digest": target.digest, "verified": claims})
+    elif not args.quiet:
+        print(f"verified {len(claims)} signature(s) for {target.repository}@{target.digest}", file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "build": build_command,
     "solve": solve_command,
@@ -444,4 +573,7 @@ COMMANDS: dict[str, Command] = {
     "push": push_command,
     "login": login_command,
     "pack": pack_command,
+    "keygen": keygen_command,
+    "sign": sign_command,
+    "verify": verify_command,
 }

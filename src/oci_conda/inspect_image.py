@@ -21,7 +21,12 @@ from .errors import ImageError
 from .limits import LimitError, loads_json
 from .oci.image import INDEX_TYPES, MANIFEST_TYPES, Descriptor
 from .oci.local import LocalSource, open_local
-from .oci.walk import BlobSource, Node, fetch_json, walk
+from .oci.artifact import ArtifactInfo, read_artifact
+from .oci.registry.client import RegistryClient, RegistryOptions
+from .oci.registry.reference import parse_reference
+from .oci.registry.referrers import get_optional, list_referrers, manifest_digest
+from .oci.walk import BlobSource, Node, fetch_json, fetch_verified, walk
+from .sign.cosign import signature_tag
 
 _META_RE = re.compile(r"^(?:\./)?(.*/)?conda-meta/([^/]+)\.json$")
 _WH_RE = re.compile(r"^(?:\./)?(.*/)?conda-meta/\.wh\.([^/]+)\.json$")
@@ -45,6 +50,7 @@ class ImageView:
     layers: list[LayerView]
     packages: dict[tuple[str, str], dict[str, Any]]  # (prefix, name) -> {name, version, build, channel, subdir, prefix}
     pip_packages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (prefix, name) -> {name, ...}
+    referrers: list[dict[str, Any]] = field(default_factory=list)  # artifacts attached to this manifest (SBOMs)
 
     def to_json(self) -> dict[str, Any]:
         cfg = self.config
@@ -57,6 +63,7 @@ class ImageView:
             "packages": [self.packages[k] for k in sorted(self.packages)],
             **({"pip_packages": [self.pip_packages[k] for k in sorted(self.pip_packages)]} if self.pip_packages
                else {}),
+            "referrers": self.referrers,
         }
 
 
@@ -123,7 +130,7 @@ def _manifests(src: LocalSource, where: str) -> list[Node]:
     out: list[Node] = []
     seen: set[str] = set()
     for top in [Descriptor.from_json(m, where) for m in src.index().get("manifests") or []]:
-        if top.media_type not in MANIFEST_TYPES + INDEX_TYPES:
+        if top.media_type not in MANIFEST_TYPES + INDEX_TYPES or top.artifact_type:
             continue
         for node in walk(src, top, where):
             if not node.is_index and node.descriptor.digest not in seen:
@@ -172,7 +179,52 @@ def inspect_image(path: str | Path) -> list[ImageView]:
         views.append(ImageView(plat, d.digest, config, layers, packages, pip))
     if not views:
         raise ImageError(f"{where}: holds no image manifest")
+    attached = local_referrers(src, where)
+    for v in views:
+        v.referrers = attached.get(v.manifest_digest, [])
     return views
+
+
+def referrer_entry(desc: Descriptor, info: ArtifactInfo) -> dict[str, Any]:
+    """How inspect shows one attached artifact."""
+    return {"artifact_type": desc.artifact_type or info.artifact_type, "digest": desc.digest,
+            "size": sum(x.size for x in info.layers), "annotations": info.annotations}
+
+
+def local_referrers(src: LocalSource, where: str) -> dict[str, list[dict[str, Any]]]:
+    """Subject digest -> the artifacts index.json lists about it (entries with an ``artifactType``)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for raw in src.index().get("manifests") or []:
+        desc = Descriptor.from_json(raw, where)
+        if not desc.artifact_type:
+            continue
+        info = read_artifact(fetch_verified(src, desc, f"{where}: artifact"), f"{where}: artifact {desc.digest}")
+        if info.subject is not None:
+            out.setdefault(info.subject.digest, []).append(referrer_entry(desc, info))
+    return out
+
+
+def registry_attachments(reference: str, options: RegistryOptions) -> dict[str, Any]:
+    """What a registry holds about the image ``reference`` names: its referrers (API or fallback tag) and whether
+    a cosign ``.sig`` tag exists. Per platform manifest too, when the reference names an index."""
+    r = parse_reference(reference)
+    client = RegistryClient(r.host, options)
+    digest, data, mt = manifest_digest(client, r.repository, r.reference)
+    subjects = [digest]
+    if mt in INDEX_TYPES or b'"manifests"' in data:
+        subjects += [Descriptor.from_json(m, str(r)).digest for m in loads_json(data, str(r)).get("manifests") or []]
+    out: dict[str, Any] = {"ref": str(r), "digest": digest, "subjects": {}}
+    for subject in subjects:
+        found = list_referrers(client, r.repository, subject)
+        entries = []
+        for desc in found.descriptors:
+            got = get_optional(client, r.repository, desc.digest)
+            if got is not None:
+                entries.append(referrer_entry(desc, read_artifact(got[0], f"{r}: {desc.digest}")))
+        sig = get_optional(client, r.repository, signature_tag(subject))
+        out["subjects"][subject] = {"referrers": entries, "listed_by": found.via,
+                                    "cosign_signatures": len(loads_json(sig[0], str(r)).get("layers") or []) if sig else 0}
+    return out
 
 
 def diff_images(a: str | Path, b: str | Path) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class BuildOptions:
     compile_pyc: bool = default("compile_pyc")  # byte-compile site-packages with a host python of the env's X.Y
     lock: Lock | None = None  # records come from it: nothing is solved and no repodata is fetched
     registry: RegistryOptions = RegistryOptions()  # how to reach registries (base pulls, --push); jobs from ``jobs``
+    sbom: tuple[str, ...] = ()  # --sbom formats: attached to the image and written beside the output (not image bytes)
 
     @classmethod
     def from_values(cls, given: Mapping[str, Any], **fields: Any) -> BuildOptions:

@@ -183,7 +183,7 @@ def write_archive(out_tar: Path, planned: Plan, index_annotations: dict[str, str
     src = planned.source
     entries = [
         TarEntry("oci-layout", "file", data=OCI_LAYOUT),
-        TarEntry("index.json", "file", data=index_bytes(planned.tops, index_annotations)),
+        TarEntry("index.json", "file", data=index_bytes(planned.index_entries, index_annotations)),
         TarEntry("manifest.json", "file", data=canonical_json(docker)),
     ]
     if repositories:

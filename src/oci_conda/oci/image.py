@@ -92,9 +92,12 @@ class Descriptor:
     size: int
     annotations: dict[str, str] | None = None
     platform: Platform | None = None
+    artifact_type: str | None = None  # OCI 1.1: what an artifact manifest carries (SBOM, signature, ...)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.artifact_type:
+            d["artifactType"] = self.artifact_type
         if self.annotations:
             d["annotations"] = dict(self.annotations)
         if self.platform is not None:
@@ -114,7 +117,8 @@ class Descriptor:
         check_digest(digest)
         annotations = d.get("annotations") or None
         platform = Platform.from_json(d["platform"]) if isinstance(d.get("platform"), dict) else None
-        return cls(media_type, digest, size, annotations, platform)
+        artifact_type = d["artifactType"] if isinstance(d.get("artifactType"), str) else None
+        return cls(media_type, digest, size, annotations, platform, artifact_type)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ def write_layout(out_dir: Path, planned: Plan, index_annotations: dict[str, str]
             with layer.open() as f:
                 store.add_stream(f, digest, layer.descriptor.size)
         (tmp / "oci-layout").write_bytes(OCI_LAYOUT)
-        (tmp / "index.json").write_bytes(index_bytes(planned.tops, index_annotations))
+        (tmp / "index.json").write_bytes(index_bytes(planned.index_entries, index_annotations))
         os.chmod(tmp, 0o755)
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))

@@ -78,10 +78,26 @@ class Group:
 class Plan:
     source: MemorySource = field(default_factory=MemorySource)
     groups: list[Group] = field(default_factory=list)
+    # artifact manifests about the images (SBOMs): extra index.json entries without a ref name, so a tool that
+    # picks an image by name still finds only the image
+    referrers: list[Descriptor] = field(default_factory=list)
 
     @property
     def tops(self) -> list[Descriptor]:
         return [g.top for g in self.groups]
+
+    @property
+    def index_entries(self) -> list[Descriptor]:
+        """What index.json lists: the images, then the artifacts attached to them."""
+        return self.tops + self.referrers
+
+    def attach(self, manifest: bytes, descriptor: Descriptor, blobs: dict[str, bytes]) -> None:
+        """Add an artifact manifest (and its small blobs) to what is written."""
+        for data in blobs.values():
+            self.source.add_bytes(data)
+        self.source.add_bytes(manifest)
+        if descriptor.digest not in {d.digest for d in self.referrers}:
+            self.referrers.append(descriptor)
 
 
 def plan(images: list[tuple[Image, str | None]], index_annotations: dict[str, str] | None = None,

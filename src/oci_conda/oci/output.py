@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from oci_conda.oci.archive import write_archive
+from oci_conda.oci.artifact import Artifact
 from oci_conda.oci.image import Descriptor, Image, manifest_descriptor, set_annotations
 from oci_conda.oci.layout import write_layout
 from oci_conda.oci.memory import plan
@@ -22,15 +24,19 @@ class WriteResult:
 
 
 def write_output(
-    out: Path, images: list[Image], tag: str | None = None, annotations: dict[str, str] | None = None, mtime: int = 0
+    out: Path, images: list[Image], tag: str | None = None, annotations: dict[str, str] | None = None, mtime: int = 0,
+    attached: Sequence[Artifact] = (),
 ) -> WriteResult:
     """Write ``images`` under ``tag`` (several, one per platform, become one multi-platform index).
 
-    ``annotations`` go on every manifest and on index.json.
+    ``annotations`` go on every manifest and on index.json; ``attached`` artifacts (SBOMs whose subject is one of
+    the manifests) are listed in index.json after the images, with no ref name.
     """
     if annotations:
         images = [set_annotations(img, annotations) for img in images]
     planned = plan([(img, tag) for img in images])
+    for art in attached:
+        planned.attach(art.manifest, art.descriptor, art.blobs)
     out = Path(out)
     if out.name.endswith(".tar"):
         top = write_archive(out, planned, annotations, mtime)

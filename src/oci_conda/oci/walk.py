@@ -131,6 +131,7 @@ def select_manifest(descriptors: list[Descriptor], platform: Platform, what: str
 def select_ref(index: dict[str, Any], ref: str | None, what: str) -> Descriptor:
     """The index.json entry named ``ref`` (its ref.name annotation), or the only entry when ``ref`` is None."""
     entries = [Descriptor.from_json(m, f"{what}: index.json entry") for m in index.get("manifests") or []]
+    entries = [e for e in entries if not e.artifact_type]  # artifacts attached to an image (SBOMs) are not images
     if not entries:
         raise ImageError(f"{what}: index.json lists no images")
     names = sorted({(e.annotations or {}).get(ANNOTATION_REF_NAME, "") for e in entries} - {""})

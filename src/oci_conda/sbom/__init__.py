@@ -8,7 +8,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..artifacts import ANNOTATION_CREATED, Artifact, Descriptor, artifact
+from ..oci.artifact import ANNOTATION_CREATED, Artifact, artifact
+from ..oci.image import Descriptor
 from . import cyclonedx, spdx
 from .cyclonedx import cyclonedx_bytes, cyclonedx_document
 from .distinfo import conda_owned, read_wheels, wheels_from_files

@@ -22,14 +22,15 @@ APK_INSTALLED = "lib/apk/db/installed"
 OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 
 
-def _wanted(path: str) -> bool:
+def wanted_os_file(path: str) -> bool:
+    """Whether ``path`` is a package-database or os-release file."""
     return path in (DPKG_STATUS, APK_INSTALLED) or path in OS_RELEASE or (
         path.startswith(DPKG_STATUS_D) and "/" not in path[len(DPKG_STATUS_D):] and len(path) > len(DPKG_STATUS_D))
 
 
 def collect_os_files(layers: Iterable[BinaryIO], where: str = "base image") -> dict[str, bytes]:
     """The package-database and os-release files of the filesystem the ``layers`` make (see ``collect_files``)."""
-    return collect_files(layers, _wanted, where)
+    return collect_files(layers, wanted_os_file, where)
 
 
 def os_release(files: dict[str, bytes]) -> dict[str, str]:

@@ -19,7 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ..artifacts import Artifact, descriptor, digest_of
+from ..oci.artifact import Artifact, descriptor_of
+from ..oci.blobs import digest_bytes
 from ..oci.image import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, canonical_json
 from .errors import SignError
 from .payload import COSIGN_TYPE, Claim, make_payload, parse_payload
@@ -57,18 +58,18 @@ def sign(key: ec.EllipticCurvePrivateKey, repository: str, digest: str) -> Signa
 def signature_manifest(signatures: Sequence[Signature]) -> Artifact:
     """The ``.sig`` manifest holding ``signatures`` (append a new one to those already under the tag to keep
     them), with its config and payload blobs."""
-    layers = [descriptor(SIMPLESIGNING_MEDIA_TYPE, s.payload, {SIGNATURE_ANNOTATION: s.signature})
+    layers = [descriptor_of(SIMPLESIGNING_MEDIA_TYPE, s.payload, {SIGNATURE_ANNOTATION: s.signature})
               for s in signatures]
     config = canonical_json({
         "architecture": "", "os": "", "created": _ZERO_TIME, "config": {},
         "history": [{"created": _ZERO_TIME} for _ in layers],
-        "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layers]},
+        "rootfs": {"type": "layers", "diff_ids": [d.digest for d in layers]},
     })
     man = {"schemaVersion": 2, "mediaType": MEDIA_TYPE_MANIFEST,
-           "config": descriptor(MEDIA_TYPE_CONFIG, config), "layers": layers}
+           "config": descriptor_of(MEDIA_TYPE_CONFIG, config).to_json(), "layers": [d.to_json() for d in layers]}
     raw = canonical_json(man)
-    blobs = {digest_of(config): config, **{d["digest"]: s.payload for d, s in zip(layers, signatures)}}
-    return Artifact(raw, descriptor(MEDIA_TYPE_MANIFEST, raw), blobs)
+    blobs = {digest_bytes(config): config, **{d.digest: s.payload for d, s in zip(layers, signatures)}}
+    return Artifact(raw, descriptor_of(MEDIA_TYPE_MANIFEST, raw), blobs)
 
 
 def signatures_in(manifest: bytes, blobs: Mapping[str, bytes]) -> list[Signature]:
@@ -84,7 +85,7 @@ def signatures_in(manifest: bytes, blobs: Mapping[str, bytes]) -> list[Signature
             continue
         sig = (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION)
         data = blobs.get(layer.get("digest", ""))
-        if not isinstance(sig, str) or data is None or digest_of(data) != layer.get("digest"):
+        if not isinstance(sig, str) or data is None or digest_bytes(data) != layer.get("digest"):
             continue
         out.append(Signature(data, sig))
     return out
