@@ -57,6 +57,7 @@ class PlatformResult:
     layers: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
     trimmed: dict[str, Any] = field(default_factory=dict)  # rule -> {files, bytes}
+    base_layers: list[dict[str, Any]] = field(default_factory=list)  # {digest, size, diff_id} of the base image
 
 
 @dataclass
@@ -92,21 +93,36 @@ class BuildResult:
                     ],
                     "warnings": p.warnings,
                     "trimmed": p.trimmed,
+                    "base_layers": p.base_layers,
                 }
                 for p in self.platforms
             ],
         }
 
     def summary_lines(self) -> list[str]:
+        """The human summary (stderr): per platform its layers, base ones first; then what was written/pushed."""
         lines = []
+        if len(self.platforms) > 1:
+            lines.append(f"image index {self.digest} ({len(self.platforms)} platforms)")
         for p in self.platforms:
-            lines.append(f"{p.subdir}: {len(p.packages)} packages, {len(p.layers)} layers, manifest {p.manifest_digest}")
+            n = len(p.base_layers) + len(p.layers)
+            base = f" ({len(p.base_layers)} from the base)" if p.base_layers else ""
+            lines.append(f"{p.subdir}: {_plural(len(p.packages), 'package')}, {_plural(n, 'layer')}{base}, "
+                         f"manifest {p.manifest_digest}")
             if p.trimmed:
                 saved = ", ".join(f"{rule} {human_size(v['bytes'])} ({v['files']} files)" for rule, v in p.trimmed.items())
                 lines.append(f"    trimmed: {saved}")
+            for layer in p.base_layers:
+                lines.append(f"    layer {layer['digest'][:19]}  {human_size(layer['size']):>10} compressed  "
+                             f"{'':>10}      base image")
             for layer in p.layers:
                 lines.append(f"    layer {layer['digest'][:19]}  {human_size(layer['size']):>10} compressed  "
                              f"{human_size(layer['uncompressed_size']):>10} tar  {layer['source']}")
+            env_c = sum(layer["size"] for layer in p.layers)
+            env_u = sum(layer["uncompressed_size"] for layer in p.layers)
+            base_c = sum(layer["size"] for layer in p.base_layers)
+            lines.append(f"    environment {human_size(env_c)} compressed, {human_size(env_u)} uncompressed"
+                         + (f"; base {human_size(base_c)} compressed" if p.base_layers else ""))
         phases = "  ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
         if self.pushed is not None:
             b = self.pushed["blobs"]
@@ -115,6 +131,16 @@ class BuildResult:
         where = f"wrote {self.output} ({human_size(self.output_size)})" if self.output is not None else "built"
         lines.append(f"{where}; {phases}")
         return lines
+
+    def result_line(self) -> str:
+        """What scripts read on stdout: ``REGISTRY/REPO:TAG@sha256:...`` when pushed, else ``OUT@sha256:...``."""
+        if self.pushed is not None:
+            return f"{self.pushed['ref']}@{self.pushed['digest']}"
+        return f"{self.output}@{self.digest}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _check_output(path: Path) -> None:
@@ -132,7 +158,7 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
                 reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
                 base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
     """Fetch, extract, install and pack the solution; write its layers as blobs in the cache."""
-    with reporter.phase("fetch", f"{len(records)} packages"):
+    with reporter.phase("fetch", _plural(len(records), "package")):
         total = sum(r.size or 0 for r in records)
         reporter.start(total, "download")
         files = fetch_packages(records, session, jobs=opts.jobs, offline=opts.offline,
@@ -279,6 +305,8 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
         if opts.lock is not None:
             check_base(opts.lock, subdir, img)
         trimmed: dict[str, Any] = {}
+        base_layers = [{"digest": la.descriptor.digest, "size": la.descriptor.size, "diff_id": la.diff_id}
+                       for la in img.layers]
         layers = _env_layers(spec, records, subdir, opts, reporter, session, mtime, warnings, len(img.layers),
                              trimmed)
         with reporter.phase("image"):
@@ -297,7 +325,8 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                                       layers=[{"digest": info.digest, "size": info.size, "diff_id": info.diff_id,
                                                "uncompressed_size": info.uncompressed_size, "source": plan.name,
                                                "packages": plan.packages}
-                                              for plan, info, _ in layers], trimmed=trimmed))
+                                              for plan, info, _ in layers], trimmed=trimmed,
+                                      base_layers=base_layers))
     annotations = dict(spec.image.annotations)
     digest, manifest_digests, pushed = "", [], None
     if opts.output is not None:

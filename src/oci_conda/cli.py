@@ -12,7 +12,19 @@ from typing import Sequence
 
 from . import __version__
 from .commands import COMMANDS
-from .errors import OciCondaError
+from .errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_NETWORK,
+    EXIT_UNSATISFIABLE,
+    EXIT_USAGE,
+    ChannelError,
+    FetchError,
+    OciCondaError,
+    SolveError,
+)
+from .oci.registry.auth import AuthError
+from .oci.registry.client import RegistryError
 from .options import PLATFORMS, add_arguments
 from .parallel import DEFAULT_JOBS
 from .progress import Reporter, choose_mode
@@ -122,6 +134,22 @@ def _registry_options(p: argparse.ArgumentParser) -> None:
                    "podman's auth.json, ~/.docker/config.json)")
 
 
+#: Error class -> exit code; the first class the error is an instance of wins (README "Exit codes").
+EXIT_CODES: tuple[tuple[type[OciCondaError], int], ...] = (
+    (SolveError, EXIT_UNSATISFIABLE),
+    (ChannelError, EXIT_NETWORK),
+    (FetchError, EXIT_NETWORK),
+    (RegistryError, EXIT_NETWORK),
+    (AuthError, EXIT_NETWORK),
+    (OciCondaError, EXIT_USAGE),
+)
+
+
+def exit_code(error: OciCondaError) -> int:
+    """The exit code for a user-facing error, from :data:`EXIT_CODES`."""
+    return next(code for cls, code in EXIT_CODES if isinstance(error, cls))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -136,10 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         msg = str(e)
         print(f"oci-conda: error: {msg}", file=sys.stderr)
-        return e.exit_code
+        return exit_code(e)
     except KeyboardInterrupt:
         print("oci-conda: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as e:  # a bug: show where, and say so
+        traceback.print_exc()
+        print(f"oci-conda: internal error (please report it): {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 

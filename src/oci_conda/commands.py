@@ -133,9 +133,11 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
         result = build_image(spec, opts, reporter)
     if args.json:
         _print_json(result.to_json())
-    elif not args.quiet:
+        return 0
+    if not args.quiet:
         for line in result.summary_lines():
             print(line, file=sys.stderr)
+    print(result.result_line())  # stdout carries the result only, so IMG=$(oci-conda build ...) works
     return 0
 
 
