@@ -44,6 +44,8 @@ from .oci.tar import LayerInfo, write_layer
 from .options import BuildOptions
 from .parallel import thread_pool
 from .platforms import platform_for_subdir
+from .image_names import image_tags, tag_part
+from .oci.registry.reference import parse_reference
 from .progress import Reporter, human_size
 from .resolve import default_session, platform_records
 from .spec import BuildSpec
@@ -331,13 +333,16 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     digest, manifest_digests, pushed = "", [], None
     if opts.output is not None:
         with reporter.phase("write", str(opts.output)):
-            tag = spec.image.tag or f"{_repo_name(spec.name)}:latest"
-            written = write_output(opts.output, images, tag=tag, annotations=annotations)
+            tags = opts.tags or image_tags((), spec.image.tag, spec.name, f"{spec.path}: image.tag")
+            written = write_output(opts.output, images, tag=list(tags), annotations=annotations)
         digest, manifest_digests = written.digest, written.manifest_digests
     if opts.push:
         with reporter.phase("push", opts.push):
-            pushed = push_images(images, opts.push, annotations=annotations,
-                                 options=dataclasses.replace(opts.registry, jobs=opts.jobs))
+            registry = dataclasses.replace(opts.registry, jobs=opts.jobs)
+            refs = push_refs(opts.push, opts.tags)
+            pushed = push_images(images, refs[0], annotations=annotations, options=registry)
+            for ref in refs[1:]:  # every blob is there now: each further tag is a manifest PUT
+                push_images(images, ref, annotations=annotations, options=registry)
         digest, manifest_digests = digest or pushed.digest, manifest_digests or pushed.manifests
     for res, mdigest in zip(results, manifest_digests):
         res.manifest_digest = mdigest
@@ -366,11 +371,16 @@ def _config_changes(spec: BuildSpec, img: Image, mtime: int) -> dict[str, Any]:
     }
 
 
-def _repo_name(name: str | None) -> str:
-    """A default image name from the environment's name, made valid as a repository name."""
-
-    repo = re.sub(r"[^a-z0-9._-]+", "-", (name or "").lower()).strip("._-")
-    return repo or "oci-conda"
+def push_refs(push: str, tags: tuple[str, ...]) -> list[str]:
+    """Where ``--push`` goes: its own reference (unless it names no tag and ``--tag`` gives some), then the same
+    repository under the tag part of every ``--tag``."""
+    ref = parse_reference(push)
+    refs = [push] if ref.tag or ref.digest or not tags else []
+    for t in tags:
+        other = f"{ref.name}:{tag_part(t)}"
+        if tag_part(t) != ref.tag and other not in refs:
+            refs.append(other)
+    return refs
 
 
 def _rfc3339(epoch: int) -> str:

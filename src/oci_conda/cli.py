@@ -57,7 +57,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="OUT.tar: OCI archive (also loadable by docker/podman load); otherwise an OCI layout directory"
                    " (optional with --push)")
     b.add_argument("--push", metavar="REGISTRY/REPO:TAG", help="push the image to a registry, straight from the cache")
-    b.add_argument("--tag", metavar="NAME:TAG", help="image name for index.json and docker load")
+    b.add_argument("--tag", action="append", metavar="[HOST/]NAME[:TAG]",
+                   help="image name for index.json and docker/podman load; repeatable (every name is written; with "
+                   "--push, each one's TAG also tags the pushed image). Default: image.tag, else localhost/ENVNAME:latest")
     b.add_argument("--base", metavar="REF", help="scratch (default), oci-archive:PATH[:REF], oci:DIR[:REF] or "
                    "REGISTRY/REPO[:TAG|@DIGEST]")
     _registry_options(b)

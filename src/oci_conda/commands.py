@@ -24,6 +24,7 @@ from .conda.records import PackageRecord
 from .conda.order import dependency_order
 from .credentials import redact_url
 from .errors import SpecError
+from .image_names import image_tags
 from .inspect_image import diff_images, inspect_image
 from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read_lock, sniff_file, write_bytes
 from .oci.registry.client import RegistryOptions
@@ -117,7 +118,8 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
         raise SpecError("build: give -o OUT, --push REGISTRY/REPO:TAG, or both")
     registry = _registry(args)
     with lock_inputs(args, reporter) as (env_file, lock, offline):
-        spec = lock_spec(env_file, lock, base=args.base, prefix=args.prefix, tag=args.tag, channels=args.channels)
+        spec = lock_spec(env_file, lock, base=args.base, prefix=args.prefix, channels=args.channels)
+        tags = image_tags(args.tag or (), spec.image.tag, spec.name, f"{spec.path}: image.tag")
         opts = BuildOptions.from_values(
             vars(args),
             output=Path(args.output) if args.output is not None else None,
@@ -127,6 +129,7 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
             channel_alias=args.channel_alias,
             jobs=max(1, args.jobs),
             registry=registry,
+            tags=tags if args.tag else (),  # the file's tag or the default are build.py's fallback
         )
         if lock is not None:
             opts = apply_lock(opts, lock, platforms_given=bool(args.platforms))

@@ -93,6 +93,7 @@ class BuildOptions:
     compile_pyc: bool = default("compile_pyc")  # byte-compile site-packages with a host python of the env's X.Y
     lock: Lock | None = None  # records come from it: nothing is solved and no repodata is fetched
     registry: RegistryOptions = RegistryOptions()  # how to reach registries (base pulls, --push); jobs from ``jobs``
+    tags: tuple[str, ...] = ()  # --tag names (validated; image_names.image_tags); () = the file's tag or the default
 
     @classmethod
     def from_values(cls, given: Mapping[str, Any], **fields: Any) -> BuildOptions:

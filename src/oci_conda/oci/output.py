@@ -22,15 +22,18 @@ class WriteResult:
 
 
 def write_output(
-    out: Path, images: list[Image], tag: str | None = None, annotations: dict[str, str] | None = None, mtime: int = 0
+    out: Path, images: list[Image], tag: str | list[str] | None = None, annotations: dict[str, str] | None = None,
+    mtime: int = 0
 ) -> WriteResult:
-    """Write ``images`` under ``tag`` (several, one per platform, become one multi-platform index).
+    """Write ``images`` under ``tag`` (several, one per platform, become one multi-platform index); a list of tags
+    names the same image(s) once per tag in index.json.
 
     ``annotations`` go on every manifest and on index.json.
     """
     if annotations:
         images = [set_annotations(img, annotations) for img in images]
-    planned = plan([(img, tag) for img in images])
+    tags = tag if isinstance(tag, list) else [tag]
+    planned = plan([(img, t) for t in tags for img in images])
     out = Path(out)
     if out.name.endswith(".tar"):
         top = write_archive(out, planned, annotations, mtime)
