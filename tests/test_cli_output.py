@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pkgbuilder import build_package, index_channel
-from realenv import oci_conda
+from realenv import oci_conda, one_error_line
 
 
 @pytest.fixture
@@ -65,3 +65,22 @@ def test_exit_codes_are_distinct(small_env: tuple[Path, dict], tmp_path: Path) -
     down.write_text("channels: ['http://127.0.0.1:9/nothing']\ndependencies: [hello]\n")
     p = oci_conda("build", str(down), "-o", str(tmp_path / "d.tar"), env=env, check=False)
     assert p.returncode == 4 and "127.0.0.1:9" in p.stderr and not p.stdout
+
+
+@pytest.mark.parametrize("name", ["out.tar.gz", "out.zip", "image.oci"])
+def test_unknown_output_suffix_is_refused(small_env: tuple[Path, dict], tmp_path: Path, name: str) -> None:
+    env_file, env = small_env
+    p = oci_conda("build", str(env_file), "-o", str(tmp_path / name), env=env, check=False)
+    assert p.returncode == 2 and not p.stdout
+    line = one_error_line(p)
+    assert name in line and "OCI layout directory" in line and "OUT.tar" in line
+    assert not (tmp_path / name).exists() and not (tmp_path / "cache").exists()  # refused before any work
+
+
+def test_directory_outputs(small_env: tuple[Path, dict], tmp_path: Path) -> None:
+    env_file, env = small_env
+    for given in ("layout", "image.oci/"):
+        p = oci_conda("build", str(env_file), "-o", f"{tmp_path}/{given}", "-q", env=env)
+        d = tmp_path / given.rstrip("/")
+        assert (d / "oci-layout").is_file() and (d / "index.json").is_file()
+        assert p.stdout.startswith(str(d) + "@sha256:")

@@ -54,8 +54,8 @@ def make_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="solve, fetch, install and pack an environment into an OCI image")
     _common(b, env_optional=True)
     b.add_argument("-o", "--output", metavar="OUT",
-                   help="OUT.tar: OCI archive (also loadable by docker/podman load); otherwise an OCI layout directory"
-                   " (optional with --push)")
+                   help="OUT.tar: OCI archive (also loadable by docker/podman load); a directory (no suffix, or a "
+                   "trailing /): OCI layout; other suffixes are refused (optional with --push)")
     b.add_argument("--push", metavar="REGISTRY/REPO:TAG", help="push the image to a registry, straight from the cache")
     b.add_argument("--tag", action="append", metavar="[HOST/]NAME[:TAG]",
                    help="image name for index.json and docker/podman load; repeatable (every name is written; with "

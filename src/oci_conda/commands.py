@@ -113,16 +113,30 @@ def lock_spec(env_file: str | None, lock: Lock | None, **overrides: Any) -> Buil
     return with_overrides(spec, **overrides)
 
 
+def output_path(given: str) -> Path:
+    """``-o``: ``OUT.tar`` is an OCI archive, a directory (an existing one, no suffix, or a trailing ``/``) an OCI
+    layout. Anything else (``out.tar.gz``, ``out.zip``) is refused rather than silently becoming a directory."""
+    path = Path(given)
+    if path.name.endswith(".tar") and not given.endswith("/"):
+        return path
+    if given.endswith("/") or path.is_dir() or not path.suffix:
+        return path
+    raise SpecError(f"-o {given}: unknown output suffix {path.suffix!r} (this would write an OCI layout directory "
+                    f"named {path.name}); use OUT.tar for an OCI archive, or a directory name without a suffix or "
+                    "ending in / for an OCI layout")
+
+
 def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.output is None and args.push is None:
         raise SpecError("build: give -o OUT, --push REGISTRY/REPO:TAG, or both")
+    output = output_path(args.output) if args.output is not None else None
     registry = _registry(args)
     with lock_inputs(args, reporter) as (env_file, lock, offline):
         spec = lock_spec(env_file, lock, base=args.base, prefix=args.prefix, channels=args.channels)
         tags = image_tags(args.tag or (), spec.image.tag, spec.name, f"{spec.path}: image.tag")
         opts = BuildOptions.from_values(
             vars(args),
-            output=Path(args.output) if args.output is not None else None,
+            output=output,
             push=args.push,
             platforms=_platforms(args),
             offline=args.offline or offline,
