@@ -161,14 +161,18 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
                 base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
     """Fetch, extract, install and pack the solution; write its layers as blobs in the cache."""
     with reporter.phase("fetch", _plural(len(records), "package")):
-        total = sum(r.size or 0 for r in records)
-        reporter.start(total, "download")
+        download = reporter.task("download", len({r.url for r in records}), "packages",
+                                 sizes={r.url: r.size for r in records})
         files = fetch_packages(records, session, jobs=opts.jobs, offline=opts.offline,
-                               progress=lambda rec, n, _t: reporter.advance(n))
+                               progress=lambda rec, done, total: download.file(rec.url, done, total))
     extract_root = cache_dir("extracted")
     with reporter.phase("extract"):
+        unpacked = reporter.task("extract", len(records), "packages")
+
         def one(r: PackageRecord) -> Path:
-            return extract_package(files[r.url], extract_root, _cache_key(r), label=r.fn)
+            d = extract_package(files[r.url], extract_root, _cache_key(r), label=r.fn)
+            unpacked.advance(1)
+            return d
 
         with thread_pool(opts.jobs, len(records), "extract", cpu_bound=True) as pool:
             extracted = list(pool.map(one, records))
@@ -176,9 +180,9 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
     with tempfile.TemporaryDirectory(prefix="oci-conda-stage-") as tmp:
         staging = Path(tmp) / "prefix"
         with reporter.phase("install", f"into {prefix}"):
-            reporter.start(len(records), "install")
+            installing = reporter.task("install", len(records), "packages")
             as_recorded = _portable_records(spec, records, opts)
-            report = install(list(zip(as_recorded, extracted)), staging, prefix, progress=lambda _r: reporter.advance(1),
+            report = install(list(zip(as_recorded, extracted)), staging, prefix, progress=lambda _r: installing.advance(1),
                              requested_specs=_requested(spec, subdir, records), history_time=mtime, hardlink=True,
                              specs_in_records=opts.layering == "single")
             warnings.extend(report.warnings)
@@ -199,11 +203,11 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
                                          jobs=opts.jobs)
             plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
         with reporter.phase("compress", opts.compression):
-            reporter.start(sum(p.size for p in plans), "compress")
+            compressing = reporter.task("compress", len(plans), "layers", bytes_total=sum(p.size for p in plans))
             out = []
             for plan in plans:
                 info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root)
-                reporter.advance(plan.size)
+                compressing.advance(1, plan.size)
                 out.append((plan, info, blob))
     return out
 
