@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import zstandard
 
 from . import __version__
+from .activation import ACTIVATE_DIR, STATE_FILE, WRAPPER_PATH, Activation, evaluate, wrapper_script
 from .cache import atomic_path, atomic_write, cache_dir
 from .conda.channel import resolve_channels
 from .conda.fetch import fetch_packages
@@ -40,7 +42,7 @@ from .oci.image import Image, canonical_json
 from .oci.output import write_output
 from .oci.registry.push import push_images
 from .oci.source import open_image
-from .oci.tar import LayerInfo, write_layer
+from .oci.tar import LayerInfo, TarEntry, write_layer
 from .options import BuildOptions
 from .parallel import thread_pool
 from .platforms import platform_for_subdir
@@ -60,6 +62,7 @@ class PlatformResult:
     warnings: list[str] = field(default_factory=list)
     trimmed: dict[str, Any] = field(default_factory=dict)  # rule -> {files, bytes}
     base_layers: list[dict[str, Any]] = field(default_factory=list)  # {digest, size, diff_id} of the base image
+    activation: dict[str, str] = field(default_factory=dict)  # variables activate.d scripts set (now in Env)
 
 
 @dataclass
@@ -96,6 +99,7 @@ class BuildResult:
                     "warnings": p.warnings,
                     "trimmed": p.trimmed,
                     "base_layers": p.base_layers,
+                    "activation": p.activation,
                 }
                 for p in self.platforms
             ],
@@ -111,6 +115,8 @@ class BuildResult:
             base = f" ({len(p.base_layers)} from the base)" if p.base_layers else ""
             lines.append(f"{p.subdir}: {_plural(len(p.packages), 'package')}, {_plural(n, 'layer')}{base}, "
                          f"manifest {p.manifest_digest}")
+            if p.activation:
+                lines.append(f"    activation: {', '.join(f'{k}={v}' for k, v in p.activation.items())}")
             if p.trimmed:
                 saved = ", ".join(f"{rule} {human_size(v['bytes'])} ({v['files']} files)" for rule, v in p.trimmed.items())
                 lines.append(f"    trimmed: {saved}")
@@ -158,7 +164,8 @@ def _check_output(path: Path) -> None:
 
 def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
                 reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
-                base_layers: int, report_trim: dict[str, Any]) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+                base_layers: int, report_trim: dict[str, Any], base: Image | None = None,
+                activated: list[Activation] | None = None) -> list[tuple[LayerPlan, LayerInfo, Path]]:
     """Fetch, extract, install and pack the solution; write its layers as blobs in the cache."""
     with reporter.phase("fetch", _plural(len(records), "package")):
         download = reporter.task("download", len({r.url for r in records}), "packages",
@@ -201,6 +208,10 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
             if opts.compile_pyc:
                 entries, _ = compile_pyc(entries, packed.owner, arcroot, records, Path(tmp) / "pyc", warnings,
                                          jobs=opts.jobs)
+            if base is not None and activated is not None:
+                act, wrapper = activate_environment(entries, spec, base, warnings)
+                entries = entries + wrapper
+                activated.append(act)
             plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
         with reporter.phase("compress", opts.compression):
             compressing = reporter.task("compress", len(plans), "layers", bytes_total=sum(p.size for p in plans))
@@ -313,8 +324,9 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
         trimmed: dict[str, Any] = {}
         base_layers = [{"digest": la.descriptor.digest, "size": la.descriptor.size, "diff_id": la.diff_id}
                        for la in img.layers]
+        activated: list[Activation] = []
         layers = _env_layers(spec, records, subdir, opts, reporter, session, mtime, warnings, len(img.layers),
-                             trimmed)
+                             trimmed, base=img, activated=activated)
         with reporter.phase("image"):
             for plan, info, blob in layers:
                 img = oci_image.append_layer(
@@ -323,7 +335,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                     history={"created": _rfc3339(mtime), "created_by": f"oci-conda: {plan.name}",
                              "comment": " ".join(plan.packages[:50])},
                 )
-            img = oci_image.set_config(img, **_config_changes(spec, img, mtime))
+            img = oci_image.set_config(img, **_config_changes(spec, img, mtime, activated[0] if activated else None))
         images.append(img)
         for w in warnings:
             reporter.warn(w)
@@ -332,7 +344,8 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                                                "uncompressed_size": info.uncompressed_size, "source": plan.name,
                                                "packages": plan.packages}
                                               for plan, info, _ in layers], trimmed=trimmed,
-                                      base_layers=base_layers))
+                                      base_layers=base_layers,
+                                      activation=activated[0].env if activated else {}))
     annotations = dict(spec.image.annotations)
     digest, manifest_digests, pushed = "", [], None
     if opts.output is not None:
@@ -356,23 +369,79 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                        output_size=size, pushed=pushed.to_json() if pushed is not None else None)
 
 
-def _config_changes(spec: BuildSpec, img: Image, mtime: int) -> dict[str, Any]:
+def _config_changes(spec: BuildSpec, img: Image, mtime: int, activated: Activation | None = None
+                    ) -> dict[str, Any]:
+    """The config the environment sets: Env in the order PATH/CONDA_PREFIX, what activation sets, the file's
+    ``variables``, ``image.env``; the activation wrapper (``image.activate: script``) before any entrypoint."""
     prefix = spec.image.prefix
     env = [f"PATH={prefix}/bin", f"CONDA_PREFIX={prefix}"]
     if spec.name:
         env.append(f"CONDA_DEFAULT_ENV={spec.name}")
+    if activated is not None:
+        env += [f"{k}={v}" for k, v in activated.env.items()]
     env += [f"{k}={v}" for k, v in spec.variables]
     env += [f"{k}={v}" for k, v in spec.image.env]
     labels = dict(spec.image.labels)
+    entrypoint = list(spec.image.entrypoint) if spec.image.entrypoint is not None else None
+    if activated is not None and activated.wrapper:
+        inner = entrypoint if entrypoint is not None else list(img.config.get("config", {}).get("Entrypoint") or [])
+        entrypoint = [f"{prefix}/{WRAPPER_PATH}", *inner]
     return {
         "env": env,
-        "entrypoint": list(spec.image.entrypoint) if spec.image.entrypoint is not None else None,
+        "entrypoint": entrypoint,
         "cmd": list(spec.image.cmd) if spec.image.cmd is not None else None,
         "workdir": spec.image.workdir,
         "user": spec.image.user,
         "labels": labels or None,
         "created": _rfc3339(mtime),
     }
+
+
+def activate_environment(entries: list[TarEntry], spec: BuildSpec, base: Image, warnings: list[str]
+                         ) -> tuple[Activation, list[TarEntry]]:
+    """What the environment's ``etc/conda/activate.d/*.sh`` (and ``conda-meta/state``) set, evaluated statically;
+    with ``image.activate: script`` and a shell in the base, the wrapper that sources the other scripts at start."""
+    arcroot = spec.image.prefix.strip("/") + "/"
+    scripts: dict[str, bytes] = {}
+    state: bytes | None = None
+    for e in entries:
+        if e.kind != "file" or not e.path.startswith(arcroot):
+            continue
+        rel = e.path[len(arcroot):]
+        if rel.startswith(ACTIVATE_DIR) or rel == STATE_FILE:
+            data = e.data if e.data is not None else Path(e.source).read_bytes() if e.source else b""
+            if rel == STATE_FILE:
+                state = data
+            else:
+                scripts[rel] = data
+    base_env = dict(item.split("=", 1) for item in base.config.get("config", {}).get("Env") or [] if "=" in item)
+    act = evaluate(scripts, spec.image.prefix, base_env, state)
+    wrapper: list[TarEntry] = []
+    if act.dynamic_scripts:
+        if spec.image.activate == "script" and has_shell(base):
+            data = wrapper_script(spec.image.prefix, act.dynamic_scripts)
+            wrapper.append(TarEntry(arcroot + WRAPPER_PATH, "file", 0o755, size=len(data), data=data))
+            act.wrapper = True
+        else:
+            why = ("the base image has no /bin/sh" if spec.image.activate == "script" else
+                   "set image.activate: script to source them at start (needs /bin/sh in the base)")
+            warnings.append("activation scripts not applied (they are not static): "
+                            f"{', '.join(act.dynamic_scripts)}; {why}")
+    return act, wrapper
+
+
+def has_shell(img: Image) -> bool:
+    """Whether the image's layers provide ``/bin/sh`` (a file or a link; ``/bin`` may link to ``usr/bin``)."""
+    names: set[str] = set()
+    for layer in img.layers:
+        with layer.opener() as raw:
+            stream = raw
+            if layer.descriptor.media_type.endswith("+zstd"):
+                stream = zstandard.ZstdDecompressor().stream_reader(raw)
+            with tarfile.open(fileobj=stream, mode="r|*") as tf:
+                for m in tf:
+                    names.add(m.name.lstrip("./").lstrip("/"))
+    return bool({"bin/sh", "usr/bin/sh"} & names)
 
 
 def push_refs(push: str, tags: tuple[str, ...]) -> list[str]:
