@@ -46,7 +46,7 @@ from .oci.tar import LayerInfo, TarEntry, write_layer
 from .options import BuildOptions
 from .parallel import thread_pool
 from .platforms import platform_for_subdir
-from .image_names import image_tags, tag_part
+from .image_names import image_tags, parse_owner, tag_part
 from .oci.registry.reference import parse_reference
 from .progress import Reporter, human_size
 from .resolve import default_session, platform_records
@@ -213,11 +213,12 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
                 entries = entries + wrapper
                 activated.append(act)
             plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers, base_layers)
+        owner = _owner(spec, opts)
         with reporter.phase("compress", opts.compression):
             compressing = reporter.task("compress", len(plans), "layers", bytes_total=sum(p.size for p in plans))
             out = []
             for plan in plans:
-                info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root)
+                info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root, owner, prefix)
                 compressing.advance(1, plan.size)
                 out.append((plan, info, blob))
     return out
@@ -226,7 +227,17 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
 LAYER_FORMAT = 1  # bump when the bytes a layer's entries turn into change (tar writer, compression settings)
 
 
-def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path) -> str:
+def _owner(spec: BuildSpec, opts: BuildOptions) -> tuple[int, int]:
+    """Who owns the environment's files: ``--chown``, else ``image.owner``, else root."""
+    if opts.owner is not None:
+        return parse_owner(opts.owner, "--chown")
+    if spec.image.owner is not None:
+        return parse_owner(spec.image.owner, f"{spec.path}: image.owner")
+    return (0, 0)
+
+
+def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path,
+               owner: tuple[int, int] = (0, 0)) -> str:
     """What a layer's bytes depend on, cheaply: files from an extracted package are named by that package's digest
     (the directory is content-addressed and immutable), other content is hashed."""
     root = str(extract_root) + os.sep
@@ -242,15 +253,19 @@ def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path
         else:
             content = ""
         items.append([e.path, e.kind, e.mode, e.size, e.linkname, content])
-    doc = {"format": LAYER_FORMAT, "version": __version__, "compression": compression, "mtime": mtime,
-           "entries": items}
+    doc: dict[str, Any] = {"format": LAYER_FORMAT, "version": __version__, "compression": compression, "mtime": mtime,
+                           "entries": items}
+    if owner != (0, 0):
+        doc["owner"] = list(owner)
     return hashlib.sha256(canonical_json(doc)).hexdigest()
 
 
-def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_root: Path) -> tuple[LayerInfo, Path]:
-    """An unchanged layer is never rebuilt or recompressed: its descriptor is remembered under its content key."""
+def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_root: Path,
+                        owner: tuple[int, int] = (0, 0), prefix: str = "") -> tuple[LayerInfo, Path]:
+    """An unchanged layer is never rebuilt or recompressed: its descriptor is remembered under its content key
+    (which includes the owner of the prefix's files)."""
     blobs = cache_dir("blobs", "sha256")
-    key = _layer_key(plan, compression, mtime, extract_root)
+    key = _layer_key(plan, compression, mtime, extract_root, owner)
     memo = cache_dir("layers") / f"{key}.json"
     try:
         info = LayerInfo(**json.loads(memo.read_bytes()))
@@ -261,7 +276,7 @@ def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_r
         pass
     with atomic_path(directory=blobs) as staged:  # named after its digest, known once written
         with open(staged.tmp, "wb") as f:
-            info = write_layer(plan.entries, f, compression, mtime)
+            info = write_layer(plan.entries, f, compression, mtime, owner=owner, owner_under=prefix)
         blob = staged.target = blobs / info.digest.split(":", 1)[1]
     with atomic_write(memo) as f:
         f.write(canonical_json(dataclasses.asdict(info)))
@@ -310,6 +325,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     t_start = time.perf_counter()
     if opts.output is not None:
         _check_output(opts.output)
+    _owner(spec, opts)  # a bad --chown / image.owner fails before the slow work
     session = default_session(opts)
     images = []
     results: list[PlatformResult] = []

@@ -1,4 +1,4 @@
-"""The names an image is written and pushed under: validated tags and the default name.
+"""The names an image is written and pushed under (validated tags, the default name) and who owns its files.
 
 A tag goes into ``index.json`` as ``org.opencontainers.image.ref.name`` and into Docker's ``manifest.json``;
 ``podman load``/``docker load`` refuse names outside the reference grammar (uppercase, spaces), so they are
@@ -57,3 +57,11 @@ def tag_part(tag: str) -> str:
     """The tag after the last ``:`` of the last path component (``latest`` if none)."""
     last = tag.rsplit("/", 1)[-1]
     return last.rpartition(":")[2] if ":" in last else "latest"
+
+
+def parse_owner(owner: str, where: str) -> tuple[int, int]:
+    """``"UID:GID"`` as numbers (the tar header's ustar field holds up to 2097151); one SpecError line otherwise."""
+    m = re.fullmatch(r"(\d{1,7}):(\d{1,7})", owner.strip())
+    if m is None or max(int(m[1]), int(m[2])) > 0o7777777:
+        raise SpecError(f"{where}: owner must be UID:GID with numbers up to {0o7777777}, got {owner!r}")
+    return int(m[1]), int(m[2])
