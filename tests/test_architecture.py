@@ -41,7 +41,7 @@ LAYERS: dict[str, int] = {
     "cli": 7,
     "commands": 6,
     "resolve": 5, "build": 5, "lockfile": 5, "bundle": 5, "inspect_image": 5, "sbom": 5, "sign": 5,
-    "options": 4, "spec": 4, "image_names": 4,
+    "options": 4, "spec": 4, "image_names": 4, "image_labels": 4,
     # layers/* : 3
     # conda/*, pypi/*, oci/* : 2
     "http": 1, "credentials": 1, "parallel": 1, "cache": 1, "errors": 1, "progress": 1,

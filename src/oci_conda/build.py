@@ -46,6 +46,7 @@ from .oci.tar import LayerInfo, TarEntry, write_layer
 from .options import BuildOptions
 from .parallel import thread_pool
 from .platforms import platform_for_subdir
+from .image_labels import CREATED, merge
 from .image_names import image_tags, parse_owner, tag_part
 from .oci.registry.reference import parse_reference
 from .progress import Reporter, human_size
@@ -328,6 +329,7 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     _owner(spec, opts)  # a bad --chown / image.owner fails before the slow work
     session = default_session(opts)
     images = []
+    mtimes: list[int] = []
     results: list[PlatformResult] = []
     for subdir in opts.platforms:
         records, mtime = platform_records(spec, subdir, opts, reporter, session)
@@ -351,7 +353,9 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                     history={"created": _rfc3339(mtime), "created_by": f"oci-conda: {plan.name}",
                              "comment": " ".join(plan.packages[:50])},
                 )
-            img = oci_image.set_config(img, **_config_changes(spec, img, mtime, activated[0] if activated else None))
+            pspec = with_created(spec, mtime) if opts.created_label else spec
+            img = oci_image.set_config(img, **_config_changes(pspec, img, mtime, activated[0] if activated else None))
+        mtimes.append(mtime)
         images.append(img)
         for w in warnings:
             reporter.warn(w)
@@ -363,6 +367,8 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                                       base_layers=base_layers,
                                       activation=activated[0].env if activated else {}))
     annotations = dict(spec.image.annotations)
+    if opts.created_label and mtimes:
+        annotations[CREATED] = _rfc3339(max(mtimes))
     digest, manifest_digests, pushed = "", [], None
     if opts.output is not None:
         with reporter.phase("write", str(opts.output)):
@@ -411,6 +417,12 @@ def _config_changes(spec: BuildSpec, img: Image, mtime: int, activated: Activati
         "labels": labels or None,
         "created": _rfc3339(mtime),
     }
+
+
+def with_created(spec: BuildSpec, mtime: int) -> BuildSpec:
+    """``spec`` with the ``org.opencontainers.image.created`` label (the build time, as the config's ``created``)."""
+    image = dataclasses.replace(spec.image, labels=merge(spec.image.labels, ((CREATED, _rfc3339(mtime)),)))
+    return dataclasses.replace(spec, image=image)
 
 
 def activate_environment(entries: list[TarEntry], spec: BuildSpec, base: Image, warnings: list[str]

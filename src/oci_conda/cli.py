@@ -72,6 +72,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--from-bundle", metavar="BUNDLE.tar", help="build offline from a bundle made by `oci-conda bundle` "
                    "(ENV.yml may be left out)")
     add_arguments(b)
+    _label_options(b)
 
     p = sub.add_parser("push", help="push an OCI archive or layout directory to a registry")
     p.add_argument("image", metavar="IMAGE", help="IMAGE.tar (OCI archive) or an OCI layout directory; PATH:NAME picks "
@@ -127,6 +128,21 @@ def _lock_parsers(sub: argparse._SubParsersAction) -> None:
     df.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
     df.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
     df.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _label_options(b: argparse.ArgumentParser) -> None:
+    """Config labels, manifest annotations, Env and the OCI provenance keys, from the command line."""
+    b.add_argument("--label", action="append", metavar="KEY=VALUE", help="config label (over image.labels); repeatable")
+    b.add_argument("--annotation", action="append", metavar="KEY=VALUE",
+                   help="manifest and index annotation (over image.annotations); repeatable")
+    b.add_argument("--env", action="append", metavar="NAME=VALUE", help="image Env entry (after image.env); repeatable")
+    b.add_argument("--source", metavar="URL", help="org.opencontainers.image.source label and annotation")
+    b.add_argument("--revision", metavar="REV", help="org.opencontainers.image.revision label and annotation")
+    b.add_argument("--image-version", metavar="VERSION", help="org.opencontainers.image.version label and annotation")
+    b.add_argument("--oci-labels", action="store_true",
+                   help="add org.opencontainers.image.created (the build time: SOURCE_DATE_EPOCH or the newest "
+                   "package) and source/revision/version from CI variables (GITHUB_*, CI_PROJECT_URL/CI_COMMIT_SHA/"
+                   "CI_COMMIT_TAG, SOURCE_URL/SOURCE_REVISION) unless given")
 
 
 def _registry_options(p: argparse.ArgumentParser) -> None:

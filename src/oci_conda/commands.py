@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from .conda.records import PackageRecord
 from .conda.order import dependency_order
 from .credentials import redact_url
 from .errors import SpecError
+from .image_labels import merge, parse_pairs, provenance
 from .image_names import image_tags
 from .inspect_image import diff_images, inspect_image
 from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read_lock, sniff_file, write_bytes
@@ -113,6 +115,19 @@ def lock_spec(env_file: str | None, lock: Lock | None, **overrides: Any) -> Buil
     return with_overrides(spec, **overrides)
 
 
+def with_cli_labels(spec: BuildSpec, args: argparse.Namespace) -> BuildSpec:
+    """``spec`` with ``--label``/``--annotation``/``--env`` and the provenance keys on top of the file's values:
+    the file, then provenance (options or CI variables), then the explicit flags."""
+    prov = tuple(provenance(os.environ, args.oci_labels, args.source, args.revision, args.image_version).items())
+    image = dataclasses.replace(
+        spec.image,
+        labels=merge(merge(spec.image.labels, prov), parse_pairs(args.label, "--label")),
+        annotations=merge(merge(spec.image.annotations, prov), parse_pairs(args.annotation, "--annotation")),
+        env=merge(spec.image.env, parse_pairs(args.env, "--env", env_names=True)),
+    )
+    return dataclasses.replace(spec, image=image)
+
+
 def output_path(given: str) -> Path:
     """``-o``: ``OUT.tar`` is an OCI archive, a directory (an existing one, no suffix, or a trailing ``/``) an OCI
     layout. Anything else (``out.tar.gz``, ``out.zip``) is refused rather than silently becoming a directory."""
@@ -134,6 +149,7 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
     with lock_inputs(args, reporter) as (env_file, lock, offline):
         spec = lock_spec(env_file, lock, base=args.base, prefix=args.prefix, channels=args.channels)
         tags = image_tags(args.tag or (), spec.image.tag, spec.name, f"{spec.path}: image.tag")
+        spec = with_cli_labels(spec, args)
         opts = BuildOptions.from_values(
             vars(args),
             output=output,
@@ -143,7 +159,8 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
             channel_alias=args.channel_alias,
             jobs=max(1, args.jobs),
             registry=registry,
-            tags=tags if args.tag else (),  # the file's tag or the default are build.py's fallback
+            tags=tags if args.tag else (),
+            created_label=args.oci_labels,  # the file's tag or the default are build.py's fallback
         )
         if lock is not None:
             opts = apply_lock(opts, lock, platforms_given=bool(args.platforms))

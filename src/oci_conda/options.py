@@ -96,6 +96,7 @@ class BuildOptions:
     lock: Lock | None = None  # records come from it: nothing is solved and no repodata is fetched
     registry: RegistryOptions = RegistryOptions()  # how to reach registries (base pulls, --push); jobs from ``jobs``
     owner: str | None = default("owner")  # --chown UID:GID (None: the file's image.owner, else 0:0)
+    created_label: bool = False  # --oci-labels: org.opencontainers.image.created from the build time
     tags: tuple[str, ...] = ()  # --tag names (validated; image_names.image_tags); () = the file's tag or the default
 
     @classmethod
