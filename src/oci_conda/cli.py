@@ -85,12 +85,20 @@ def make_parser() -> argparse.ArgumentParser:
 
     lg = sub.add_parser("login", help="check and store credentials for a registry (docker config.json format)")
     lg.add_argument("registry", metavar="REGISTRY", help="registry host[:port]")
-    lg.add_argument("-u", "--username", required=True)
-    lg.add_argument("--password-stdin", action="store_true", required=True, help="read the password from stdin")
+    lg.add_argument("-u", "--username", help="user name (prompted for on a terminal when left out)")
+    lg.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else: prompted "
+                    "for on a terminal, never echoed; without a terminal this flag is required)")
     _registry_options(lg)
     lg.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     lg.add_argument("--debug", action="store_true", help="show tracebacks")
     lg.set_defaults(json=False)
+
+    lo = sub.add_parser("logout", help="forget the stored credentials for a registry")
+    lo.add_argument("registry", metavar="REGISTRY", help="registry host[:port]")
+    lo.add_argument("--authfile", metavar="FILE", help="credentials file (default as for login)")
+    lo.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    lo.add_argument("--debug", action="store_true", help="show tracebacks")
+    lo.set_defaults(json=False)
 
     s = sub.add_parser("solve", help="print the packages an environment resolves to, without building")
     _common(s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import getpass
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ from .image_names import image_tags
 from .inspect_image import diff_images, inspect_image
 from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read_lock, sniff_file, write_bytes
 from .oci.registry.client import RegistryOptions
-from .oci.registry.login import login
+from .oci.registry.login import login, logout
 from .oci.registry.push import push_path
 from .options import DEFAULT_PLATFORMS, BuildOptions, apply_lock
 from .progress import Reporter
@@ -362,12 +363,37 @@ def push_command(args: argparse.Namespace, reporter: Reporter) -> int:
 
 def login_command(args: argparse.Namespace, reporter: Reporter) -> int:
     options = _registry(args)
-    password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        raise SpecError("login: no password on stdin")
-    path = login(args.registry, args.username, password, options)
+    username = args.username
+    if args.password_stdin:
+        if not username:
+            raise SpecError("login: --password-stdin needs -u USER")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise SpecError("login: no password on stdin")
+    else:
+        if not sys.stdin.isatty():
+            raise SpecError(f"login {args.registry}: no terminal to prompt for the password; pipe it with "
+                            "--password-stdin")
+        try:
+            if not username:
+                print("Username: ", end="", file=sys.stderr, flush=True)
+                username = sys.stdin.readline().strip()
+            password = getpass.getpass("Password: ")
+        except EOFError:
+            raise SpecError(f"login {args.registry}: no password given") from None
+        if not username or not password:
+            raise SpecError(f"login {args.registry}: a user name and a password are needed")
+    path = login(args.registry, username, password, options)
     if not args.quiet:
         print(f"login succeeded for {args.registry}; credentials stored in {path}", file=sys.stderr)
+    return 0
+
+
+def logout_command(args: argparse.Namespace, reporter: Reporter) -> int:
+    path = logout(args.registry, _registry(args))
+    if not args.quiet:
+        print(f"removed the credentials for {args.registry} from {path}" if path is not None else
+              f"no credentials stored for {args.registry}", file=sys.stderr)
     return 0
 
 
@@ -380,4 +406,5 @@ COMMANDS: dict[str, Command] = {
     "diff": diff_command,
     "push": push_command,
     "login": login_command,
+    "logout": logout_command,
 }
