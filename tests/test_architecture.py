@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     # models and settings the stages share: the lock model sits beside the options that it records
     "options": 4, "spec": 4, "lockfile": 4, "activation": 4, "platforms": 4, "platform_names": 4,
     "registry_options": 4, "artifacts": 4,
+    "image_names": 4, "image_labels": 4,
     # layers/* : 3
     # conda/*, pypi/*, oci/* : 2
     "http": 1, "credentials": 1, "parallel": 1, "cache": 1, "errors": 1, "progress": 1, "cache_verify": 1,

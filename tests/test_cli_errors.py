@@ -39,12 +39,12 @@ def run_fail(tmp_path: Path, env_text: str, *extra: str, code: int | None = None
 
 
 def test_unknown_package(chan: Path, tmp_path: Path) -> None:
-    msg = run_fail(tmp_path, f"channels: [{chan}]\ndependencies: [tkk]\n", code=1)
+    msg = run_fail(tmp_path, f"channels: [{chan}]\ndependencies: [tkk]\n", code=3)
     assert "tkk" in msg
 
 
 def test_unsatisfiable(chan: Path, tmp_path: Path) -> None:
-    msg = run_fail(tmp_path, f"channels: [{chan}]\ndependencies: ['tk <8', xz]\n", code=1)
+    msg = run_fail(tmp_path, f"channels: [{chan}]\ndependencies: ['tk <8', xz]\n", code=3)
     assert "tk" in msg
 
 

@@ -23,5 +23,5 @@ def test_solve_text_json_and_unsat(realdata: Path, tmp_path: Path) -> None:
     assert sorted(text) == sorted(f"{r['name']} {r['version']} {r['build']} {r['channel']}/{r['subdir']}" for r in recs)
     f.write_text(f"channels: ['{chan}']\ndependencies: ['openssl <3', xz]\n")
     p = oci_conda("solve", str(f), env=env, check=False)
-    assert p.returncode == 1 and not p.stdout
+    assert p.returncode == 3 and not p.stdout
     assert "openssl" in p.stderr and "Traceback" not in p.stderr

@@ -95,4 +95,4 @@ def test_bad_mirror_setting_is_one_line(tmp_path: Path) -> None:
     env = tmp_path / "e.yml"
     env.write_text("channels: [https://a.invalid/c]\ndependencies: [x]\n")
     p = oci_conda("solve", str(env), env={**os.environ, "OCI_CONDA_MIRRORS": "nonsense"}, check=False)
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "OCI_CONDA_MIRRORS" in p.stderr
+    assert p.returncode == 4 and len(p.stderr.strip().splitlines()) == 1 and "OCI_CONDA_MIRRORS" in p.stderr

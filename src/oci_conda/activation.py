@@ -41,6 +41,7 @@ class Activation:
     env: dict[str, str] = field(default_factory=dict)
     static_scripts: list[str] = field(default_factory=list)
     dynamic_scripts: list[str] = field(default_factory=list)
+    wrapper: bool = False  # the image's entrypoint sources the dynamic scripts (set by the build)
 
 
 class _Dynamic(Exception):

@@ -10,15 +10,17 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+import zstandard
 
 from . import __version__
+from .activation import ACTIVATE_DIR, STATE_FILE, WRAPPER_PATH, Activation, evaluate, wrapper_script
 from .cache import atomic_path, atomic_write, cache_dir, held_temp_dir
 from .cache_verify import drop_file, verify_file
 from .conda.channel import resolve_channels
@@ -42,10 +44,13 @@ from .oci.image import Image, canonical_json
 from .oci.output import write_output
 from .oci.registry.push import push_images
 from .oci.source import open_image
-from .oci.tar import GZIP_WORKERS, LayerInfo, compressor_warning, write_layer
+from .oci.tar import GZIP_WORKERS, LayerInfo, TarEntry, compressor_warning, write_layer
 from .options import BuildOptions
 from .parallel import thread_pool, workers
 from .platforms import platform_for_subdir
+from .image_labels import CREATED, merge
+from .image_names import image_tags, parse_owner, tag_part
+from .oci.registry.reference import parse_reference
 from .progress import Reporter, human_size
 from .pypi.records import WheelRecord
 from .resolve import default_session, pip_wheels, platform_records
@@ -62,6 +67,8 @@ class PlatformResult:
     warnings: list[str] = field(default_factory=list)
     trimmed: dict[str, Any] = field(default_factory=dict)  # rule -> {files, bytes}
     wheels: list[WheelRecord] = field(default_factory=list)  # the pip section's wheels, as installed
+    base_layers: list[dict[str, Any]] = field(default_factory=list)  # {digest, size, diff_id} of the base image
+    activation: dict[str, str] = field(default_factory=dict)  # variables activate.d scripts set (now in Env)
 
 
 @dataclass
@@ -102,23 +109,40 @@ class BuildResult:
                     **({"pip_packages": [{"name": w.name, "version": w.version, "filename": w.filename,
                                           "url": redact_url(w.url), "sha256": w.sha256, "size": w.size}
                                          for w in p.wheels]} if p.wheels else {}),
+                    "base_layers": p.base_layers,
+                    "activation": p.activation,
                 }
                 for p in self.platforms
             ],
         }
 
     def summary_lines(self) -> list[str]:
+        """The human summary (stderr): per platform its layers, base ones first; then what was written/pushed."""
         lines = []
+        if len(self.platforms) > 1:
+            lines.append(f"image index {self.digest} ({len(self.platforms)} platforms)")
         for p in self.platforms:
-            pip = f" + {len(p.wheels)} pip packages" if p.wheels else ""
-            lines.append(f"{p.subdir}: {len(p.packages)} packages{pip}, {len(p.layers)} layers, manifest "
-                         f"{p.manifest_digest}")
+            n = len(p.base_layers) + len(p.layers)
+            base = f" ({len(p.base_layers)} from the base)" if p.base_layers else ""
+            pip = f" + {_plural(len(p.wheels), 'pip package')}" if p.wheels else ""
+            lines.append(f"{p.subdir}: {_plural(len(p.packages), 'package')}{pip}, {_plural(n, 'layer')}{base}, "
+                         f"manifest {p.manifest_digest}")
+            if p.activation:
+                lines.append(f"    activation: {', '.join(f'{k}={v}' for k, v in p.activation.items())}")
             if p.trimmed:
                 saved = ", ".join(f"{rule} {human_size(v['bytes'])} ({v['files']} files)" for rule, v in p.trimmed.items())
                 lines.append(f"    trimmed: {saved}")
+            for layer in p.base_layers:
+                lines.append(f"    layer {layer['digest'][:19]}  {human_size(layer['size']):>10} compressed  "
+                             f"{'':>10}      base image")
             for layer in p.layers:
                 lines.append(f"    layer {layer['digest'][:19]}  {human_size(layer['size']):>10} compressed  "
                              f"{human_size(layer['uncompressed_size']):>10} tar  {layer['source']}")
+            env_c = sum(layer["size"] for layer in p.layers)
+            env_u = sum(layer["uncompressed_size"] for layer in p.layers)
+            base_c = sum(layer["size"] for layer in p.base_layers)
+            lines.append(f"    environment {human_size(env_c)} compressed, {human_size(env_u)} uncompressed"
+                         + (f"; base {human_size(base_c)} compressed" if p.base_layers else ""))
         phases = "  ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
         if self.pushed is not None:
             b = self.pushed["blobs"]
@@ -130,6 +154,16 @@ class BuildResult:
         where = f"wrote {self.output} ({human_size(self.output_size)})" if self.output is not None else "built"
         lines.append(f"{where}; {phases}")
         return lines
+
+    def result_line(self) -> str:
+        """What scripts read on stdout: ``REGISTRY/REPO:TAG@sha256:...`` when pushed, else ``OUT@sha256:...``."""
+        if self.pushed is not None:
+            return f"{self.pushed['ref']}@{self.pushed['digest']}"
+        return f"{self.output}@{self.digest}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _check_output(path: Path) -> None:
@@ -146,56 +180,73 @@ def _check_output(path: Path) -> None:
 def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
                 reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
                 base_layers: int, report_trim: dict[str, Any],
-                pip_out: list[WheelRecord] | None = None) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+                pip_out: list[WheelRecord] | None = None, base: Image | None = None,
+                activated: list[Activation] | None = None) -> list[tuple[LayerPlan, LayerInfo, Path]]:
     """Fetch, extract, install and pack the solution, then the pip section's wheels (``pip_out`` learns them);
     write the layers as blobs in the cache.
 
     The layer memo is consulted first: the same inputs as a previous build reuse its layers without any work. A pip
     section is resolved against an index that changes, so its environments are never taken from the memo."""
-    key = None if spec.pip_for(subdir) else _memo_key(spec, records, subdir, opts, mtime, base_layers)
+    key = None if spec.pip_for(subdir) else _memo_key(spec, records, subdir, opts, mtime, base_layers, base)
     if key is not None:
         hit = layer_memo.lookup(key)
         if hit is not None:
             with reporter.phase("layers", "unchanged (memo)"):
                 warnings.extend(hit.warnings)
                 report_trim.update(hit.trimmed)
+                if activated is not None:
+                    activated.append(Activation(env=dict(hit.activation)))
                 return hit.layers
     first_warning = len(warnings)
     not_reference = compressor_warning(opts.compression)
     if not_reference is not None:
         warnings.append(not_reference)
+    acts: list[Activation] = []
     out = _env_layers_built(spec, records, subdir, opts, reporter, session, mtime, warnings, base_layers,
-                           report_trim, pip_out)
+                           report_trim, pip_out, base, acts if activated is not None else None)
+    if activated is not None:
+        activated.extend(acts)
     if key is not None:
-        layer_memo.store(key, out, warnings[first_warning:], report_trim)
+        layer_memo.store(key, out, warnings[first_warning:], report_trim, acts[0].env if acts else {})
     return out
 
 
 def _memo_key(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions, mtime: int,
-              base_layers: int) -> str | None:
-    """What the environment's layers depend on (layers/memo.py), from the same inputs _env_layers_built uses."""
+              base_layers: int, base: Image | None) -> str | None:
+    """What the environment's layers depend on (layers/memo.py), from the same inputs _env_layers_built uses.
+
+    Activation reads the base image (its PATH, whether it has a shell) and the owner changes every header, so both
+    are part of the key."""
     return layer_memo.memo_key(layer_memo.MemoInputs(
         records=_portable_records(spec, records, opts), requested=_requested(spec, subdir, records),
         prefix=spec.image.prefix, subdir=subdir, mtime=mtime, base_layers=base_layers,
         options={"compression": opts.compression, "layering": opts.layering, "max_layers": opts.max_layers,
-                 "trim": opts.trim, "compile_pyc": opts.compile_pyc},
+                 "trim": opts.trim, "compile_pyc": opts.compile_pyc, "owner": list(_owner(spec, opts)),
+                 "activate": spec.image.activate,
+                 "base": None if base is None else
+                 [la.descriptor.digest for la in base.layers] + [hashlib.sha256(canonical_json(base.config)).hexdigest()]},
         layer_format=LAYER_FORMAT))
 
 
 def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
                       reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
                       base_layers: int, report_trim: dict[str, Any],
-                      pip_out: list[WheelRecord] | None = None) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+                      pip_out: list[WheelRecord] | None = None, base: Image | None = None,
+                      activated: list[Activation] | None = None) -> list[tuple[LayerPlan, LayerInfo, Path]]:
     """The full path: fetch, extract, install, pack, trim, compile, pip wheels, plan and compress."""
-    with reporter.phase("fetch", f"{len(records)} packages"):
-        total = sum(r.size or 0 for r in records)
-        reporter.start(total, "download")
+    with reporter.phase("fetch", _plural(len(records), "package")):
+        download = reporter.task("download", len({r.url for r in records}), "packages",
+                                 sizes={r.url: r.size for r in records})
         files = fetch_packages(records, session, jobs=opts.jobs, offline=opts.offline,
-                               progress=lambda rec, n, _t: reporter.advance(n))
+                               progress=lambda rec, done, total: download.file(rec.url, done, total))
     extract_root = cache_dir("extracted")
     with reporter.phase("extract"):
+        unpacked = reporter.task("extract", len(records), "packages")
+
         def one(r: PackageRecord) -> Path:
-            return extract_package(files[r.url], extract_root, extraction_key(r), label=r.fn)
+            d = extract_package(files[r.url], extract_root, extraction_key(r), label=r.fn)
+            unpacked.advance(1)
+            return d
 
         with thread_pool(opts.jobs, len(records), "extract", cpu_bound=True) as pool:
             extracted = list(pool.map(one, records))
@@ -206,9 +257,9 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
     with held_temp_dir("oci-conda-stage-") as tmp:  # held: a later run sweeps it only after a kill -9
         staging = Path(tmp) / "prefix"
         with reporter.phase("install", f"into {prefix}"):
-            reporter.start(len(records), "install")
+            installing = reporter.task("install", len(records), "packages")
             as_recorded = _portable_records(spec, records, opts)
-            report = install(list(zip(as_recorded, extracted)), staging, prefix, progress=lambda _r: reporter.advance(1),
+            report = install(list(zip(as_recorded, extracted)), staging, prefix, progress=lambda _r: installing.advance(1),
                              requested_specs=_requested(spec, subdir, records), history_time=mtime, hardlink=True,
                              specs_in_records=opts.layering == "single")
             warnings.extend(report.warnings)
@@ -227,6 +278,10 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
             if opts.compile_pyc:
                 entries, _ = compile_pyc(entries, packed.owner, arcroot, records, Path(tmp) / "pyc", warnings,
                                          jobs=opts.jobs)
+            if base is not None and activated is not None:
+                act, wrapper = activate_environment(entries, spec, base, warnings)
+                entries = entries + wrapper
+                activated.append(act)
             wheel_plans = []
             if fetched_wheels:
                 with reporter.phase("pip-install", f"{len(fetched_wheels)} wheel(s) into {prefix}"):
@@ -237,14 +292,15 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
                                 base_layers + min(len(wheel_plans), 1))
             if wheel_plans:
                 plans = merge_wheel_plans(plans, wheel_plans, opts.layering, opts.max_layers, base_layers)
+        owner = _owner(spec, opts)
         with reporter.phase("compress", opts.compression):
-            reporter.start(sum(p.size for p in plans), "compress")
+            compressing = reporter.task("compress", len(plans), "layers", bytes_total=sum(p.size for p in plans))
             # layers in parallel (zlib and zstd release the GIL), each deflating its blocks on the same bound
             per_layer = workers(opts.jobs, GZIP_WORKERS, cpu_bound=True)
 
             def compress(plan: LayerPlan) -> tuple[LayerPlan, LayerInfo, Path]:
-                info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root, per_layer)
-                reporter.advance(plan.size)
+                info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root, per_layer, owner, prefix)
+                compressing.advance(1, plan.size)
                 return plan, info, blob
 
             with thread_pool(opts.jobs, len(plans), "compress", cpu_bound=True) as pool:
@@ -257,7 +313,17 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
 LAYER_FORMAT = 1  # bump when the bytes a layer's entries turn into change (tar writer, compression settings)
 
 
-def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path) -> str:
+def _owner(spec: BuildSpec, opts: BuildOptions) -> tuple[int, int]:
+    """Who owns the environment's files: ``--chown``, else ``image.owner``, else root."""
+    if opts.owner is not None:
+        return parse_owner(opts.owner, "--chown")
+    if spec.image.owner is not None:
+        return parse_owner(spec.image.owner, f"{spec.path}: image.owner")
+    return (0, 0)
+
+
+def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path,
+               owner: tuple[int, int] = (0, 0)) -> str:
     """What a layer's bytes depend on, cheaply: files from an extracted package are named by that package's digest
     (the directory is content-addressed and immutable), other content is hashed."""
     root = str(extract_root) + os.sep
@@ -273,16 +339,20 @@ def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path
         else:
             content = ""
         items.append([e.path, e.kind, e.mode, e.size, e.linkname, content])
-    doc = {"format": LAYER_FORMAT, "version": __version__, "compression": compression, "mtime": mtime,
-           "entries": items}
+    doc: dict[str, Any] = {"format": LAYER_FORMAT, "version": __version__, "compression": compression, "mtime": mtime,
+                           "entries": items}
+    if owner != (0, 0):
+        doc["owner"] = list(owner)
     return hashlib.sha256(canonical_json(doc)).hexdigest()
 
 
 def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_root: Path,
-                        gzip_workers: int | None = None) -> tuple[LayerInfo, Path]:
-    """An unchanged layer is never rebuilt or recompressed: its descriptor is remembered under its content key."""
+                        gzip_workers: int | None = None, owner: tuple[int, int] = (0, 0),
+                        prefix: str = "") -> tuple[LayerInfo, Path]:
+    """An unchanged layer is never rebuilt or recompressed: its descriptor is remembered under its content key
+    (which includes the owner of the prefix's files)."""
     blobs = cache_dir("blobs", "sha256")
-    key = _layer_key(plan, compression, mtime, extract_root)
+    key = _layer_key(plan, compression, mtime, extract_root, owner)
     memo = cache_dir("layers") / f"{key}.json"
     try:
         info = LayerInfo(**json.loads(memo.read_bytes()))
@@ -294,7 +364,8 @@ def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_r
         pass
     with atomic_path(directory=blobs) as staged:  # named after its digest, known once written
         with open(staged.tmp, "wb") as f:
-            info = write_layer(plan.entries, f, compression, mtime, workers=gzip_workers)
+            info = write_layer(plan.entries, f, compression, mtime, workers=gzip_workers, owner=owner,
+                               owner_under=prefix)
         blob = staged.target = blobs / info.digest.split(":", 1)[1]
     with atomic_write(memo) as f:
         f.write(canonical_json(dataclasses.asdict(info)))
@@ -339,8 +410,10 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
     t_start = time.perf_counter()
     if opts.output is not None:
         _check_output(opts.output)
+    _owner(spec, opts)  # a bad --chown / image.owner fails before the slow work
     session = default_session(opts)
     images = []
+    mtimes: list[int] = []
     results: list[PlatformResult] = []
     epochs: list[int] = []
     for subdir in opts.platforms:
@@ -352,9 +425,12 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
         if opts.lock is not None:
             check_base(opts.lock, subdir, img)
         trimmed: dict[str, Any] = {}
+        base_layers = [{"digest": la.descriptor.digest, "size": la.descriptor.size, "diff_id": la.diff_id}
+                       for la in img.layers]
+        activated: list[Activation] = []
         wheels: list[WheelRecord] = []
         layers = _env_layers(spec, records, subdir, opts, reporter, session, mtime, warnings, len(img.layers),
-                             trimmed, wheels)
+                             trimmed, wheels, base=img, activated=activated)
         with reporter.phase("image"):
             for plan, info, blob in layers:
                 img = oci_image.append_layer(
@@ -363,7 +439,9 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                     history={"created": _rfc3339(mtime), "created_by": f"oci-conda: {plan.name}",
                              "comment": " ".join(plan.packages[:50])},
                 )
-            img = oci_image.set_config(img, **_config_changes(spec, img, mtime))
+            pspec = with_created(spec, mtime) if opts.created_label else spec
+            img = oci_image.set_config(img, **_config_changes(pspec, img, mtime, activated[0] if activated else None))
+        mtimes.append(mtime)
         images.append(img)
         epochs.append(mtime)
         for w in warnings:
@@ -372,23 +450,30 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                                       layers=[{"digest": info.digest, "size": info.size, "diff_id": info.diff_id,
                                                "uncompressed_size": info.uncompressed_size, "source": plan.name,
                                                "packages": plan.packages}
-                                              for plan, info, _ in layers], trimmed=trimmed, wheels=wheels))
+                                              for plan, info, _ in layers], trimmed=trimmed, wheels=wheels,
+                                      base_layers=base_layers,
+                                      activation=activated[0].env if activated else {}))
     annotations = dict(spec.image.annotations)
+    if opts.created_label and mtimes:
+        annotations[CREATED] = _rfc3339(max(mtimes))
     digest, manifest_digests, pushed = "", [], None
-    tag = spec.image.tag or f"{_repo_name(spec.name)}:latest"
+    tags = opts.tags or image_tags((), spec.image.tag, spec.name, f"{spec.path}: image.tag")
     sboms: list[Sbom] = []
     if opts.sbom:
         with reporter.phase("sbom", ",".join(opts.sbom)):
-            sboms = image_sboms(images, epochs, opts.push or tag, opts.sbom, annotations)
+            sboms = image_sboms(images, epochs, opts.push or tags[0], opts.sbom, annotations)
     if opts.output is not None:
         with reporter.phase("write", str(opts.output)):
-            written = write_output(opts.output, images, tag=tag, annotations=annotations,
+            written = write_output(opts.output, images, tag=list(tags), annotations=annotations,
                                    attached=[s.artifact for s in sboms])
         digest, manifest_digests = written.digest, written.manifest_digests
     if opts.push:
         with reporter.phase("push", opts.push):
-            pushed = push_images(images, opts.push, annotations=annotations,
-                                 options=dataclasses.replace(opts.registry, jobs=opts.jobs))
+            registry = dataclasses.replace(opts.registry, jobs=opts.jobs)
+            refs = push_refs(opts.push, opts.tags)
+            pushed = push_images(images, refs[0], annotations=annotations, options=registry)
+            for ref in refs[1:]:  # every blob is there now: each further tag is a manifest PUT
+                push_images(images, ref, annotations=annotations, options=registry)
         digest, manifest_digests = digest or pushed.digest, manifest_digests or pushed.manifests
         if sboms:
             with reporter.phase("attach", opts.push):
@@ -403,17 +488,26 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
                        sboms=[{**s.to_json(), "file": str(f) if f else None} for s, f in zip(sboms, files)])
 
 
-def _config_changes(spec: BuildSpec, img: Image, mtime: int) -> dict[str, Any]:
+def _config_changes(spec: BuildSpec, img: Image, mtime: int, activated: Activation | None = None
+                    ) -> dict[str, Any]:
+    """The config the environment sets: Env in the order PATH/CONDA_PREFIX, what activation sets, the file's
+    ``variables``, ``image.env``; the activation wrapper (``image.activate: script``) before any entrypoint."""
     prefix = spec.image.prefix
     env = [f"PATH={prefix}/bin", f"CONDA_PREFIX={prefix}"]
     if spec.name:
         env.append(f"CONDA_DEFAULT_ENV={spec.name}")
+    if activated is not None:
+        env += [f"{k}={v}" for k, v in activated.env.items()]
     env += [f"{k}={v}" for k, v in spec.variables]
     env += [f"{k}={v}" for k, v in spec.image.env]
     labels = dict(spec.image.labels)
+    entrypoint = list(spec.image.entrypoint) if spec.image.entrypoint is not None else None
+    if activated is not None and activated.wrapper:
+        inner = entrypoint if entrypoint is not None else list(img.config.get("config", {}).get("Entrypoint") or [])
+        entrypoint = [f"{prefix}/{WRAPPER_PATH}", *inner]
     return {
         "env": env,
-        "entrypoint": list(spec.image.entrypoint) if spec.image.entrypoint is not None else None,
+        "entrypoint": entrypoint,
         "cmd": list(spec.image.cmd) if spec.image.cmd is not None else None,
         "workdir": spec.image.workdir,
         "user": spec.image.user,
@@ -422,11 +516,69 @@ def _config_changes(spec: BuildSpec, img: Image, mtime: int) -> dict[str, Any]:
     }
 
 
-def _repo_name(name: str | None) -> str:
-    """A default image name from the environment's name, made valid as a repository name."""
+def with_created(spec: BuildSpec, mtime: int) -> BuildSpec:
+    """``spec`` with the ``org.opencontainers.image.created`` label (the build time, as the config's ``created``)."""
+    image = dataclasses.replace(spec.image, labels=merge(spec.image.labels, ((CREATED, _rfc3339(mtime)),)))
+    return dataclasses.replace(spec, image=image)
 
-    repo = re.sub(r"[^a-z0-9._-]+", "-", (name or "").lower()).strip("._-")
-    return repo or "oci-conda"
+
+def activate_environment(entries: list[TarEntry], spec: BuildSpec, base: Image, warnings: list[str]
+                         ) -> tuple[Activation, list[TarEntry]]:
+    """What the environment's ``etc/conda/activate.d/*.sh`` (and ``conda-meta/state``) set, evaluated statically;
+    with ``image.activate: script`` and a shell in the base, the wrapper that sources the other scripts at start."""
+    arcroot = spec.image.prefix.strip("/") + "/"
+    scripts: dict[str, bytes] = {}
+    state: bytes | None = None
+    for e in entries:
+        if e.kind != "file" or not e.path.startswith(arcroot):
+            continue
+        rel = e.path[len(arcroot):]
+        if rel.startswith(ACTIVATE_DIR) or rel == STATE_FILE:
+            data = e.data if e.data is not None else Path(e.source).read_bytes() if e.source else b""
+            if rel == STATE_FILE:
+                state = data
+            else:
+                scripts[rel] = data
+    base_env = dict(item.split("=", 1) for item in base.config.get("config", {}).get("Env") or [] if "=" in item)
+    act = evaluate(scripts, spec.image.prefix, base_env, state)
+    wrapper: list[TarEntry] = []
+    if act.dynamic_scripts:
+        if spec.image.activate == "script" and has_shell(base):
+            data = wrapper_script(spec.image.prefix, act.dynamic_scripts)
+            wrapper.append(TarEntry(arcroot + WRAPPER_PATH, "file", 0o755, size=len(data), data=data))
+            act.wrapper = True
+        else:
+            why = ("the base image has no /bin/sh" if spec.image.activate == "script" else
+                   "set image.activate: script to source them at start (needs /bin/sh in the base)")
+            warnings.append("activation scripts not applied (they are not static): "
+                            f"{', '.join(act.dynamic_scripts)}; {why}")
+    return act, wrapper
+
+
+def has_shell(img: Image) -> bool:
+    """Whether the image's layers provide ``/bin/sh`` (a file or a link; ``/bin`` may link to ``usr/bin``)."""
+    names: set[str] = set()
+    for layer in img.layers:
+        with layer.opener() as raw:
+            stream = raw
+            if layer.descriptor.media_type.endswith("+zstd"):
+                stream = zstandard.ZstdDecompressor().stream_reader(raw)
+            with tarfile.open(fileobj=stream, mode="r|*") as tf:
+                for m in tf:
+                    names.add(m.name.lstrip("./").lstrip("/"))
+    return bool({"bin/sh", "usr/bin/sh"} & names)
+
+
+def push_refs(push: str, tags: tuple[str, ...]) -> list[str]:
+    """Where ``--push`` goes: its own reference (unless it names no tag and ``--tag`` gives some), then the same
+    repository under the tag part of every ``--tag``."""
+    ref = parse_reference(push)
+    refs = [push] if ref.tag or ref.digest or not tags else []
+    for t in tags:
+        other = f"{ref.name}:{tag_part(t)}"
+        if tag_part(t) != ref.tag and other not in refs:
+            refs.append(other)
+    return refs
 
 
 def _rfc3339(epoch: int) -> str:

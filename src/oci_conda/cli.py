@@ -16,7 +16,19 @@ from typing import Sequence
 from . import __version__
 from .cache import sweep_cache
 from .commands import COMMANDS
-from .errors import OciCondaError
+from .errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_NETWORK,
+    EXIT_UNSATISFIABLE,
+    EXIT_USAGE,
+    ChannelError,
+    FetchError,
+    OciCondaError,
+    SolveError,
+)
+from .oci.registry.auth import AuthError
+from .oci.registry.client import RegistryError
 from .options import add_arguments
 from .parallel import DEFAULT_JOBS
 from .progress import Reporter, choose_mode
@@ -47,10 +59,12 @@ def make_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="solve, fetch, install and pack an environment into an OCI image")
     _common(b, env_optional=True)
     b.add_argument("-o", "--output", metavar="OUT",
-                   help="OUT.tar: OCI archive (also loadable by docker/podman load); otherwise an OCI layout directory"
-                   " (optional with --push)")
+                   help="OUT.tar: OCI archive (also loadable by docker/podman load); a directory (no suffix, or a "
+                   "trailing /): OCI layout; other suffixes are refused (optional with --push)")
     b.add_argument("--push", metavar="REGISTRY/REPO:TAG", help="push the image to a registry, straight from the cache")
-    b.add_argument("--tag", metavar="NAME:TAG", help="image name for index.json and docker load")
+    b.add_argument("--tag", action="append", metavar="[HOST/]NAME[:TAG]",
+                   help="image name for index.json and docker/podman load; repeatable (every name is written; with "
+                   "--push, each one's TAG also tags the pushed image). Default: image.tag, else localhost/ENVNAME:latest")
     b.add_argument("--base", metavar="REF", help="scratch (default), oci-archive:PATH[:REF], oci:DIR[:REF] or "
                    "REGISTRY/REPO[:TAG|@DIGEST]")
     _registry_options(b)
@@ -71,6 +85,7 @@ def make_parser() -> argparse.ArgumentParser:
                    "OUT.cdx.json beside the output and attach them to the image (archive, layout and --push)")
     b.add_argument("--sign-key", metavar="cosign.key", help="with --push: sign the pushed image with this cosign key "
                    "(passphrase from COSIGN_PASSWORD or a prompt)")
+    _label_options(b)
 
     p = sub.add_parser("push", help="push an OCI archive or layout directory to a registry")
     p.add_argument("image", metavar="IMAGE", help="IMAGE.tar (OCI archive) or an OCI layout directory; PATH:NAME picks "
@@ -83,12 +98,20 @@ def make_parser() -> argparse.ArgumentParser:
 
     lg = sub.add_parser("login", help="check and store credentials for a registry (docker config.json format)")
     lg.add_argument("registry", metavar="REGISTRY", help="registry host[:port]")
-    lg.add_argument("-u", "--username", required=True)
-    lg.add_argument("--password-stdin", action="store_true", required=True, help="read the password from stdin")
+    lg.add_argument("-u", "--username", help="user name (prompted for on a terminal when left out)")
+    lg.add_argument("--password-stdin", action="store_true", help="read the password from stdin (else: prompted "
+                    "for on a terminal, never echoed; without a terminal this flag is required)")
     _registry_options(lg)
     lg.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     lg.add_argument("--debug", action="store_true", help="show tracebacks")
     lg.set_defaults(json=False)
+
+    lo = sub.add_parser("logout", help="forget the stored credentials for a registry")
+    lo.add_argument("registry", metavar="REGISTRY", help="registry host[:port]")
+    lo.add_argument("--authfile", metavar="FILE", help="credentials file (default as for login)")
+    lo.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    lo.add_argument("--debug", action="store_true", help="show tracebacks")
+    lo.set_defaults(json=False)
 
     s = sub.add_parser("solve", help="print the packages an environment resolves to, without building")
     _common(s)
@@ -175,6 +198,21 @@ def _lock_parsers(sub: argparse._SubParsersAction) -> None:
     df.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _label_options(b: argparse.ArgumentParser) -> None:
+    """Config labels, manifest annotations, Env and the OCI provenance keys, from the command line."""
+    b.add_argument("--label", action="append", metavar="KEY=VALUE", help="config label (over image.labels); repeatable")
+    b.add_argument("--annotation", action="append", metavar="KEY=VALUE",
+                   help="manifest and index annotation (over image.annotations); repeatable")
+    b.add_argument("--env", action="append", metavar="NAME=VALUE", help="image Env entry (after image.env); repeatable")
+    b.add_argument("--source", metavar="URL", help="org.opencontainers.image.source label and annotation")
+    b.add_argument("--revision", metavar="REV", help="org.opencontainers.image.revision label and annotation")
+    b.add_argument("--image-version", metavar="VERSION", help="org.opencontainers.image.version label and annotation")
+    b.add_argument("--oci-labels", action="store_true",
+                   help="add org.opencontainers.image.created (the build time: SOURCE_DATE_EPOCH or the newest "
+                   "package) and source/revision/version from CI variables (GITHUB_*, CI_PROJECT_URL/CI_COMMIT_SHA/"
+                   "CI_COMMIT_TAG, SOURCE_URL/SOURCE_REVISION) unless given")
+
+
 def _registry_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--insecure", action="store_true", help="plain HTTP to the registry (loopback hosts always are)")
     p.add_argument("--ca-file", metavar="PEM", help="CA bundle for a registry with a private CA")
@@ -201,6 +239,22 @@ def _quiet_stdout() -> None:
         pass
 
 
+#: Error class -> exit code; the first class the error is an instance of wins (README "Exit codes").
+EXIT_CODES: tuple[tuple[type[OciCondaError], int], ...] = (
+    (SolveError, EXIT_UNSATISFIABLE),
+    (ChannelError, EXIT_NETWORK),
+    (FetchError, EXIT_NETWORK),
+    (RegistryError, EXIT_NETWORK),
+    (AuthError, EXIT_NETWORK),
+    (OciCondaError, EXIT_USAGE),
+)
+
+
+def exit_code(error: OciCondaError) -> int:
+    """The exit code for a user-facing error, from :data:`EXIT_CODES`."""
+    return next(code for cls, code in EXIT_CODES if isinstance(error, cls))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run one command, and turn every way it can end into one line and an exit code: a user error, an OS
     error (a read-only cache, a full disk), SIGINT (130) and SIGTERM (143) after cleanup, a closed stdout (141)."""
@@ -222,13 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         msg = str(e)
         print(f"oci-conda: error: {msg}", file=sys.stderr)
-        return e.exit_code
+        return exit_code(e)
     except Terminated:
         print("oci-conda: terminated", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
         print("oci-conda: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         _quiet_stdout()
         return 141
@@ -236,13 +290,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print("oci-conda: error: input nested too deeply", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except OSError as e:
         if args.debug:
             traceback.print_exc()
         where = f"{e.filename}: " if e.filename else ""
         print(f"oci-conda: error: {where}{e.strerror or type(e).__name__}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
+    except Exception as e:  # a bug: show where, and say so
+        traceback.print_exc()
+        print(f"oci-conda: internal error (please report it): {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def threading_main() -> bool:

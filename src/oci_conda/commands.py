@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import getpass
 import hashlib
 import json
 import os
@@ -27,12 +28,13 @@ from .conda.records import PackageRecord
 from .conda.order import dependency_order
 from .credentials import redact_url, strip_credentials
 from .errors import SpecError
+from .image_labels import merge, parse_pairs, provenance
+from .image_names import image_tags
 from .inspect_image import diff_images, inspect_image, registry_attachments
 from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read_lock, sniff_file, write_bytes
-from .oci.registry.client import RegistryOptions
-from .oci.registry.login import login
 from .oci.local import open_local, parse_local
-from .oci.registry.client import RegistryClient
+from .oci.registry.client import RegistryClient, RegistryOptions
+from .oci.registry.login import login, logout
 from .oci.registry.push import PushResult, push_path
 from .oci.registry.reference import parse_reference
 from .oci.registry.referrers import attach, local_artifacts
@@ -183,19 +185,48 @@ def locked_with_env(locked: BuildSpec, env_spec: BuildSpec) -> BuildSpec:
     return dataclasses.replace(locked, path=env_spec.path, channels=tuple(creds.get(c, c) for c in locked.channels))
 
 
+def with_cli_labels(spec: BuildSpec, args: argparse.Namespace) -> BuildSpec:
+    """``spec`` with ``--label``/``--annotation``/``--env`` and the provenance keys on top of the file's values:
+    the file, then provenance (options or CI variables), then the explicit flags."""
+    prov = tuple(provenance(os.environ, args.oci_labels, args.source, args.revision, args.image_version).items())
+    image = dataclasses.replace(
+        spec.image,
+        labels=merge(merge(spec.image.labels, prov), parse_pairs(args.label, "--label")),
+        annotations=merge(merge(spec.image.annotations, prov), parse_pairs(args.annotation, "--annotation")),
+        env=merge(spec.image.env, parse_pairs(args.env, "--env", env_names=True)),
+    )
+    return dataclasses.replace(spec, image=image)
+
+
+def output_path(given: str) -> Path:
+    """``-o``: ``OUT.tar`` is an OCI archive, a directory (an existing one, no suffix, or a trailing ``/``) an OCI
+    layout. Anything else (``out.tar.gz``, ``out.zip``) is refused rather than silently becoming a directory."""
+    path = Path(given)
+    if path.name.endswith(".tar") and not given.endswith("/"):
+        return path
+    if given.endswith("/") or path.is_dir() or not path.suffix:
+        return path
+    raise SpecError(f"-o {given}: unknown output suffix {path.suffix!r} (this would write an OCI layout directory "
+                    f"named {path.name}); use OUT.tar for an OCI archive, or a directory name without a suffix or "
+                    "ending in / for an OCI layout")
+
+
 def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
     if args.output is None and args.push is None:
         raise SpecError("build: give -o OUT, --push REGISTRY/REPO:TAG, or both")
+    output = output_path(args.output) if args.output is not None else None
     registry = _registry(args)
     sign_key = _build_sign_key(args)  # asked for (and checked) before the slow work, not after it
     with lock_inputs(args, reporter) as inputs:
         lock = inputs.lock
-        spec = lock_spec(inputs, reporter, base=args.base, prefix=args.prefix, tag=args.tag, channels=args.channels)
+        spec = lock_spec(inputs, reporter, base=args.base, prefix=args.prefix, channels=args.channels)
         given = _given_platforms(args)
         parse_image_ref(spec.image.base)  # a base reference we cannot read fails before any work
+        tags = image_tags(args.tag or (), spec.image.tag, spec.name, f"{spec.path}: image.tag")
+        spec = with_cli_labels(spec, args)
         opts = BuildOptions.from_values(
             vars(args),
-            output=Path(args.output) if args.output is not None else None,
+            output=output,
             push=args.push,
             platforms=given or (() if lock is not None else tuple(default_platforms(spec.platforms, os.environ))),
             offline=args.offline or inputs.offline,
@@ -203,6 +234,8 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
             jobs=max(1, args.jobs),
             registry=registry,
             sbom=parse_formats(args.sbom) if args.sbom else (),
+            tags=tags if args.tag else (),
+            created_label=args.oci_labels,  # the file's tag or the default are build.py's fallback
         )
         if lock is not None:
             opts = apply_lock(opts, lock, platforms_given=given is not None)
@@ -210,9 +243,11 @@ def build_command(args: argparse.Namespace, reporter: Reporter) -> int:
     signed = _sign_pushed(result, sign_key, registry, reporter) if sign_key is not None else None
     if args.json:
         _print_json({**result.to_json(), "signature": signed} if signed else result.to_json())
-    elif not args.quiet:
+        return 0
+    if not args.quiet:
         for line in result.summary_lines():
             print(line, file=sys.stderr)
+    print(result.result_line())  # stdout carries the result only, so IMG=$(oci-conda build ...) works
     return 0
 
 
@@ -455,10 +490,27 @@ def _push_attached(image: str, result: PushResult, options: RegistryOptions) -> 
 
 def login_command(args: argparse.Namespace, reporter: Reporter) -> int:
     options = _registry(args)
-    password = sys.stdin.readline().rstrip("\r\n")
-    if not password:
-        raise SpecError("login: no password on stdin")
-    path = login(args.registry, args.username, password, options)
+    username = args.username
+    if args.password_stdin:
+        if not username:
+            raise SpecError("login: --password-stdin needs -u USER")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise SpecError("login: no password on stdin")
+    else:
+        if not sys.stdin.isatty():
+            raise SpecError(f"login {args.registry}: no terminal to prompt for the password; pipe it with "
+                            "--password-stdin")
+        try:
+            if not username:
+                print("Username: ", end="", file=sys.stderr, flush=True)
+                username = sys.stdin.readline().strip()
+            password = getpass.getpass("Password: ")
+        except EOFError:
+            raise SpecError(f"login {args.registry}: no password given") from None
+        if not username or not password:
+            raise SpecError(f"login {args.registry}: a user name and a password are needed")
+    path = login(args.registry, username, password, options)
     if not args.quiet:
         print(f"login succeeded for {args.registry}; credentials stored in {path}", file=sys.stderr)
     return 0
@@ -563,6 +615,14 @@ def verify_command(args: argparse.Namespace, reporter: Reporter) -> int:
     return 0
 
 
+def logout_command(args: argparse.Namespace, reporter: Reporter) -> int:
+    path = logout(args.registry, _registry(args))
+    if not args.quiet:
+        print(f"removed the credentials for {args.registry} from {path}" if path is not None else
+              f"no credentials stored for {args.registry}", file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "build": build_command,
     "solve": solve_command,
@@ -576,4 +636,5 @@ COMMANDS: dict[str, Command] = {
     "keygen": keygen_command,
     "sign": sign_command,
     "verify": verify_command,
+    "logout": logout_command,
 }

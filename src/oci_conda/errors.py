@@ -3,15 +3,22 @@
 Every failure a user can cause or fix (bad input, unreachable channel, checksum mismatch, ...) is raised as an
 ``OciCondaError`` subclass with a one-line message naming the file, line or package. The CLI prints that line and
 exits non-zero; anything else is a bug and shows a traceback.
+
+Exit codes (the CLI maps error classes to them in one table, ``cli.EXIT_CODES``; README lists them):
 """
 
 from __future__ import annotations
 
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug: an exception that is not an OciCondaError (traceback shown)
+EXIT_USAGE = 2  # bad command line, environment file, lock, package, image or output path
+EXIT_UNSATISFIABLE = 3  # the environment cannot be solved
+EXIT_NETWORK = 4  # a channel, download or registry failed (unreachable, HTTP error, bad remote data, auth)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+
 
 class OciCondaError(Exception):
     """A failure the user can act on; its message is one line."""
-
-    exit_code: int = 2
 
 
 class SpecError(OciCondaError):
@@ -24,8 +31,6 @@ class ChannelError(OciCondaError):
 
 class SolveError(OciCondaError):
     """The request cannot be satisfied."""
-
-    exit_code = 1
 
 
 class FetchError(OciCondaError):

@@ -53,6 +53,8 @@ IMAGE_OPTIONS: tuple[Option, ...] = (
     Option("compile_pyc", "--compile-pyc", bool, False, "byte-compile site-packages into the image (reproducible "
            "unchecked-hash .pyc, listed in conda-meta) with a host python of the environment's X.Y; skipped with a "
            "warning otherwise", locked=False),
+    Option("owner", "--chown", str, None, "UID:GID owning the environment's files in the image (default: image.owner, "
+           "else 0:0), so a non-root image.user can write in its prefix", metavar="UID:GID", locked=False),
 )
 LOCKED_OPTIONS: tuple[Option, ...] = tuple(o for o in IMAGE_OPTIONS if o.locked)
 
@@ -93,6 +95,9 @@ class BuildOptions:
     lock: Lock | None = None  # records come from it: nothing is solved and no repodata is fetched
     registry: RegistryOptions = RegistryOptions()  # how to reach registries (base pulls, --push); jobs from ``jobs``
     sbom: tuple[str, ...] = ()  # --sbom formats: attached to the image and written beside the output (not image bytes)
+    owner: str | None = default("owner")  # --chown UID:GID (None: the file's image.owner, else 0:0)
+    created_label: bool = False  # --oci-labels: org.opencontainers.image.created from the build time
+    tags: tuple[str, ...] = ()  # --tag names (validated; image_names.image_tags); () = the file's tag or the default
 
     @classmethod
     def from_values(cls, given: Mapping[str, Any], **fields: Any) -> BuildOptions:

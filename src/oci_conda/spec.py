@@ -52,6 +52,8 @@ class ImageSettings:
     annotations: tuple[tuple[str, str], ...] = ()
     tag: str | None = None
     virtual_packages: tuple[tuple[str, str], ...] = ()
+    activate: str = "env"  # "env": static activation into Env; "script": also an entrypoint sourcing dynamic scripts
+    owner: str | None = None  # "UID:GID" owning the environment's files (None: 0:0)
 
 
 @dataclass(frozen=True)
@@ -407,6 +409,8 @@ def load_spec(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
         annotations=pairs(img.get("annotations")),
         tag=img.get("tag"),
         virtual_packages=pairs(img.get("virtual_packages")),
+        activate=img.get("activate", "env"),
+        owner=_scalar_str(img["owner"]) if "owner" in img else None,
     )
     variables = tuple((k, _scalar_str(v)) for k, v in (doc.get("variables") or {}).items())
     return BuildSpec(

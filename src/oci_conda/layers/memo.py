@@ -64,6 +64,7 @@ class MemoHit:
     layers: list[tuple[LayerPlan, LayerInfo, Path]]
     warnings: list[str]
     trimmed: dict[str, Any]
+    activation: dict[str, str]  # what activate.d scripts set (the image config's Env needs it)
 
 
 def _tool_version(dist: str) -> str:
@@ -118,6 +119,7 @@ def lookup(key: str) -> MemoHit | None:
             layers.append((plan, info, _blob_path(info.digest)))
         warnings = [str(w) for w in doc["warnings"]]
         trimmed = dict(doc["trimmed"])
+        activation = {str(k): str(v) for k, v in dict(doc.get("activation", {})).items()}
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -127,17 +129,18 @@ def lookup(key: str) -> MemoHit | None:
         if not verify_file(blob, sha256=info.digest.split(":", 1)[1], size=info.size):
             drop_file(blob)  # a damaged blob is rebuilt by the full path, never trusted
             return None
-    return MemoHit(layers=layers, warnings=warnings, trimmed=trimmed)
+    return MemoHit(layers=layers, warnings=warnings, trimmed=trimmed, activation=activation)
 
 
 def store(key: str, layers: Sequence[tuple[LayerPlan, LayerInfo, Path]], warnings: Sequence[str],
-          trimmed: Mapping[str, Any]) -> None:
+          trimmed: Mapping[str, Any], activation: Mapping[str, str] | None = None) -> None:
     """Remember the layers just built for ``key`` (atomically: a concurrent reader sees the old entry or the new)."""
     doc = {
         "layers": [{"name": plan.name, "packages": list(plan.packages), "info": dataclasses.asdict(info)}
                    for plan, info, _blob in layers],
         "warnings": list(warnings),
         "trimmed": dict(trimmed),
+        "activation": dict(activation or {}),
     }
     with atomic_write(_entry_path(key)) as f:
         f.write(canonical_json(doc))

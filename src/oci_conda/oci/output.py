@@ -24,17 +24,19 @@ class WriteResult:
 
 
 def write_output(
-    out: Path, images: list[Image], tag: str | None = None, annotations: dict[str, str] | None = None, mtime: int = 0,
-    attached: Sequence[Artifact] = (),
+    out: Path, images: list[Image], tag: str | list[str] | None = None, annotations: dict[str, str] | None = None,
+    mtime: int = 0, attached: Sequence[Artifact] = (),
 ) -> WriteResult:
-    """Write ``images`` under ``tag`` (several, one per platform, become one multi-platform index).
+    """Write ``images`` under ``tag`` (several, one per platform, become one multi-platform index); a list of tags
+    names the same image(s) once per tag in index.json.
 
     ``annotations`` go on every manifest and on index.json; ``attached`` artifacts (SBOMs whose subject is one of
     the manifests) are listed in index.json after the images, with no ref name.
     """
     if annotations:
         images = [set_annotations(img, annotations) for img in images]
-    planned = plan([(img, tag) for img in images])
+    tags = tag if isinstance(tag, list) else [tag]
+    planned = plan([(img, t) for t in tags for img in images])
     for art in attached:
         planned.attach(art.manifest, art.descriptor, art.blobs)
     out = Path(out)

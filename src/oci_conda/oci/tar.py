@@ -101,13 +101,14 @@ def _pax_record(key: str, value: bytes) -> bytes:
     return str(n).encode("ascii") + b" " + k + b"=" + value + b"\n"
 
 
-def _ustar(name: bytes, prefix: bytes, mode: int, size: int, mtime: int, typeflag: bytes, linkname: bytes) -> bytes:
+def _ustar(name: bytes, prefix: bytes, mode: int, size: int, mtime: int, typeflag: bytes, linkname: bytes,
+           owner: tuple[int, int] = (0, 0)) -> bytes:
     head = b"".join(
         (
             name.ljust(100, b"\0"),
             _octal(mode, 8),
-            _octal(0, 8),  # uid
-            _octal(0, 8),  # gid
+            _octal(owner[0], 8),  # uid
+            _octal(owner[1], 8),  # gid
             _octal(size, 12),
             _octal(mtime, 12),
             b"        ",  # checksum placeholder
@@ -156,10 +157,11 @@ def _header_len(path: str, kind: str, size: int, linkname: str) -> int:
     return 512 + (512 + len(records) + (-len(records) % 512) if records else 0)
 
 
-def entry_header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: str) -> bytes:
+def entry_header(path: str, kind: str, mode: int, size: int, mtime: int, linkname: str,
+                 owner: tuple[int, int] = (0, 0)) -> bytes:
     """One entry's header bytes: ustar, preceded by a PAX header only where ustar cannot say it."""
     name, prefix, link, hsize, records = _fields(path, kind, size, linkname)
-    header = _ustar(name, prefix, mode, hsize, mtime, _TYPEFLAG[kind], link)
+    header = _ustar(name, prefix, mode, hsize, mtime, _TYPEFLAG[kind], link, owner)
     if not records:
         return header
     xhead = _ustar(b"././@PaxHeader", b"", 0o644, len(records), mtime, b"x", b"")
@@ -462,8 +464,8 @@ def _content_size(e: TarEntry) -> int:
     return e.size if e.opener is not None else 0
 
 
-def _write_file(sink: _Sink, e: TarEntry, size: int, mtime: int) -> None:
-    header = entry_header(e.path, "file", e.mode, size, mtime, "")
+def _write_file(sink: _Sink, e: TarEntry, size: int, mtime: int, owner: tuple[int, int] = (0, 0)) -> None:
+    header = entry_header(e.path, "file", e.mode, size, mtime, "", owner)
     pad = b"\0" * (-size % 512)
     if e.data is not None:
         sink.write(header + e.data + pad if size < FLUSH_AT else header)
@@ -504,8 +506,12 @@ def _write_file(sink: _Sink, e: TarEntry, size: int, mtime: int) -> None:
 
 
 def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compression, mtime: int, *,
-                whiteouts: Iterable[str] = (), workers: int | None = None) -> LayerInfo:
+                whiteouts: Iterable[str] = (), workers: int | None = None, owner: tuple[int, int] = (0, 0),
+                owner_under: str = "") -> LayerInfo:
     """Write a reproducible layer: sorted, owner 0, fixed mtime, canonical modes, deterministic compression.
+
+    ``owner`` (uid, gid; at most 0o7777777 each, the ustar field) owns ``owner_under`` and everything below it
+    (``""``: every entry); the directories above it stay 0:0, so a non-root user owns its prefix and nothing else.
 
     Entries with whiteout names (:func:`is_whiteout`) are refused unless their path is listed in ``whiteouts``
     (and they are empty files): deleting a lower layer's file must be a decision of the caller, never of content.
@@ -521,14 +527,21 @@ def write_layer(entries: Iterable[TarEntry], out: BinaryIO, compression: Compres
         _header_len(e.path, e.kind, n, e.linkname if e.kind in ("symlink", "hardlink") else "") + n + (-n % 512)
         for e, n in zip(normalised, sizes)
     )
+    if max(owner) > 0o7777777 or min(owner) < 0:
+        raise ImageError(f"layer owner {owner[0]}:{owner[1]}: uid and gid must be between 0 and {0o7777777}")
+    under = owner_under.strip("/")
+
+    def owned(path: str) -> tuple[int, int]:
+        return owner if not under or path == under or path.startswith(under + "/") else (0, 0)
+
     sink = _Sink(out, compression, total, workers)
     try:
         for e, n in zip(normalised, sizes):
             if e.kind == "file":
-                _write_file(sink, e, n, mtime)
+                _write_file(sink, e, n, mtime, owned(e.path))
             else:
                 link = e.linkname if e.kind in ("symlink", "hardlink") else ""
-                sink.write(entry_header(e.path, e.kind, e.mode, 0, mtime, link))
+                sink.write(entry_header(e.path, e.kind, e.mode, 0, mtime, link, owned(e.path)))
         sink.write(b"\0" * 1024)  # end-of-archive marker
         digest, size, diff_id, usize = sink.finish()
     finally:

@@ -215,6 +215,37 @@ def store(host: str, creds: Credentials, authfile: str | os.PathLike[str] | None
     return path
 
 
+def remove(host: str, authfile: str | os.PathLike[str] | None = None) -> Path | None:
+    """Forget ``host``'s credentials in the file ``login`` writes (and in its helper, if one is configured); returns
+    the file changed, or None if it held nothing for ``host``."""
+    path = login_file(authfile)
+    doc = _read_json(path) or {}
+    auths = doc.get("auths")
+    keys = [k for k in auths if _host_of(k) == host] if isinstance(auths, dict) else []
+    helpers = doc.get("credHelpers") or {}
+    helper = (helpers.get(host) if isinstance(helpers, dict) else None) or doc.get("credsStore")
+    if isinstance(helper, str) and helper and keys:
+        try:
+            subprocess.run([f"docker-credential-{helper}", "erase"], input=host.encode(), capture_output=True,
+                           timeout=60, check=False)
+        except OSError:
+            pass
+    if not keys:
+        return None
+    for k in keys:
+        del auths[k]
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".auth.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent="\t")
+            f.write("\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise AuthError(f"cannot write credentials file {path}: {exc.strerror}") from None
+    return path
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # scope: where credentials may go
 

@@ -18,3 +18,10 @@ def login(host: str, username: str, password: str, options: RegistryOptions | No
     client.set_credentials(creds)
     client.ping()
     return auth.store(host, creds, opts.authfile)
+
+
+def logout(host: str, options: RegistryOptions | None = None) -> Path | None:
+    """Forget the stored credentials for ``host``; returns the file changed (None: there were none)."""
+    if "/" in host or not host:
+        raise RegistryError(f"logout: {host!r} is not a registry host (HOST[:PORT])")
+    return auth.remove(host, (options or RegistryOptions()).authfile)
