@@ -44,7 +44,7 @@ def test_pip_wheels_but_not_conda_dist_info() -> None:
         f"{SP}/gone-2.0.dist-info/METADATA": meta("gone", "2.0"),
     })
     upper = layer({f"{SP}/.wh.gone-2.0.dist-info": b""}, "zstd")
-    wheels = read_wheels([lower, upper], conda_owned([CONDA_REC], "/opt/conda"))
+    wheels = read_wheels([lower, upper], conda_owned([CONDA_REC["files"]], "/opt/conda"))
     assert [(w.name, w.version, w.sha256, w.url, w.license) for w in wheels] == [
         ("legacy", "1.0", "cd" * 32, "file:///w/legacy.whl", None),
         ("typing_extensions", "4.12.2", "ab" * 32,

@@ -26,10 +26,11 @@ def wanted(path: str) -> bool:
     return _DIST_INFO.match(path) is not None
 
 
-def conda_owned(records: Iterable[Mapping[str, Any]], prefix: str) -> set[str]:
-    """Image paths (no leading ``/``) of every file the conda records at ``prefix`` installed."""
+def conda_owned(file_lists: Iterable[Iterable[object]], prefix: str) -> set[str]:
+    """Image paths (no leading ``/``) of every file the conda records at ``prefix`` installed (their ``files``
+    lists, as read from ``conda-meta/*.json``: anything not a string is ignored)."""
     root = prefix.strip("/")
-    return {normalise(f"{root}/{f}") for rec in records for f in (rec.get("files") or []) if isinstance(f, str)}
+    return {normalise(f"{root}/{f}") for files in file_lists for f in files if isinstance(f, str)}
 
 
 def _sha256(direct: Mapping[str, Any]) -> str | None:

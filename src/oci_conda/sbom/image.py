@@ -51,7 +51,7 @@ def input_from_layers(layers: Iterable[BinaryIO], subject: ImageSubject, created
     records = conda_records(files)
     owned: set[str] = set()
     for prefix, rec in records:
-        owned |= conda_owned([rec], prefix)
+        owned |= conda_owned([rec.get("files") or []], prefix)
     conda = tuple(CondaPackage.from_record(rec) for _prefix, rec in records)
     wheels = tuple(wheels_from_files({p: d for p, d in files.items() if distinfo_wanted(p)}, owned))
     osp = tuple(os_packages({p: d for p, d in files.items() if wanted_os_file(p)}))
