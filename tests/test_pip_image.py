@@ -296,3 +296,19 @@ def test_compile_pyc_covers_wheels_and_their_record(world: dict) -> None:
     digest = base64.urlsafe_b64encode(hashlib.sha256(files[pyc]).digest()).rstrip(b"=").decode()
     assert rows[f"markupsafe/__pycache__/__init__.{tag}.pyc"] == \
         f"markupsafe/__pycache__/__init__.{tag}.pyc,sha256={digest},{len(files[pyc])}"
+
+
+def test_inspect_and_diff_list_pip_packages(world: dict, main: dict) -> None:
+    r = oci_conda("inspect", str(main["out"]), "--json", env=_env(world["cache"]))
+    (view,) = json.loads(r.stdout)["platforms"]
+    assert {p["name"].lower() for p in view["pip_packages"]} == WHEELS  # conda's pip/setuptools/wheel are not
+    assert {p["name"] for p in view["packages"]} == {"python", "pip", "setuptools", "wheel"}
+    other = world["work"] / "other.tar"
+    if not other.exists():
+        pytest.skip("needs test_same_wheel_same_layer_in_another_image")
+    r = oci_conda("diff", str(main["out"]), str(other), "--json", env=_env(world["cache"]))
+    d = json.loads(r.stdout)["platforms"]["linux/amd64"]
+    assert {p["name"].lower() for p in d["pip_removed"]} == WHEELS - {"markupsafe"}
+    assert d["pip_added"] == [] and d["pip_changed"] == []
+    text = oci_conda("diff", str(main["out"]), str(other), env=_env(world["cache"])).stdout
+    assert "  - pip:requests 2.32.3" in text.splitlines()
