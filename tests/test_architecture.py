@@ -37,7 +37,7 @@ PKG = "oci_conda"
 #: Top-level modules by layer, highest first (``ARCHITECTURE.md``). A module may import modules of its own layer or
 #: of a lower one. ``conda/``, ``pypi/``, ``oci/`` are layer 2 and ``layers/`` layer 3, whatever their modules.
 LAYERS: dict[str, int] = {
-    "__main__": 8,
+    "__main__": 9, "entry": 8,
     "cli": 7,
     "commands": 6,
     "resolve": 5, "build": 5, "bundle": 5, "inspect_image": 5, "pack_prefix": 5, "pip_stage": 5,
@@ -54,7 +54,7 @@ LAYERS: dict[str, int] = {
 }
 LAYERS["limits"] = 1  # foundations: bounded reads of files, streams and JSON from outside (issue 12)
 SUBPACKAGE_LAYERS = {"sbom": 5, "sign": 5, "layers": 3, "conda": 2, "pypi": 2, "oci": 2}
-LAYER_NAMES = {8: "entry point", 7: "cli", 6: "commands", 5: "commands' stages", 4: "options/spec", 3: "layers/",
+LAYER_NAMES = {9: "__main__", 8: "entry point", 7: "cli", 6: "commands", 5: "commands' stages", 4: "options/spec", 3: "layers/",
                2: "conda/ pypi/ oci/", 1: "foundations", 0: "package"}
 #: Top-level modules of today's tree that the map replaces: their provisional layer and where their job goes.
 OFF_MAP: dict[str, tuple[int, str]] = {
@@ -69,6 +69,9 @@ PYPI_MAY_USE = {"conda.records", "conda.version"}
 #: Third-party modules a function may import locally: optional for most commands and slow to import.
 #: zstandard: only zstd layers and zstd repodata need it; importing it costs start-up time for every command.
 LOCAL_IMPORT_OK = {"conda_pack", "cryptography", "jsonschema", "zstandard"}
+#: The console entry point answers ``--version`` before it loads the pipeline (a second of imports), so it alone may
+#: import the CLI inside its function.
+LOCAL_PROJECT_IMPORT_OK = {"entry"}
 #: Parameter names that always denote a project type (so ``Any`` there hides one).
 #: The modules that know argparse (``commands.py`` builds typed options from the parsed command line).
 #: ``options`` declares the image-changing options once and generates their flags from that table; it never
@@ -299,8 +302,10 @@ def local_imports(project: Project) -> list[Violation]:
                 names = [a.name for a in node.names]
                 project_mod = any(n.split(".")[0] == PKG for n in names)
             shown = ast.unparse(node)
-            if project_mod:
+            if project_mod and mod.name not in LOCAL_PROJECT_IMPORT_OK:
                 out.append(Violation(mod.path, node.lineno, "function-local project import", shown))
+            elif project_mod:
+                continue
             elif not all(n is not None and n.split(".")[0] in LOCAL_IMPORT_OK for n in names):
                 out.append(Violation(mod.path, node.lineno, "function-local import", f"{shown} (not an optional "
                                                                                       "heavy dependency)"))

@@ -1,3 +1,3 @@
-from oci_conda.cli import main
+from oci_conda.entry import main
 
 raise SystemExit(main())
