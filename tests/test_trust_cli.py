@@ -304,3 +304,11 @@ def test_closed_stdout_is_quiet(world: Path, tmp_path: Path) -> None:
     os.close(w)
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
     assert p.returncode == 141
+
+
+def test_unusable_cache_is_one_line(world: Path, tmp_path: Path) -> None:
+    """An OS error from the cache (read-only, full, not a directory) is one line naming the path, not a traceback.
+    (Tests run as root, where a read-only mode does not stop writes; a cache under a plain file fails the same way.)"""
+    (tmp_path / "file").write_text("x")
+    line = one_error_line(_build(world, tmp_path, env=_env(tmp_path, OCI_CONDA_CACHE=str(tmp_path / "file" / "c"))))
+    assert str(tmp_path / "file" / "c") in line and "Not a directory" in line
