@@ -145,7 +145,7 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
         with thread_pool(opts.jobs, len(records), "extract", cpu_bound=True) as pool:
             extracted = list(pool.map(one, records))
     prefix = spec.image.prefix
-    with held_temp_dir("oci-conda-stage-") as tmp:  # held: a later run sweeps it only after a kill -9
+    with held_temp_dir("stage-") as tmp:  # held: a later run sweeps it only after a kill -9
         staging = Path(tmp) / "prefix"
         with reporter.phase("install", f"into {prefix}"):
             reporter.start(len(records), "install")
