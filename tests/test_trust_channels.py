@@ -114,3 +114,27 @@ def test_zst_bomb_from_an_http_channel_is_one_line(served: tuple[Path, str], tmp
     _zst_bomb(root / "chan/linux-64/repodata.json.zst", 256 << 20)
     with pytest.raises(ChannelError, match="inflates to more than the 33554432-byte limit"):
         subdir_records(resolve_channel(f"{url}/chan", tmp_path), "linux-64", make_session())
+
+
+def test_session_bodies_are_capped_while_streaming(tmp_path: Path) -> None:
+    """The build's one HTTP session reads every whole body through the cap: an endless answer ends at the cap."""
+    import time
+
+    from registry_fixtures import Answer, HostileServer, endless
+
+    from oci_conda.http import BodyTooLarge
+
+    srv = HostileServer(lambda s: Answer(200, {}, endless(b"x" * 65536)))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(BodyTooLarge, match="limit"):
+            make_session().get(f"{srv.url}/chan/linux-64/repodata.json", max_bytes=4 << 20)
+        assert time.monotonic() - t0 < 30
+        big = HostileServer(lambda s: Answer(200, {"Content-Length": str(1 << 40)}, b""))
+        try:
+            with pytest.raises(BodyTooLarge, match="announced"):
+                make_session().get(f"{big.url}/x", max_bytes=4 << 20)
+        finally:
+            big.stop()
+    finally:
+        srv.stop()

@@ -212,7 +212,7 @@ def test_bundle_of_the_wrong_shape_is_one_line(world: Path, tmp_path: Path, case
                   check=False, timeout=120)
     line = one_error_line(p)
     assert pattern in line
-    assert not list(tmp_path.glob("oci-conda-bundle-*"))
+    assert not list(tmp_path.glob("oci-conda-held-bundle-*"))
 
 
 def test_bundle_that_is_a_fifo_is_one_line(world: Path, tmp_path: Path) -> None:
@@ -237,7 +237,7 @@ def test_sigterm_mid_build_cleans_up_and_exits_143(world: Path, tmp_path: Path) 
                             text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:  # wait until it is staging or packing
-        if list(tmp_path.glob("oci-conda-stage-*")) or list((tmp_path / "cache").rglob(".*.tmp")):
+        if list(tmp_path.glob("oci-conda-held-stage-*")) or list((tmp_path / "cache").rglob(".*.tmp")):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the build ended before it could be interrupted"
@@ -245,7 +245,7 @@ def test_sigterm_mid_build_cleans_up_and_exits_143(world: Path, tmp_path: Path) 
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "oci-conda: terminated" and "Traceback" not in err
-    assert not list(tmp_path.glob("oci-conda-stage-*"))
+    assert not list(tmp_path.glob("oci-conda-held-stage-*"))
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.endswith((".tmp", ".part"))]
     assert not (tmp_path / "o.tar").exists() and not list(tmp_path.glob(".o.tar.*"))
 
@@ -254,7 +254,7 @@ KILLED_HOLDER = """
 import os, sys, time
 from pathlib import Path
 from oci_conda.cache import atomic_path, held_temp_dir
-with held_temp_dir("oci-conda-stage-") as d:
+with held_temp_dir("stage-") as d:
     (d / "x").write_bytes(b"x" * 1000)
     with atomic_path(Path(sys.argv[1]) / "pkgs" / "f.conda") as s:
         open(s.tmp, "wb").write(b"y" * 1000)
@@ -282,15 +282,15 @@ def test_what_kill_9_leaves_is_swept_but_live_temps_are_not(tmp_path: Path, monk
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    assert len(list(tmp_path.glob("oci-conda-stage-*"))) == 2 and len(list((cache / "pkgs").glob(".f.conda.*"))) == 2
+    assert len(list(tmp_path.glob("oci-conda-held-stage-*"))) == 2 and len(list((cache / "pkgs").glob(".f.conda.*"))) == 2
     sweep_cache()
-    assert len(list(tmp_path.glob("oci-conda-stage-*"))) == 1  # the live one stays
+    assert len(list(tmp_path.glob("oci-conda-held-stage-*"))) == 1  # the live one stays
     assert len(list((cache / "pkgs").glob(".f.conda.*"))) == 1
     live.kill()
     live.wait()
     sweep_cache()
-    assert not list(tmp_path.glob("oci-conda-stage-*")) and not list((cache / "pkgs").glob(".f.conda.*"))
-    with held_temp_dir("oci-conda-stage-") as d:  # our own, held: a sweep leaves it
+    assert not list(tmp_path.glob("oci-conda-held-stage-*")) and not list((cache / "pkgs").glob(".f.conda.*"))
+    with held_temp_dir("stage-") as d:  # our own, held: a sweep leaves it
         sweep_cache()
         assert d.is_dir()
 
@@ -304,3 +304,11 @@ def test_closed_stdout_is_quiet(world: Path, tmp_path: Path) -> None:
     os.close(w)
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
     assert p.returncode == 141
+
+
+def test_unusable_cache_is_one_line(world: Path, tmp_path: Path) -> None:
+    """An OS error from the cache (read-only, full, not a directory) is one line naming the path, not a traceback.
+    (Tests run as root, where a read-only mode does not stop writes; a cache under a plain file fails the same way.)"""
+    (tmp_path / "file").write_text("x")
+    line = one_error_line(_build(world, tmp_path, env=_env(tmp_path, OCI_CONDA_CACHE=str(tmp_path / "file" / "c"))))
+    assert str(tmp_path / "file" / "c") in line and "Not a directory" in line

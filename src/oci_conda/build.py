@@ -254,7 +254,7 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
     if pip_out is not None:
         pip_out.extend(w.record for w in fetched_wheels)
     prefix = spec.image.prefix
-    with held_temp_dir("oci-conda-stage-") as tmp:  # held: a later run sweeps it only after a kill -9
+    with held_temp_dir("stage-") as tmp:  # held: a later run sweeps it only after a kill -9
         staging = Path(tmp) / "prefix"
         with reporter.phase("install", f"into {prefix}"):
             installing = reporter.task("install", len(records), "packages")

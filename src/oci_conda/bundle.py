@@ -202,7 +202,7 @@ def _read_manifest(tmp: Path, where: str) -> dict[str, Any]:
 def open_bundle(path: Path) -> Iterator[UnpackedBundle]:
     """Unpack ``path`` into a temporary directory (removed afterwards); its packages go to the package cache."""
     where = str(path)
-    with held_temp_dir("oci-conda-bundle-") as tmp:  # held: swept by a later run only after a kill -9
+    with held_temp_dir("bundle-") as tmp:  # held: swept by a later run only after a kill -9
         try:
             with open_regular(path, where) as raw, tarfile.open(fileobj=raw, mode="r:") as t:
                 members = list(_safe_members(t, where))

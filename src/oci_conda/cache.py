@@ -4,7 +4,7 @@ Layout under ``$OCI_CONDA_CACHE`` (default ``$XDG_CACHE_HOME/oci-conda`` or ``~/
 ``pkgs/`` package files by sha256, ``extracted/`` unpacked packages, ``repodata/``, ``blobs/sha256/``.
 Several builds may share one cache: every entry appears atomically and is verified before it is trusted.
 
-Temp names (``.NAME.*.tmp``, ``.NAME.*.part``, ``oci-conda-stage-*`` in ``$TMPDIR``) are locked (``flock``) by the
+Temp names (``.NAME.*.tmp``, ``.NAME.*.part``, ``oci-conda-held-*`` in ``$TMPDIR``) are locked (``flock``) by the
 process writing them for as long as it lives; a killed process's lock is gone with it, so :func:`sweep_stale` (run on
 a directory before the first temp is made there, and by :func:`sweep_cache` at the start of every command) removes
 exactly the temps nobody holds.
@@ -25,8 +25,9 @@ from typing import IO, Iterator
 
 #: what our temp names end with (cache entries never do)
 TEMP_SUFFIXES = (".tmp", ".part", ".old")
-#: what our temp directories in ``$TMPDIR`` start with (each held while in use)
-HELD_TMPDIR_PREFIXES = ("oci-conda-stage-", "oci-conda-bundle-")
+#: what our temp directories in ``$TMPDIR`` start with: only :func:`held_temp_dir` makes such names, always held
+#: while in use, so an unheld one is stale (other temp dirs, e.g. an older version's, are never touched)
+HELD_TMPDIR_PREFIX = "oci-conda-held-"
 #: cache subdirectories whose temps are swept at start
 CACHE_SUBDIRS = ("pkgs", "extracted", "layers", "blobs/sha256", "repodata", "repodata/shards")
 
@@ -120,14 +121,14 @@ def sweep_cache() -> None:
     if root.is_dir():
         for sub in CACHE_SUBDIRS:
             sweep_stale(root / sub, is_temp_name)
-    sweep_stale(tempfile.gettempdir(), lambda n: n.startswith(HELD_TMPDIR_PREFIXES))
+    sweep_stale(tempfile.gettempdir(), lambda n: n.startswith(HELD_TMPDIR_PREFIX))
 
 
 @contextlib.contextmanager
 def held_temp_dir(prefix: str, directory: str | os.PathLike[str] | None = None) -> Iterator[Path]:
-    """A new temp directory, locked while in use and removed afterwards (also on SIGTERM, which the CLI turns into
+    """A new temp directory ``oci-conda-held-PREFIX*``, locked while in use and removed afterwards (also on SIGTERM, which the CLI turns into
     an exception); after ``kill -9`` it is left unlocked, for the next :func:`sweep_cache`."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+    path = Path(tempfile.mkdtemp(prefix=HELD_TMPDIR_PREFIX + prefix, dir=directory))
     fd = hold(path)
     try:
         yield path

@@ -26,7 +26,7 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 #: The longest wait a server's ``Retry-After`` can impose before one retry (a hostile 100000 is not obeyed).
 MAX_RETRY_AFTER = 30.0
 #: Default cap on a body read whole (repodata, shards, tokens, manifests); a caller may pass ``max_bytes``.
-MAX_BODY = 512 << 20
+MAX_BODY = 1 << 30  # as large as the largest repodata.json we accept (conda/repodata.MAX_REPODATA)
 #: Wall-clock cap on reading one body: a server trickling bytes must not hold a build for hours.
 BODY_DEADLINE = 900.0
 #: The longest response header value we parse (a 60 KB ``WWW-Authenticate`` is refused, not parsed).
