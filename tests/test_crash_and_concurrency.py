@@ -125,7 +125,7 @@ def test_kill_at_random_moments(world: dict, baseline: dict) -> None:
 TARGETS = {
     "package download": ("pkgs", lambda n: n.endswith(".part")),
     "extraction": ("extracted", lambda n: n.startswith(".") and n.endswith(".tmp")),
-    "layer blob": ("blobs/sha256", lambda n: n.startswith(".layer-")),
+    "layer blob": ("blobs/sha256", lambda n: n.startswith(".blob.")),
 }
 
 
