@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..cache import atomic_write, cache_dir
+from ..cache import atomic_write, cache_dir, cache_root
 from ..cache_verify import drop_file, verify_file
 from ..conda.records import PackageRecord
 from ..oci.image import canonical_json
@@ -97,12 +97,13 @@ def memo_key(inputs: MemoInputs) -> str | None:
     return hashlib.sha256(canonical_json(doc)).hexdigest()
 
 
-def _entry_path(key: str) -> Path:
-    return cache_dir("layers", "env") / f"{key}.json"
+def _entry_path(key: str, create: bool = False) -> Path:
+    """Where ``key``'s entry lives; a lookup creates nothing (a failed build leaves the cache as it was)."""
+    return (cache_dir("layers", "env") if create else cache_root() / "layers" / "env") / f"{key}.json"
 
 
 def _blob_path(digest: str) -> Path:
-    return cache_dir("blobs", "sha256") / digest.split(":", 1)[1]
+    return cache_root() / "blobs" / "sha256" / digest.split(":", 1)[1]
 
 
 def lookup(key: str) -> MemoHit | None:
@@ -142,5 +143,5 @@ def store(key: str, layers: Sequence[tuple[LayerPlan, LayerInfo, Path]], warning
         "trimmed": dict(trimmed),
         "activation": dict(activation or {}),
     }
-    with atomic_write(_entry_path(key)) as f:
+    with atomic_write(_entry_path(key, create=True)) as f:
         f.write(canonical_json(doc))
