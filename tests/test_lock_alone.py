@@ -310,3 +310,53 @@ def test_conda_lock_pip_entries_are_refused_not_dropped(tmp_path: Path) -> None:
     with pytest.raises(LockError, match=r"conda-lock.yml: locks 1 PyPI package\(s\) for linux-64 \(pydantic\); "
                                         r"installing PyPI packages from a conda-lock lock is not supported yet"):
         records_for_build(lock, "linux-64", (), tmp_path)
+
+
+CONDA_FORGE = "https://conda.anaconda.org/conda-forge"
+
+
+def _real_subset(text: str, keep: set[str], server_url: str) -> str:
+    """A real lockfile cut down to the records whose files the real-package channel holds (same bytes: the lock's
+    own sha256 is checked on fetch), their URLs moved from conda-forge to the local server. Nothing else changes:
+    the format, the keys and every other field are the real file's."""
+    doc = yaml.safe_load(text)
+    if "environments" in doc:  # pixi.lock
+        for env in doc["environments"].values():
+            env["packages"] = {"linux-64": [s for s in env["packages"]["linux-64"] if s.get("conda") in keep]}
+        doc["packages"] = [p for p in doc["packages"] if p.get("url") in keep and p.get("subdir") in
+                           (None, "linux-64", "noarch")]
+        for env in doc["environments"].values():
+            for s in env["packages"]["linux-64"]:
+                s["conda"] = s["conda"].replace(CONDA_FORGE, server_url)
+        for p in doc["packages"]:
+            p["url"] = p["url"].replace(CONDA_FORGE, server_url)
+    else:  # conda-lock
+        doc["metadata"]["platforms"] = ["linux-64"]
+        doc["package"] = [p for p in doc["package"] if p["platform"] == "linux-64" and p["url"] in keep]
+        for p in doc["package"]:
+            p["url"] = p["url"].replace(CONDA_FORGE, server_url)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@pytest.mark.parametrize("name", ["pixi-lock/rattler-v4-python-lock.yml",
+                                  "conda-lock-yml/rattler-v0-python-conda-lock.yml"])
+def test_real_lockfiles_build_what_the_real_package_channel_holds(realdata: Path, tmp_path: Path, serve_dir,
+                                                                  cache_env: Path, name: str) -> None:
+    """No real pixi.lock or conda-lock file has all its packages in the real-package channel (at most 5 of 22); the
+    records that are there (same sha256) build, from the real file's own entries."""
+    src = realdata / "envs" / "lockfiles" / name
+    chan = make_real_channel(realdata, tmp_path / "srv" / "real")
+    server = serve_dir(tmp_path / "srv")
+    held = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (chan / "linux-64").iterdir() if p.suffix in
+            (".conda", ".bz2")} | {hashlib.sha256(p.read_bytes()).hexdigest() for p in (chan / "noarch").iterdir()
+                                   if p.suffix in (".conda", ".bz2")}
+    lock = read_lock(src)
+    keep = {r.url for r in lock.platforms["linux-64"].packages if r.sha256 in held}
+    assert len(keep) >= 4
+    subset = tmp_path / Path(name).name
+    subset.write_text(_real_subset(src.read_text(), keep, f"{server.url}/real"))
+    out = json.loads(oci_conda("build", "--lock", str(subset), "--platform", "linux/amd64", "-o",
+                               str(tmp_path / "img.tar"), "--json").stdout)
+    got = {(p["name"], p["sha256"]) for p in out["platforms"][0]["packages"]}
+    want = {(r.name, r.sha256) for r in lock.platforms["linux-64"].packages if r.url in keep}
+    assert got == want and len(got) == len(keep)

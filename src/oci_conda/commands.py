@@ -154,7 +154,8 @@ def lock_inputs(args: argparse.Namespace, reporter: Reporter) -> Iterator[LockIn
 def lock_spec(inputs: LockInputs, reporter: Reporter, **overrides: Any) -> BuildSpec:
     """The BuildSpec for a build. From a lock that carries its environment: that environment (the lock is enough;
     an env file given only anchors relative channels and lends its channel credentials); from a stale env file
-    (``--allow-stale``), a version 1 lock or no lock: the env file; a foreign lock alone: image defaults."""
+    (``--allow-stale``): that file, on the locked base; a version 1 lock or no lock: the env file; a foreign lock
+    alone: image defaults."""
     env_file, lock = inputs.env_file, inputs.lock
     if lock is not None and lock.environment is not None and not inputs.stale:
         assert lock.path is not None
