@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import tarfile
 import warnings
 import zipfile

@@ -94,7 +94,6 @@ def test_inspect_and_diff_read_every_form(forms: dict[str, str]) -> None:
     (["build", str(HELLO / "environment.yml"), "--base", "PLACEHOLDER"], "did you mean oci-archive:"),
     (["build", str(HELLO / "environment.yml"), "--base", "DOCKERTAR"], "did you mean docker-archive:"),
     (["build", str(HELLO / "environment.yml"), "--base", "DIRFORM"], "did you mean dir:"),
-    (["inspect", "quay.io/org/img:1"], "skopeo copy docker://quay.io/org/img:1 oci-archive:image.tar"),
 ])
 def test_refs_we_cannot_read_are_one_line(forms: dict[str, str], tmp_path: Path, cache_env: Path,
                                           argv: list[str], expect: str) -> None:

@@ -16,8 +16,7 @@ import yaml
 from conftest import REPO
 from realenv import make_real_channel, oci_conda, one_error_line
 
-from oci_conda.lockfile import LockError, read_lock
-from oci_conda.resolve import records_for_build
+from oci_conda.lockfile import read_lock
 
 HELLO_CHANNEL = REPO / "examples" / "hello" / "channel"
 
@@ -203,7 +202,9 @@ packages:
 """
 
 
-def test_pixi_lock_with_pypi_entries_is_refused_in_one_line(tmp_path: Path, cache_env: Path) -> None:
+def test_pixi_lock_pypi_entries_need_a_conda_python(tmp_path: Path, cache_env: Path) -> None:
+    """A pixi lock's PyPI entries are installed as pinned wheels, which needs a python among its conda records: the
+    hello lock has none, so it is refused in one line (never built with the PyPI packages left out)."""
     chan = (tmp_path / "channel")
     shutil.copytree(HELLO_CHANNEL, chan)
     url = chan.as_uri()
@@ -214,7 +215,7 @@ def test_pixi_lock_with_pypi_entries_is_refused_in_one_line(tmp_path: Path, cach
     lock.write_text(text)
     p = oci_conda("build", "--lock", str(lock), "-o", str(tmp_path / "x.tar"), "-q", check=False)
     line = one_error_line(p)
-    assert "PyPI package(s) for linux-64 (requests)" in line and "not supported yet" in line
+    assert "needs python from conda" in line and "linux-64" in line
     assert not (tmp_path / "x.tar").exists()
     # without the PyPI entry the same lock builds
     lock.write_text("\n".join(ln for ln in text.splitlines() if "requests" not in ln and "name: requests" not in ln
@@ -302,14 +303,13 @@ package:
 """.replace("HASH1", "ab" * 32).replace("HASH2", "cd" * 32)
 
 
-def test_conda_lock_pip_entries_are_refused_not_dropped(tmp_path: Path) -> None:
+def test_conda_lock_pip_entries_become_pinned_wheels_not_dropped(tmp_path: Path) -> None:
     f = tmp_path / "conda-lock.yml"
     f.write_text(CONDA_LOCK_WITH_PIP)
     lock = read_lock(f)
-    assert lock.pip == {"linux-64": ["pydantic"]} and lock.pypi["linux-64"][0].name == "pydantic"
-    with pytest.raises(LockError, match=r"conda-lock.yml: locks 1 PyPI package\(s\) for linux-64 \(pydantic\); "
-                                        r"installing PyPI packages from a conda-lock lock is not supported yet"):
-        records_for_build(lock, "linux-64", (), tmp_path)
+    wheels = lock.platforms["linux-64"].wheels
+    assert [(w.name, w.version, w.sha256) for w in wheels] == [("pydantic", "2.5.0", "cd" * 32)]
+    assert wheels[0].url == "https://files.example.invalid/pydantic-2.5.0-py3-none-any.whl"
 
 
 CONDA_FORGE = "https://conda.anaconda.org/conda-forge"

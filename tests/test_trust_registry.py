@@ -18,7 +18,7 @@ from oci_conda.oci.image import Descriptor
 from oci_conda.oci.registry import client as client_mod
 from oci_conda.oci.registry.auth import Credentials
 from oci_conda.oci.registry.client import RegistryClient, RegistryError, RegistryOptions, parse_challenge
-from oci_conda.oci.registry.pull import get_blob_bytes, get_manifest, list_tags
+from oci_conda.oci.registry.pull import get_blob_bytes, get_manifest
 from oci_conda.oci.registry.push import PushStats, put_monolithic, start_upload
 
 SECRET = "s3cret-Pa55"

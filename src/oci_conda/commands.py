@@ -27,7 +27,7 @@ from .conda.explicit import write_explicit
 from .conda.records import PackageRecord
 from .conda.order import dependency_order
 from .credentials import redact_url, strip_credentials
-from .errors import SpecError
+from .errors import ImageError, SpecError
 from .image_labels import merge, parse_pairs, provenance
 from .image_names import image_tags
 from .inspect_image import diff_images, inspect_image, registry_attachments
@@ -390,10 +390,18 @@ def _inspect_remote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names_a_registry(image: str) -> bool:
+    """Whether ``inspect`` was given a registry reference (read remotely) rather than a local image form or path."""
+    if Path(image).exists():
+        return False
+    try:
+        return parse_image_ref(image, "inspect").transport == "registry"
+    except ImageError:
+        return False
+
+
 def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
-    host = args.image.split("/", 1)[0]
-    if not Path(args.image).exists() and "/" in args.image and ("." in host or ":" in host or host == "localhost") \
-            and not args.image.startswith(("oci:", "oci-archive:")):
+    if _names_a_registry(args.image):
         return _inspect_remote(args)
     views = inspect_image(local_image_ref(str(args.image), "inspect"))
     if args.json:
