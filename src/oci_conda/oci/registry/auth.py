@@ -17,12 +17,12 @@ import base64
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from oci_conda.cache import atomic_write
 from oci_conda.errors import OciCondaError
 from oci_conda.oci.registry.reference import DOCKER_HUB_NAMES
 
@@ -202,16 +202,7 @@ def store(host: str, creds: Credentials, authfile: str | os.PathLike[str] | None
             del auths[key]
         token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
         auths[host] = {"auth": token}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".auth.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent="\t")
-            f.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise AuthError(f"cannot write credentials file {path}: {exc.strerror}") from None
+    _write_credentials(path, doc)
     return path
 
 
@@ -234,16 +225,20 @@ def remove(host: str, authfile: str | os.PathLike[str] | None = None) -> Path | 
         return None
     for k in keys:
         del auths[k]
+    _write_credentials(path, doc)
+    return path
+
+
+def _write_credentials(path: Path, doc: dict[str, Any]) -> None:
+    """The credentials file, replaced whole (readers never see half of it) and readable by its owner only (the temp
+    file is created 0600 and keeps that mode)."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".auth.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with atomic_write(path, "w") as f:
             json.dump(doc, f, indent="\t")
             f.write("\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
     except OSError as exc:
         raise AuthError(f"cannot write credentials file {path}: {exc.strerror}") from None
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------
