@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from pkgbuilder import build_package, index_channel
 from realenv import oci_conda, one_error_line
 

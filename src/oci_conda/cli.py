@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("oci-conda: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as e:  # a bug: show where, and say so
+    except Exception as e:  # noqa: BLE001 -- a bug: show where, and say so
         traceback.print_exc()
         print(f"oci-conda: internal error (please report it): {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_INTERNAL
