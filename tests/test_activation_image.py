@@ -9,13 +9,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import need_tool
 from pkgbuilder import build_package, index_channel
 from realenv import Podman, oci_conda
 
-from oci_conda.oci.image import Descriptor, append_layer, empty_image, set_config, Platform
 from oci_conda.oci.blobs import file_opener
+from oci_conda.oci.image import (
+    Descriptor,
+    Platform,
+    append_layer,
+    empty_image,
+    set_config,
+)
 from oci_conda.oci.output import write_output
 from oci_conda.oci.tar import TarEntry, write_layer
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from realenv import oci_conda, one_error_line
 from registry_fixtures import Servers, htpasswd, servers  # noqa: F401
 
@@ -68,9 +67,9 @@ def test_prompt_on_a_terminal_then_logout(basic, tmp_path: Path) -> None:
 def test_no_terminal_needs_password_stdin(basic, tmp_path: Path) -> None:
     env = dict(os.environ, REGISTRY_AUTH_FILE=str(tmp_path / "auth.json"))
     p = subprocess.run([sys.executable, "-m", "oci_conda", "login", basic.host, "-u", USER], stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, env=env, timeout=60)
+                       capture_output=True, text=True, env=env, timeout=60, check=False)
     assert p.returncode == 2 and "--password-stdin" in one_error_line(p)
     p = subprocess.run([sys.executable, "-m", "oci_conda", "login", basic.host, "-u", USER, "--password-stdin"],
-                       input=PASSWORD + "\n", capture_output=True, text=True, env=env, timeout=60)
+                       input=PASSWORD + "\n", capture_output=True, text=True, env=env, timeout=60, check=False)
     assert p.returncode == 0 and PASSWORD not in p.stdout + p.stderr
     assert not (tmp_path / "auth.json").read_text().count(PASSWORD)  # stored base64, as docker does

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import need_tool
 from pkgbuilder import build_package, index_channel
 from realenv import Podman, oci_conda, one_error_line

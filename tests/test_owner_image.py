@@ -9,13 +9,18 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import need_tool
 from pkgbuilder import build_package, index_channel
 from realenv import Podman, oci_conda, one_error_line
 
 from oci_conda.oci.blobs import file_opener
-from oci_conda.oci.image import Descriptor, Platform, append_layer, empty_image, set_config
+from oci_conda.oci.image import (
+    Descriptor,
+    Platform,
+    append_layer,
+    empty_image,
+    set_config,
+)
 from oci_conda.oci.output import write_output
 from oci_conda.oci.tar import TarEntry, write_layer
 
@@ -70,7 +75,7 @@ def test_owner_applies_to_the_prefix_only_and_keys_the_layers(tmp_path: Path) ->
     assert owners["opt"] == (0, 0)
     assert owners["opt/conda"] == owners["opt/conda/bin/tool"] == owners["opt/conda/conda-meta"] == (1000, 1001)
     assert set(_layer_owners(tmp_path / "root.tar", tmp_path / "y").values()) == {(0, 0)}
-    digests = lambda p: [la["digest"] for la in json.loads(p.stdout)["platforms"][0]["layers"]]  # noqa: E731
+    digests = lambda p: [la["digest"] for la in json.loads(p.stdout)["platforms"][0]["layers"]]
     assert not set(digests(root)) & set(digests(owned))  # a different owner is a different layer, never the cached one
     again = oci_conda("build", str(env_file), "-o", str(tmp_path / "root2.tar"), "--json", env=env)
     assert digests(again) == digests(root)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import http.server
+import itertools
 import json
 import os
 import pty
@@ -21,16 +22,15 @@ import sys
 import termios
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from pkgbuilder import build_package, index_channel
 from realenv import oci_conda
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from oci_conda.progress import human_size  # noqa: E402
+from oci_conda.progress import human_size
 
 RATE = 150_000  # bytes per second the channel sends package files at
 N_PACKAGES = 6
@@ -129,7 +129,7 @@ def test_tty_progress_is_monotone_and_ends_at_the_true_totals(throttled_channel:
     assert len(frames) >= 5, "".join(c for _, c in chunks)
     assert all(f[2] == N_PACKAGES for f in frames)
     assert all(f[4] == _to_bytes(human_size(total)) for f in frames), "the byte total is the real one from the start"
-    for a, b in zip(frames, frames[1:]):
+    for a, b in itertools.pairwise(frames):
         assert b[1] >= a[1] and b[3] >= a[3], (a, b)  # monotone: packages and bytes never go backwards
     last = frames[-1]
     assert last[1] == N_PACKAGES and last[3] == last[4]  # ends at the true totals

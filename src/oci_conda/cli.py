@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"oci-conda: error: {where}{e.strerror or type(e).__name__}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as e:  # a bug: show where, and say so
+    except Exception as e:  # noqa: BLE001 -- a bug: show where, and say so
         traceback.print_exc()
         print(f"oci-conda: internal error (please report it): {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_INTERNAL

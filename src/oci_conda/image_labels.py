@@ -11,7 +11,7 @@ give the same digest on a laptop and in CI.
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .errors import SpecError
 

@@ -9,7 +9,7 @@ checked here, before any work. The default name lives under ``localhost/`` so th
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from .errors import SpecError
 from .oci.registry.reference import ReferenceError, parse_reference

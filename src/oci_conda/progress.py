@@ -22,10 +22,18 @@ import os
 import sys
 import threading
 import time
-from typing import Iterator, Literal, Mapping, TextIO
+from collections.abc import Iterator, Mapping
+from typing import Literal, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.progress import Task as RichTask
 from rich.text import Text
 
