@@ -74,7 +74,7 @@ def test_all_locations_down_is_one_line_naming_the_mirrors(tmp_path: Path, cache
     monkeypatch.setenv("OCI_CONDA_CHANNEL_ALIAS", DOWN)
     monkeypatch.setenv("OCI_CONDA_MIRRORS", "cf=http://u:pw-s3cr3t@127.0.0.1:1/m")
     p = oci_conda("solve", str(_env(tmp_path)), "-q", check=False)
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert p.returncode == 4 and len(p.stderr.strip().splitlines()) == 1, p.stderr  # 4: a channel failed
     assert "cannot reach channel http://127.0.0.1:1/cf" in p.stderr and "mirrors tried first" in p.stderr
     assert "s3cr3t" not in p.stderr
 

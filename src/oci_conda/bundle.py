@@ -151,6 +151,7 @@ class UnpackedBundle:
 #: what a bundle may hold, and nothing else: the manifest, one lock, one env file, flat package files, a base layout
 _MEMBER = re.compile(rf"(?:{re.escape(MANIFEST_NAME)}|lock/[^/]+|env/[^/]+"
                      r"|pkgs/(?:[0-9a-f]{64}|[0-9a-f]{32})(?:\.conda|\.tar\.bz2)"
+                     r"|wheels/[0-9a-f]{64}/[A-Za-z0-9_.+!-]+\.whl"
                      r"|base/(?:oci-layout|index\.json|blobs/sha256/[0-9a-f]{64}))")
 #: the manifest, the lock, the env file and base/index.json are small; a package or blob may be big
 MAX_SMALL_MEMBER = 64 << 20
@@ -169,8 +170,8 @@ def _safe_members(t: tarfile.TarFile, where: str) -> Iterator[tarfile.TarInfo]:
         if not m.isreg():
             raise LockError(f"{where}: unexpected {name[:200]!r} in bundle (only regular files)")
         if not _MEMBER.fullmatch(name):
-            raise LockError(f"{where}: unexpected {name[:200]!r} in bundle (not a lock, env file, package file "
-                            "or base image blob)")
+            raise LockError(f"{where}: unexpected {name[:200]!r} in bundle (not a lock, env file, package file, "
+                            "wheel or base image blob)")
         if _SMALL.fullmatch(name) and m.size > MAX_SMALL_MEMBER:
             raise LockError(f"{where}: {name} in the bundle is {m.size} bytes, over the {MAX_SMALL_MEMBER}-byte limit")
         yield m
