@@ -84,11 +84,11 @@ def test_build_sbom_archive_and_layout(tmp_path: Path) -> None:
     layout.mkdir()
     with tarfile.open(out) as t:
         t.extractall(layout, filter="data")
-    subprocess.run(["umoci", "unpack", "--image", f"{layout}:hello:latest", str(tmp_path / "bundle")], check=True,
+    subprocess.run(["umoci", "unpack", "--image", f"{layout}:localhost/hello:latest", str(tmp_path / "bundle")], check=True,
                    capture_output=True, timeout=120)
     assert (tmp_path / "bundle/rootfs/opt/conda/conda-meta").is_dir()
     need_tool("skopeo")
-    subprocess.run(["skopeo", "copy", f"oci-archive:{out}:hello:latest", f"dir:{tmp_path / 'copied'}"], check=True,
+    subprocess.run(["skopeo", "copy", f"oci-archive:{out}:localhost/hello:latest", f"dir:{tmp_path / 'copied'}"], check=True,
                    capture_output=True, timeout=120)
     # our own commands pick the image, not an artifact, when no name is given
     pushed_view = json.loads(oci_conda("inspect", str(out), "--json", env=env).stdout)

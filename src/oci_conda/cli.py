@@ -184,15 +184,17 @@ def _lock_parsers(sub: argparse._SubParsersAction) -> None:
     bd.add_argument("--jobs", type=int, default=DEFAULT_JOBS, metavar="N", help=f"parallel downloads (default "
                     f"{DEFAULT_JOBS})")
     ins = sub.add_parser("inspect", help="platforms, layers (and the packages in each), config and packages of an image")
-    ins.add_argument("image", metavar="IMAGE", help="OCI archive (.tar) or OCI layout directory; or REGISTRY/REPO:TAG "
-                     "for the SBOMs and signatures attached to it there")
+    ins.add_argument("image", metavar="IMAGE", help="any reference --base takes: OCI archive (.tar), oci:DIR, dir:DIR, "
+                     "docker-archive:TAR or REGISTRY/REPO:TAG (then also the SBOMs and signatures attached there)")
     _registry_options(ins)
     ins.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
     ins.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
     ins.add_argument("--debug", action="store_true", help="show tracebacks")
     df = sub.add_parser("diff", help="packages added, removed and changed between two images; layers shared")
-    df.add_argument("image_a", metavar="A")
+    df.add_argument("image_a", metavar="A", help="any reference --base takes (archive, layout, dir:, docker-archive:, "
+                    "registry)")
     df.add_argument("image_b", metavar="B")
+    _registry_options(df)
     df.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
     df.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
     df.add_argument("--debug", action="store_true", help="show tracebacks")

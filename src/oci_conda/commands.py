@@ -30,7 +30,7 @@ from .credentials import redact_url, strip_credentials
 from .errors import ImageError, SpecError
 from .image_labels import merge, parse_pairs, provenance
 from .image_names import image_tags
-from .inspect_image import diff_images, inspect_image, registry_attachments
+from .inspect_image import ImageView, diff_images, inspect_image, inspect_registry, registry_attachments
 from .lockfile import Lock, LockError, check_fresh, dump_lock, file_sha256, read_lock, sniff_file, write_bytes
 from .oci.local import open_local, parse_local
 from .oci.registry.client import RegistryClient, RegistryOptions
@@ -376,20 +376,6 @@ def bundle_command(args: argparse.Namespace, reporter: Reporter) -> int:
 # inspect and diff
 
 
-def _inspect_remote(args: argparse.Namespace) -> int:
-    """``inspect REGISTRY/REPO:TAG``: the SBOMs and signatures a registry holds about the image."""
-    doc = registry_attachments(args.image, _registry(args))
-    if args.json:
-        _print_json(doc)
-        return 0
-    print(f"{doc['ref']}  {doc['digest']}")
-    for subject, info in doc["subjects"].items():
-        print(f"  {subject}: {info['cosign_signatures']} cosign signature(s), referrers via {info['listed_by']}")
-        for a in info["referrers"]:
-            print(f"    {a['artifact_type']}  {a['digest']}  {a['size']} bytes")
-    return 0
-
-
 def _names_a_registry(image: str) -> bool:
     """Whether ``inspect`` was given a registry reference (read remotely) rather than a local image form or path."""
     if Path(image).exists():
@@ -400,12 +386,23 @@ def _names_a_registry(image: str) -> bool:
         return False
 
 
+def _open_views(image: str, options: RegistryOptions) -> list[ImageView]:
+    """Any reference ``--base`` accepts: a registry image read remotely, every local form read from disk."""
+    if _names_a_registry(image):
+        return inspect_registry(image, options)
+    return inspect_image(local_image_ref(image, "inspect"))
+
+
 def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
+    options = _registry(args)
+    remote_doc: dict[str, Any] = {}
     if _names_a_registry(args.image):
-        return _inspect_remote(args)
-    views = inspect_image(local_image_ref(str(args.image), "inspect"))
+        remote_doc = registry_attachments(args.image, options)  # signatures and referrers per manifest
+        views = inspect_registry(args.image, options, remote_doc["subjects"])
+    else:
+        views = inspect_image(local_image_ref(str(args.image), "inspect"))
     if args.json:
-        _print_json({"image": str(args.image), "platforms": [v.to_json() for v in views]})
+        _print_json({**remote_doc, "image": str(args.image), "platforms": [v.to_json() for v in views]})
         return 0
     for v in views:
         print(f"{v.platform}  manifest {v.manifest_digest}")
@@ -432,11 +429,15 @@ def inspect_command(args: argparse.Namespace, reporter: Reporter) -> int:
                 print(f"    {p['name']} {p['version']}" + (f"  ({p['prefix']})" if several else ""))
         for a in v.referrers:
             print(f"  attached: {a['artifact_type']}  {a['digest']}  {a['size']} bytes")
+        signatures = remote_doc.get("subjects", {}).get(v.manifest_digest, {}).get("cosign_signatures")
+        if signatures:
+            print(f"  cosign signatures: {signatures}")
     return 0
 
 
 def diff_command(args: argparse.Namespace, reporter: Reporter) -> int:
-    d = diff_images(local_image_ref(str(args.image_a), "diff"), local_image_ref(str(args.image_b), "diff"))
+    options = _registry(args)
+    d = diff_images(args.image_a, args.image_b, open_views=lambda ref: _open_views(ref, options))
     if args.json:
         _print_json(d)
         return 0

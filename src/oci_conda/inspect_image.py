@@ -15,14 +15,16 @@ import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, Callable, Iterable, Mapping
 
 from .errors import ImageError
 from .limits import LimitError, loads_json
-from .oci.image import INDEX_TYPES, MANIFEST_TYPES, Descriptor
+from .oci.blobs import digest_bytes
+from .oci.image import INDEX_TYPES, MANIFEST_TYPES, MEDIA_TYPE_MANIFEST, Descriptor
 from .oci.local import LocalSource, open_local
 from .oci.artifact import ArtifactInfo, read_artifact
 from .oci.registry.client import RegistryClient, RegistryOptions
+from .oci.registry.pull import RegistrySource, get_manifest
 from .oci.registry.reference import parse_reference
 from .oci.registry.referrers import get_optional, list_referrers, manifest_digest
 from .oci.walk import BlobSource, Node, fetch_json, fetch_verified, walk
@@ -125,11 +127,11 @@ def _read_layer(src: BlobSource, desc: Descriptor, where: str) -> tuple[dict[tup
     return metas, whiteouts, dists
 
 
-def _manifests(src: LocalSource, where: str) -> list[Node]:
-    """Every image manifest reachable from index.json (through nested indexes), each once."""
+def _manifests(src: BlobSource, tops: Iterable[Descriptor], where: str) -> list[Node]:
+    """Every image manifest reachable from ``tops`` (through nested indexes), each once; artifacts are left out."""
     out: list[Node] = []
     seen: set[str] = set()
-    for top in [Descriptor.from_json(m, where) for m in src.index().get("manifests") or []]:
+    for top in tops:
         if top.media_type not in MANIFEST_TYPES + INDEX_TYPES or top.artifact_type:
             continue
         for node in walk(src, top, where):
@@ -140,10 +142,36 @@ def _manifests(src: LocalSource, where: str) -> list[Node]:
 
 
 def inspect_image(path: str | Path) -> list[ImageView]:
+    """The images of a local archive, layout, ``dir:`` or ``docker-archive:``, with what is attached to them."""
     where = str(path)
     src = open_local(where)  # a str may name its transport (oci:, oci-archive:, dir:, docker-archive:)
+    tops = [Descriptor.from_json(m, where) for m in src.index().get("manifests") or []]
+    views = _views(src, tops, where)
+    attached = local_referrers(src, where)
+    for v in views:
+        v.referrers = attached.get(v.manifest_digest, [])
+    return views
+
+
+def inspect_registry(reference: str, options: RegistryOptions,
+                     subjects: Mapping[str, Mapping[str, Any]] | None = None) -> list[ImageView]:
+    """The image(s) a registry reference names, read like a local one (layers go through the blob cache), with the
+    referrers the registry lists for each manifest (``subjects``: what :func:`registry_attachments` found)."""
+    r = parse_reference(reference)
+    client = RegistryClient(r.host, options)
+    data, mt = get_manifest(client, r.repository, r.reference)
+    desc = Descriptor(mt or MEDIA_TYPE_MANIFEST, digest_bytes(data), len(data))
+    views = _views(RegistrySource(client, r.repository, {desc.digest: data}), [desc], str(r))
+    if subjects is None:
+        subjects = registry_attachments(reference, options)["subjects"]
+    for v in views:
+        v.referrers = subjects.get(v.manifest_digest, {}).get("referrers", [])
+    return views
+
+
+def _views(src: BlobSource, tops: Iterable[Descriptor], where: str) -> list[ImageView]:
     views = []
-    for node in _manifests(src, where):
+    for node in _manifests(src, tops, where):
         d, man = node.descriptor, node.doc
         cdesc = Descriptor.from_json(man.get("config"), where)
         config = fetch_json(src, cdesc, f"{where}: config")
@@ -179,9 +207,6 @@ def inspect_image(path: str | Path) -> list[ImageView]:
         views.append(ImageView(plat, d.digest, config, layers, packages, pip))
     if not views:
         raise ImageError(f"{where}: holds no image manifest")
-    attached = local_referrers(src, where)
-    for v in views:
-        v.referrers = attached.get(v.manifest_digest, [])
     return views
 
 
@@ -227,10 +252,12 @@ def registry_attachments(reference: str, options: RegistryOptions) -> dict[str, 
     return out
 
 
-def diff_images(a: str | Path, b: str | Path) -> dict[str, Any]:
-    """Per platform both images have: packages added/removed/changed, layers shared, bytes only in one side."""
-    va = {v.platform: v for v in inspect_image(a)}
-    vb = {v.platform: v for v in inspect_image(b)}
+def diff_images(a: str | Path, b: str | Path,
+                open_views: Callable[[str], list[ImageView]] = inspect_image) -> dict[str, Any]:
+    """Per platform both images have: packages added/removed/changed, layers shared, bytes only in one side.
+    ``open_views`` reads each side (local by default; the CLI passes one that also reads registries)."""
+    va = {v.platform: v for v in open_views(str(a))}
+    vb = {v.platform: v for v in open_views(str(b))}
     out: dict[str, Any] = {"a": str(a), "b": str(b), "platforms": {},
                            "only_in_a": sorted(set(va) - set(vb)), "only_in_b": sorted(set(vb) - set(va))}
     for plat in sorted(set(va) & set(vb)):
