@@ -113,3 +113,20 @@ def test_podman_run_sees_activation(tmp_path: Path) -> None:
         assert run.stdout.strip() == "/opt/conda/share/gdal"
     finally:
         pm.cleanup()
+
+
+@pytest.mark.parametrize("activate", ["env", "script"])
+def test_memo_hit_gives_the_same_image_as_a_full_build(tmp_path: Path, activate: str) -> None:
+    """The second build of the same inputs comes from the layer memo: its config (activation variables, the wrapper
+    entrypoint) and so its digest are the first build's."""
+    base = _busybox_base(tmp_path)
+    env_file, env = _env(tmp_path, f"{{base: '{base}', activate: {activate}}}", dynamic=True)
+    first = json.loads(oci_conda("build", str(env_file), "-o", str(tmp_path / "a.tar"), "--json", env=env).stdout)
+    assert len(list((tmp_path / "cache" / "layers" / "env").glob("*.json"))) == 1  # the first build remembered
+    run = oci_conda("build", str(env_file), "-o", str(tmp_path / "b.tar"), "--json", env=env)
+    second = json.loads(run.stdout)
+    assert "unchanged (memo)" in run.stderr and "extract" not in second["timings"]
+    assert first["platforms"][0]["activation"]["GDAL_DATA"] == "/opt/conda/share/gdal"
+    assert second["platforms"][0]["activation"] == first["platforms"][0]["activation"]
+    assert second["digest"] == first["digest"]
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()

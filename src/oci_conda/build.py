@@ -195,7 +195,7 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
                 warnings.extend(hit.warnings)
                 report_trim.update(hit.trimmed)
                 if activated is not None:
-                    activated.append(Activation(env=dict(hit.activation)))
+                    activated.append(Activation(env=dict(hit.activation), wrapper=hit.activation_wrapper))
                 return hit.layers
     first_warning = len(warnings)
     not_reference = compressor_warning(opts.compression)
@@ -207,7 +207,8 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
     if activated is not None:
         activated.extend(acts)
     if key is not None:
-        layer_memo.store(key, out, warnings[first_warning:], report_trim, acts[0].env if acts else {})
+        layer_memo.store(key, out, warnings[first_warning:], report_trim, acts[0].env if acts else {},
+                         bool(acts and acts[0].wrapper))
     return out
 
 

@@ -65,6 +65,7 @@ class MemoHit:
     warnings: list[str]
     trimmed: dict[str, Any]
     activation: dict[str, str]  # what activate.d scripts set (the image config's Env needs it)
+    activation_wrapper: bool = False  # the layers hold the entrypoint wrapper (the config must name it)
 
 
 def _tool_version(dist: str) -> str:
@@ -121,6 +122,7 @@ def lookup(key: str) -> MemoHit | None:
         warnings = [str(w) for w in doc["warnings"]]
         trimmed = dict(doc["trimmed"])
         activation = {str(k): str(v) for k, v in dict(doc.get("activation", {})).items()}
+        wrapper = bool(doc.get("activation_wrapper", False))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -130,11 +132,13 @@ def lookup(key: str) -> MemoHit | None:
         if not verify_file(blob, sha256=info.digest.split(":", 1)[1], size=info.size):
             drop_file(blob)  # a damaged blob is rebuilt by the full path, never trusted
             return None
-    return MemoHit(layers=layers, warnings=warnings, trimmed=trimmed, activation=activation)
+    return MemoHit(layers=layers, warnings=warnings, trimmed=trimmed, activation=activation,
+                   activation_wrapper=wrapper)
 
 
 def store(key: str, layers: Sequence[tuple[LayerPlan, LayerInfo, Path]], warnings: Sequence[str],
-          trimmed: Mapping[str, Any], activation: Mapping[str, str] | None = None) -> None:
+          trimmed: Mapping[str, Any], activation: Mapping[str, str] | None = None,
+          activation_wrapper: bool = False) -> None:
     """Remember the layers just built for ``key`` (atomically: a concurrent reader sees the old entry or the new)."""
     doc = {
         "layers": [{"name": plan.name, "packages": list(plan.packages), "info": dataclasses.asdict(info)}
@@ -142,6 +146,7 @@ def store(key: str, layers: Sequence[tuple[LayerPlan, LayerInfo, Path]], warning
         "warnings": list(warnings),
         "trimmed": dict(trimmed),
         "activation": dict(activation or {}),
+        "activation_wrapper": activation_wrapper,
     }
     with atomic_write(_entry_path(key, create=True)) as f:
         f.write(canonical_json(doc))
