@@ -454,9 +454,13 @@ def _treeify(t: str, orig: str) -> "str | tuple":
             op = stack.pop()
             right = output.pop()
             left = output.pop()
-            lp = left[1:] if isinstance(left, tuple) and left[0] == op else (left,)
-            rp = right[1:] if isinstance(right, tuple) and right[0] == op else (right,)
-            output.append((op, *lp, *rp))
+            # nodes are lists while building, extended in place: a chain of n ',' stays linear, not quadratic
+            node = left if isinstance(left, list) and left[0] == op else [op, left]
+            if isinstance(right, list) and right[0] == op:
+                node.extend(right[1:])
+            else:
+                node.append(right)
+            output.append(node)
 
     for tok in _TOKENS.findall(f"({t})"):
         tok = tok.strip()
@@ -479,7 +483,14 @@ def _treeify(t: str, orig: str) -> "str | tuple":
         raise _bad(orig, "unbalanced '('")
     if len(output) != 1:
         raise _bad(orig, "cannot make an expression of it")
-    return output[0]
+    return _frozen(output[0])
+
+
+def _frozen(node: "str | list") -> "str | tuple":
+    """The built tree with its lists as tuples (``(op, operand, ...)``), as the rest of the module reads it."""
+    if isinstance(node, list):
+        return (node[0], *(_frozen(c) for c in node[1:]))
+    return node
 
 
 def _untreeify(tree: "str | tuple", inside: str | None = None) -> str:
