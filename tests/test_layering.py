@@ -23,7 +23,8 @@ def _payload(name: str, size: int) -> bytes:
     return random.Random(name).randbytes(size)
 
 
-def make_channel(root: Path, leaf_build: str = "0", extra: dict[str, int] | None = None) -> Path:
+def make_channel(root: Path, leaf_build: str = "0", extra: dict[str, int] | None = None,
+                 leaf_time: int = 1700000000000) -> Path:
     """A channel with a base 'big' package, a few small ones and a leaf app depending on them."""
     chan = root / "channel"
     (chan / "linux-64").mkdir(parents=True, exist_ok=True)
@@ -32,15 +33,16 @@ def make_channel(root: Path, leaf_build: str = "0", extra: dict[str, int] | None
     for name, size in sizes.items():
         build_package(chan / "linux-64", name, "1.0", files={f"lib/{name}.so": _payload(name, size)})
     build_package(chan / "linux-64", "app", "1.0", build=leaf_build, build_number=int(leaf_build),
-                  depends=sorted(sizes), files={"bin/app": f"#!/bin/sh\necho app {leaf_build}\n"})
+                  depends=sorted(sizes), files={"bin/app": f"#!/bin/sh\necho app {leaf_build}\n"}, timestamp=leaf_time)
     index_channel(chan)
     return chan
 
 
-def build(tmp: Path, chan: Path, deps: str, out: str, *extra: str) -> dict:
+def build(tmp: Path, chan: Path, deps: str, out: str, *extra: str, epoch: str | None = "1700000000") -> dict:
     env = tmp / f"{out}.yml"
     env.write_text(f"name: layers\nchannels: ['{chan}']\ndependencies: [{deps}]\n")
-    e = dict(os.environ, OCI_CONDA_CACHE=str(tmp / "cache"), SOURCE_DATE_EPOCH="1700000000")
+    e = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    e.update(OCI_CONDA_CACHE=str(tmp / "cache"), **({"SOURCE_DATE_EPOCH": epoch} if epoch else {}))
     p = oci_conda("build", str(env), "-o", str(tmp / out), "--json", *extra, env=e)
     return json.loads(p.stdout)
 
@@ -84,6 +86,41 @@ def test_one_package_bump_reships_only_its_layer(tmp_path: Path) -> None:
     reshipped = sum(lay["size"] for lay in b["platforms"][0]["layers"] if lay["digest"] not in la.values())
     print(f"bytes re-shipped after a one-package bump: {reshipped} of {total} ({100 * reshipped / total:.1f}%)")
     assert reshipped < 0.1 * total
+
+
+@pytest.mark.parametrize("epoch", [None, "1800000000"])
+def test_a_newer_build_leaves_the_other_layers_alone(tmp_path: Path, epoch: str | None) -> None:
+    """Layer format 2: a package's files carry its own build time (clamped to SOURCE_DATE_EPOCH), not the newest
+    package's, so a bump to a newer build changes only the bumped package's layer and the top layer, with or without
+    SOURCE_DATE_EPOCH; the image's time still follows the newest package."""
+    a = build(tmp_path, make_channel(tmp_path, "0"), "app", "a.tar", epoch=epoch)
+    for old in (tmp_path / "channel" / "linux-64").glob("app-*"):
+        old.unlink()
+    b = build(tmp_path, make_channel(tmp_path, "1", leaf_time=1750000000000), "app", "b.tar", epoch=epoch)
+    la, lb = layers_by_source(a), layers_by_source(b)
+    assert {k for k in lb if la.get(k) != lb[k]} == {"app-1.0-1", "environment files"}
+    with tarfile.open(tmp_path / "b.tar") as t:
+        index = json.load(t.extractfile("index.json"))
+        manifest = json.load(t.extractfile(f"blobs/sha256/{index['manifests'][0]['digest'].split(':')[1]}"))
+        config = json.load(t.extractfile(f"blobs/sha256/{manifest['config']['digest'].split(':')[1]}"))
+        times = {}
+        for lay in b["platforms"][0]["layers"]:
+            with tarfile.open(fileobj=t.extractfile(f"blobs/sha256/{lay['digest'].split(':')[1]}"), mode="r:gz") as lt:
+                times[lay["source"]] = {m.mtime for m in lt}
+    assert times["big-1.0-0"] == {1700000000}
+    assert times["app-1.0-1"] == {1750000000}
+    newest = "2025-06-15T15:06:40Z" if epoch is None else "2027-01-15T08:00:00Z"
+    assert config["created"] == newest
+    assert times["environment files"] == {1750000000 if epoch is None else 1800000000}
+
+
+def test_source_date_epoch_clamps_package_times(tmp_path: Path) -> None:
+    """SOURCE_DATE_EPOCH older than a package: that package's files are dated SOURCE_DATE_EPOCH, not later."""
+    s = build(tmp_path, make_channel(tmp_path, "0"), "big", "a.tar", epoch="1600000000")
+    with tarfile.open(tmp_path / "a.tar") as t:
+        lay = s["platforms"][0]["layers"][0]
+        with tarfile.open(fileobj=t.extractfile(f"blobs/sha256/{lay['digest'].split(':')[1]}"), mode="r:gz") as lt:
+            assert {m.mtime for m in lt} == {1600000000}
 
 
 def test_same_package_same_layer_digest_in_different_images(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import os
+import random
 import stat
 import tarfile
 import zlib
@@ -297,13 +298,41 @@ def test_whiteouts_only_when_asked() -> None:
     write_layer([TarEntry("opt/.wh.x", "file")], io.BytesIO(), "none", 0, whiteouts=["opt/.wh.x"])
 
 
-def test_compressor_is_named_and_a_non_reference_zlib_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The gzip bytes depend on the zlib Python runs with: it is named in memo keys, and zlib-ng is reported."""
-    assert zlib.ZLIB_RUNTIME_VERSION in tar.compressor_id("gzip")
+def _known_input() -> list[TarEntry]:
+    """3 MiB of text and binary-like content (several gzip blocks), the same on every machine."""
+    rng = random.Random(16)
+    text = b"".join(b"def f%d(x):\n    return x * %d  # comment\n" % (i, i % 97) for i in range(40_000))
+    binary = bytes(rng.getrandbits(8) if i % 7 else 0 for i in range(1_200_000))
+    return [TarEntry("opt/conda/lib/a.py", "file", 0o644, size=len(text), data=text),
+            TarEntry("opt/conda/lib/b.so", "file", 0o755, size=len(binary), data=binary),
+            TarEntry("opt/conda/bin/b", "symlink", linkname="../lib/b.so", mtime=1_600_000_000)]
+
+
+#: The gzip layer of ``_known_input`` at mtime 1700000000, recorded with zlib-ng 2.3.3 (wheel zlib-ng 1.1.0) level 4.
+#: Any machine (CPU features, system zlib, thread count) must give these bytes: CI checks it on another machine.
+KNOWN_GZIP_DIGEST = "sha256:5bd6eaa596e8e03cb3cc6aaf96e929d1bbcbe701553bd9dd29e99236454c7088"
+
+
+def test_gzip_bytes_do_not_depend_on_the_system_zlib_or_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gzip layers come from the pinned zlib-ng wheel: the Python's own zlib is never used for them (it may be
+    zlib-ng-compat on some distributions), and 1 or 4 threads give the recorded bytes."""
+    assert tar.compressor_id("gzip").startswith("zlib-ng 2.")
     assert tar.compressor_id("zstd").startswith("zstandard ")
-    monkeypatch.setattr(zlib, "ZLIB_RUNTIME_VERSION", "1.3.1")
-    assert tar.compressor_warning("gzip") is None
-    monkeypatch.setattr(zlib, "ZLIB_RUNTIME_VERSION", "1.3.0.zlib-ng")
-    warning = tar.compressor_warning("gzip")
-    assert warning is not None and "1.3.0.zlib-ng" in warning
-    assert tar.compressor_warning("zstd") is None
+
+    def refused(*_a: object, **_k: object) -> None:
+        raise AssertionError("the system zlib was used for a gzip layer")
+
+    outs = {}
+    with monkeypatch.context() as m:
+        m.setattr(zlib, "compressobj", refused)
+        m.setattr(zlib, "crc32", refused)
+        for workers in (1, 4):
+            out = io.BytesIO()
+            info = write_layer(_known_input(), out, "gzip", 1_700_000_000, workers=workers)
+            outs[info.digest] = out.getvalue()
+    assert list(outs) == [KNOWN_GZIP_DIGEST]
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(outs[KNOWN_GZIP_DIGEST]))) as tf:  # a valid stream
+        assert {m.name: m.mtime for m in tf} == {"opt": 1_700_000_000, "opt/conda": 1_700_000_000,
+                                                 "opt/conda/bin": 1_700_000_000, "opt/conda/bin/b": 1_600_000_000,
+                                                 "opt/conda/lib": 1_700_000_000, "opt/conda/lib/a.py": 1_700_000_000,
+                                                 "opt/conda/lib/b.so": 1_700_000_000}

@@ -44,7 +44,7 @@ from .oci.image import Image, canonical_json
 from .oci.output import write_output
 from .oci.registry.push import push_images
 from .oci.source import open_image
-from .oci.tar import GZIP_WORKERS, LayerInfo, TarEntry, compressor_warning, write_layer
+from .oci.tar import GZIP_WORKERS, LayerInfo, TarEntry, write_layer
 from .options import BuildOptions
 from .parallel import thread_pool, workers
 from .platforms import platform_for_subdir
@@ -53,7 +53,7 @@ from .image_names import image_tags, parse_owner, tag_part
 from .oci.registry.reference import parse_reference
 from .progress import Reporter, human_size
 from .pypi.records import WheelRecord
-from .resolve import default_session, pip_wheels, platform_records
+from .resolve import default_session, given_epoch, package_epoch, pip_wheels, platform_records
 from .sbom.attach import Sbom, image_sboms, push_sboms, write_beside
 from .spec import BuildSpec
 
@@ -198,9 +198,6 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
                     activated.append(Activation(env=dict(hit.activation), wrapper=hit.activation_wrapper))
                 return hit.layers
     first_warning = len(warnings)
-    not_reference = compressor_warning(opts.compression)
-    if not_reference is not None:
-        warnings.append(not_reference)
     acts: list[Activation] = []
     out = _env_layers_built(spec, records, subdir, opts, reporter, session, mtime, warnings, base_layers,
                            report_trim, pip_out, base, acts if activated is not None else None)
@@ -289,6 +286,7 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
                     wheel_plans = wheel_layers(fetched_wheels, prefix=prefix, staging=Path(tmp) / "wheels",
                                                conda_records=records, conda_paths=(e.path for e in entries),
                                                compile=opts.compile_pyc, warnings=warnings, jobs=opts.jobs).plans
+            entries = dated_entries(entries, packed.owner, records, given_epoch(opts.lock))
             plans = plan_layers(entries, packed.owner, records, opts.layering, opts.max_layers,
                                 base_layers + min(len(wheel_plans), 1))
             if wheel_plans:
@@ -300,7 +298,8 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
             per_layer = workers(opts.jobs, GZIP_WORKERS, cpu_bound=True)
 
             def compress(plan: LayerPlan) -> tuple[LayerPlan, LayerInfo, Path]:
-                info, blob = _write_layer_cached(plan, opts.compression, mtime, extract_root, per_layer, owner, prefix)
+                when = max((e.mtime for e in plan.entries if e.mtime is not None), default=mtime)
+                info, blob = _write_layer_cached(plan, opts.compression, when, extract_root, per_layer, owner, prefix)
                 compressing.advance(1, plan.size)
                 return plan, info, blob
 
@@ -311,7 +310,20 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
     return out
 
 
-LAYER_FORMAT = 1  # bump when the bytes a layer's entries turn into change (tar writer, compression settings)
+LAYER_FORMAT = 2  # bump when the bytes a layer's entries turn into change (tar writer, compression settings)
+
+
+def dated_entries(entries: list[TarEntry], owner: dict[str, str], records: list[PackageRecord],
+                  clamp: int | None) -> list[TarEntry]:
+    """Each package's entries dated by that package's own time (``resolve.package_epoch``); environment-wide files
+    keep the image time. A package's layer is then the same bytes in every environment that has it, whatever
+    else changed (layer format 2; format 1 dated every file with the environment's newest package)."""
+    when = {r.dist_name: package_epoch(r, clamp) for r in records}
+    out = []
+    for e in entries:
+        dist = owner.get(e.path)
+        out.append(dataclasses.replace(e, mtime=when[dist]) if dist in when else e)
+    return out
 
 
 def _owner(spec: BuildSpec, opts: BuildOptions) -> tuple[int, int]:
@@ -339,7 +351,7 @@ def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path
                 content = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
         else:
             content = ""
-        items.append([e.path, e.kind, e.mode, e.size, e.linkname, content])
+        items.append([e.path, e.kind, e.mode, e.size, e.linkname, content, e.mtime])
     doc: dict[str, Any] = {"format": LAYER_FORMAT, "version": __version__, "compression": compression, "mtime": mtime,
                            "entries": items}
     if owner != (0, 0):

@@ -81,6 +81,31 @@ def source_date_epoch(records: Sequence[PackageRecord]) -> int:
     return checked_epoch(seconds, f"the timestamp of package {newest.fn} ({newest.channel})")
 
 
+def given_epoch(lock: Lock | None) -> int | None:
+    """SOURCE_DATE_EPOCH as the user gave it (a lock's recorded one first, else the environment's), or None."""
+    if lock is not None and lock.options.get("source_date_epoch") is not None:
+        return checked_epoch(lock.options["source_date_epoch"], f"{lock.path}: source_date_epoch")
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is not None and env.strip():
+        return checked_epoch(env, f"SOURCE_DATE_EPOCH {env.strip()[:40]!r}")
+    return None
+
+
+def package_epoch(record: PackageRecord, clamp: int | None) -> int:
+    """The time of a package's files in its layer: the package's own build time, never later than
+    SOURCE_DATE_EPOCH (``clamp``), as ``tar --clamp-mtime`` dates files.
+
+    A package's layer then depends on that package alone: bumping another package, even to a newer build,
+    leaves its bytes (and digest) as they were."""
+    ts = record.timestamp
+    seconds = ts // 1000 if isinstance(ts, int) else ts
+    if isinstance(seconds, float):
+        seconds = seconds // 1000 if math.isfinite(seconds) else None
+    own = checked_epoch(seconds, f"the timestamp of package {record.fn} ({record.channel})") if seconds else \
+        DEFAULT_EPOCH
+    return own if clamp is None else min(own, clamp)
+
+
 def lock_mtime(lock: Lock, records: Sequence[PackageRecord]) -> int:
     """The image time a build from ``lock`` uses: the locked SOURCE_DATE_EPOCH, else :func:`source_date_epoch`."""
     sde = lock.options.get("source_date_epoch")
