@@ -79,8 +79,10 @@ def _digest(archive: Path) -> str:
 
 def _build(work: Path, env_yml: str, out: str, cache: Path, check: bool = True) -> subprocess.CompletedProcess:
     (work / "env.yml").write_text(env_yml)
-    # without the layer memo (tests/test_layer_memo.py): these tests damage entries the full path reads
-    shutil.rmtree(cache / "layers" / "env", ignore_errors=True)
+    # without the layer memos (tests/test_layer_memo.py, tests/test_package_memo.py): these tests damage entries the
+    # full path reads
+    for memo in ("env", "pkg", "members"):
+        shutil.rmtree(cache / "layers" / memo, ignore_errors=True)
     env = dict(os.environ, OCI_CONDA_CACHE=str(cache), SOURCE_DATE_EPOCH="1700000000")
     return oci_conda("build", "env.yml", "-o", str(work / out), "-q", cwd=work, env=env, check=check,
                      timeout=TIMEOUT)

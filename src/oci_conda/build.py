@@ -14,7 +14,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import requests
 import zstandard
@@ -25,7 +25,7 @@ from .cache import atomic_path, atomic_write, cache_dir, held_temp_dir
 from .cache_verify import drop_file, verify_file
 from .conda.channel import resolve_channels
 from .conda.fetch import fetch_packages
-from .conda.install import install
+from .conda.install import InstallReport, install
 from .conda.matchspec import MatchSpec
 from .conda.package import extract_package
 from .conda.records import PackageRecord
@@ -33,9 +33,9 @@ from .credentials import redact_url
 from .errors import OutputError
 from .layers import memo as layer_memo
 from .layers.pack import pack_prefix
-from .layers.plan import LayerPlan, plan_layers
+from .layers.plan import LayerPlan, assign_layers, check_hardlinks, plan_layers
 from .layers.pyc import compile_pyc
-from .layers.trim import trim_entries
+from .layers.trim import TrimReport, trim_entries
 from .layers.wheels import extraction_key, merge_wheel_plans, wheel_layers
 from .lockfile import check_base
 from .oci import image as oci_image
@@ -199,8 +199,14 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
                 return hit.layers
     first_warning = len(warnings)
     acts: list[Activation] = []
-    out = _env_layers_built(spec, records, subdir, opts, reporter, session, mtime, warnings, base_layers,
-                           report_trim, pip_out, base, acts if activated is not None else None)
+    keys = _package_keys(spec, records, subdir, opts)
+    out = None
+    if keys is not None:
+        out = _env_layers_by_package(spec, records, subdir, opts, reporter, session, mtime, warnings, base_layers,
+                                     report_trim, keys, base, acts if activated is not None else None)
+    if out is None:
+        out = _env_layers_built(spec, records, subdir, opts, reporter, session, mtime, warnings, base_layers,
+                                report_trim, pip_out, base, acts if activated is not None else None, keys)
     if activated is not None:
         activated.extend(acts)
     if key is not None:
@@ -230,24 +236,14 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
                       reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
                       base_layers: int, report_trim: dict[str, Any],
                       pip_out: list[WheelRecord] | None = None, base: Image | None = None,
-                      activated: list[Activation] | None = None) -> list[tuple[LayerPlan, LayerInfo, Path]]:
-    """The full path: fetch, extract, install, pack, trim, compile, pip wheels, plan and compress."""
-    with reporter.phase("fetch", _plural(len(records), "package")):
-        download = reporter.task("download", len({r.url for r in records}), "packages",
-                                 sizes={r.url: r.size for r in records})
-        files = fetch_packages(records, session, jobs=opts.jobs, offline=opts.offline,
-                               progress=lambda rec, done, total: download.file(rec.url, done, total))
+                      activated: list[Activation] | None = None, keys: dict[str, str] | None = None
+                      ) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+    """The full path: fetch, extract, install, pack, trim, compile, pip wheels, plan and compress.
+
+    With ``keys`` (the per-package memo applies, see :func:`_package_keys`) what each package's layer needs is
+    remembered, so that later builds install only the packages whose layers they lack."""
+    extracted = _fetch_extract(records, opts, reporter, session)
     extract_root = cache_dir("extracted")
-    with reporter.phase("extract"):
-        unpacked = reporter.task("extract", len(records), "packages")
-
-        def one(r: PackageRecord) -> Path:
-            d = extract_package(files[r.url], extract_root, extraction_key(r), label=r.fn)
-            unpacked.advance(1)
-            return d
-
-        with thread_pool(opts.jobs, len(records), "extract", cpu_bound=True) as pool:
-            extracted = list(pool.map(one, records))
     fetched_wheels = pip_wheels(spec, subdir, records, extracted, opts, reporter, session)
     if pip_out is not None:
         pip_out.extend(w.record for w in fetched_wheels)
@@ -273,6 +269,8 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
             entries, trimmed = trim_entries(packed.entries, arcroot, opts.trim)
             if trimmed.removed:
                 report_trim.update(trimmed.to_json())
+            if keys is not None and not report.clobbered:
+                _remember_packages(packed.entries, packed.owner, arcroot, records, report, opts, keys)
             if opts.compile_pyc:
                 entries, _ = compile_pyc(entries, packed.owner, arcroot, records, Path(tmp) / "pyc", warnings,
                                          jobs=opts.jobs)
@@ -291,23 +289,273 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
                                 base_layers + min(len(wheel_plans), 1))
             if wheel_plans:
                 plans = merge_wheel_plans(plans, wheel_plans, opts.layering, opts.max_layers, base_layers)
-        owner = _owner(spec, opts)
-        with reporter.phase("compress", opts.compression):
-            compressing = reporter.task("compress", len(plans), "layers", bytes_total=sum(p.size for p in plans))
-            # layers in parallel (zlib and zstd release the GIL), each deflating its blocks on the same bound
-            per_layer = workers(opts.jobs, GZIP_WORKERS, cpu_bound=True)
-
-            def compress(plan: LayerPlan) -> tuple[LayerPlan, LayerInfo, Path]:
-                when = max((e.mtime for e in plan.entries if e.mtime is not None), default=mtime)
-                info, blob = _write_layer_cached(plan, opts.compression, when, extract_root, per_layer, owner, prefix)
-                compressing.advance(1, plan.size)
-                return plan, info, blob
-
-            with thread_pool(opts.jobs, len(plans), "compress", cpu_bound=True) as pool:
-                out = list(pool.map(compress, sorted(plans, key=lambda p: -p.size)))
-            order = {id(p): i for i, p in enumerate(plans)}
-            out.sort(key=lambda t: order[id(t[0])])
+        out = _compress(plans, spec, opts, reporter, mtime)
+    if keys is not None and not report.clobbered:
+        for plan, info, _blob in out:
+            if plan.packages and all(d in keys for d in plan.packages):
+                layer_memo.store_layer(layer_memo.members_key([keys[d] for d in plan.packages]), info)
     return out
+
+
+def _fetch_extract(records: list[PackageRecord], opts: BuildOptions, reporter: Reporter,
+                   session: requests.Session) -> list[Path]:
+    """Download (or find in the cache, verified) and extract ``records``: their extracted directories, in order."""
+    with reporter.phase("fetch", _plural(len(records), "package")):
+        download = reporter.task("download", len({r.url for r in records}), "packages",
+                                 sizes={r.url: r.size for r in records})
+        files = fetch_packages(records, session, jobs=opts.jobs, offline=opts.offline,
+                               progress=lambda rec, done, total: download.file(rec.url, done, total))
+    extract_root = cache_dir("extracted")
+    with reporter.phase("extract"):
+        unpacked = reporter.task("extract", len(records), "packages")
+
+        def one(r: PackageRecord) -> Path:
+            d = extract_package(files[r.url], extract_root, extraction_key(r), label=r.fn)
+            unpacked.advance(1)
+            return d
+
+        with thread_pool(opts.jobs, len(records), "extract", cpu_bound=True) as pool:
+            return list(pool.map(one, records))
+
+
+def _compress(plans: list[LayerPlan], spec: BuildSpec, opts: BuildOptions, reporter: Reporter, mtime: int
+              ) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+    """Write each planned layer as a blob (a layer with the same content as an earlier one is not compressed
+    again), in parallel; the result is in plan order."""
+    owner = _owner(spec, opts)
+    extract_root = cache_dir("extracted")
+    with reporter.phase("compress", opts.compression):
+        compressing = reporter.task("compress", len(plans), "layers", bytes_total=sum(p.size for p in plans))
+        # layers in parallel (zlib-ng and zstd release the GIL), each deflating its blocks on the same bound
+        per_layer = workers(opts.jobs, GZIP_WORKERS, cpu_bound=True)
+
+        def compress(plan: LayerPlan) -> tuple[LayerPlan, LayerInfo, Path]:
+            when = max((e.mtime for e in plan.entries if e.mtime is not None), default=mtime)
+            info, blob = _write_layer_cached(plan, opts.compression, when, extract_root, per_layer, owner,
+                                             spec.image.prefix)
+            compressing.advance(1, plan.size)
+            return plan, info, blob
+
+        with thread_pool(opts.jobs, len(plans), "compress", cpu_bound=True) as pool:
+            out = list(pool.map(compress, sorted(plans, key=lambda p: -p.size)))
+    order = {id(p): i for i, p in enumerate(plans)}
+    out.sort(key=lambda t: order[id(t[0])])
+    return out
+
+
+def _package_keys(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions
+                  ) -> dict[str, str] | None:
+    """dist name -> the key of that package's layer content (layers/memo.py), or None when this environment's
+    package layers are not a function of each package alone: a pip section (wheels land between packages),
+    ``--compile-pyc`` (host interpreter), ``--trim aggressive`` (drops a ``.pyc`` when another package has its
+    source), ``--layering single``, a ``conda`` package (conda-pack's top-layer scripts depend on it), or a record
+    without a sha256."""
+    if opts.layering != "packages" or opts.compile_pyc or opts.trim not in ("none", "safe") or spec.pip_for(subdir):
+        return None
+    if any(not r.sha256 for r in records) or any(r.name == "conda" for r in records):
+        return None
+    python = next((r for r in records if r.name == "python"), None)
+    clamp = given_epoch(opts.lock)
+    options: dict[str, str | list[int]] = {"compression": opts.compression, "trim": opts.trim,
+                                           "owner": list(_owner(spec, opts))}
+    keys = {}
+    for r, portable in zip(records, _portable_records(spec, records, opts)):
+        py = [python.version, python.sha256 or ""] if python is not None and r.noarch == "python" else None
+        keys[r.dist_name] = layer_memo.package_key(portable, prefix=spec.image.prefix, epoch=package_epoch(r, clamp),
+                                                   python=py, options=options, layer_format=LAYER_FORMAT)
+    return keys
+
+
+def _by_package(entries: list[TarEntry], owner: dict[str, str], dists: Iterable[str]
+                ) -> tuple[dict[str, list[TarEntry]], list[TarEntry]]:
+    """Entries per owning package (for ``dists``), and the rest (environment-wide files)."""
+    by: dict[str, list[TarEntry]] = {d: [] for d in dists}
+    rest: list[TarEntry] = []
+    for e in entries:
+        d = owner.get(e.path)
+        (by[d] if d in by else rest).append(e)
+    return by, rest
+
+
+def _remember_packages(entries: list[TarEntry], owner: dict[str, str], arcroot: str, records: list[PackageRecord],
+                       report: InstallReport, opts: BuildOptions, keys: dict[str, str]) -> None:
+    """Store each installed package's facts (layers/memo.py) from its packed, untrimmed entries.
+
+    A package whose record does not say noarch: python but whose metadata does is not remembered: its key lacks
+    the python it was laid out for."""
+    root = arcroot + "/"
+    by, _ = _by_package(entries, owner, (r.dist_name for r in records))
+    post: dict[str, list[str]] = {}
+    for path in report.post_link_scripts:
+        d = owner.get(root + path)
+        if d is not None:
+            post.setdefault(d, []).append(path)
+    for r in records:
+        d = r.dist_name
+        if d not in keys or (d in report.noarch_python and r.noarch != "python"):
+            continue
+        kept, trimmed = trim_entries(by[d], arcroot, opts.trim)
+        scripts = {}
+        for e in kept:
+            rel = e.path[len(root):]
+            if e.kind == "file" and rel.startswith(ACTIVATE_DIR):
+                scripts[rel] = e.data if e.data is not None else Path(e.source).read_bytes() if e.source else b""
+        layer_memo.store_package(keys[d], layer_memo.PackageFacts(
+            size=sum(e.size for e in kept if e.kind == "file"),
+            paths=tuple(sorted(e.path[len(root):] for e in by[d] if e.kind != "dir")),
+            scripts=scripts, post_link=tuple(sorted(post.get(d, ()))),
+            trimmed={rule: (n, b) for rule, (n, b) in trimmed.removed.items()},
+            site_packages=report.site_packages if r.name == "python" else None))
+
+
+def _env_layers_by_package(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
+                           reporter: Reporter, session: requests.Session, mtime: int, warnings: list[str],
+                           base_layers: int, report_trim: dict[str, Any], keys: dict[str, str],
+                           base: Image | None, activated: list[Activation] | None
+                           ) -> list[tuple[LayerPlan, LayerInfo, Path]] | None:
+    """The per-package memo path: only the packages whose layers are not remembered are fetched, extracted,
+    installed (with the whole environment's history and python) and packed; every other layer is a remembered
+    blob. None when the full path must run instead (nothing remembered yet, or packages that ship the same path).
+
+    The bytes are those of the full path: a package's layer depends on its key alone (``dated_entries``, per-package
+    trim rules, records without requested specs), and the top layer (history, conda-pack's scripts, activation) is
+    made from the whole environment as the full path makes it."""
+    facts = {d: layer_memo.lookup_package(k) for d, k in keys.items()}
+    if all(f is None for f in facts.values()):
+        return None  # a first build: the full path is the same work, and it remembers every package
+    known_paths: dict[str, str] = {}
+    for d, f in facts.items():
+        for p in f.paths if f is not None else ():
+            if known_paths.setdefault(p, d) != d:
+                return None  # two packages ship one path: which copy wins needs the full install
+    by_name = {r.dist_name: r for r in records}
+    python = next((r for r in records if r.name == "python"), None)
+    arcroot = spec.image.prefix.strip("/")
+    todo = {d for d, f in facts.items() if f is None}
+    for _round in range(3):  # a second round when a changed package joins a group layer whose others are remembered
+        if python is not None and (facts[python.dist_name] is None
+                                   or any(by_name[d].noarch == "python" for d in todo)):
+            todo.add(python.dist_name)  # conda-pack places noarch: python files by the python it finds
+        subset = [r for r in records if r.dist_name in todo]
+        with held_temp_dir("stage-") as tmp:
+            staged = _install_subset(spec, records, subset, subdir, opts, reporter, session, mtime, keys, facts,
+                                     Path(tmp))
+            if staged is None:
+                return None
+            facts.update(staged.facts)
+            sizes = {d: f.size for d, f in facts.items() if f is not None}
+            if len(sizes) != len(records):
+                return None
+            plans = assign_layers(records, sizes, opts.layering, opts.max_layers, base_layers)
+            by, _ = _by_package(staged.entries, staged.owner, todo)
+            missing: set[str] = set()
+            ready: list[tuple[LayerPlan, tuple[LayerInfo, Path] | None]] = []
+            for plan in plans:
+                hit = layer_memo.lookup_layer(layer_memo.members_key([keys[d] for d in plan.packages]))
+                if hit is None:
+                    missing |= set(plan.packages) - todo
+                    plan.entries = [e for d in plan.packages for e in by[d]] if set(plan.packages) <= todo else []
+                ready.append((plan, hit))
+            if missing:
+                todo |= missing
+                continue
+            post = sorted(p for f in facts.values() if f is not None for p in f.post_link)
+            if post:
+                warnings.append("post-link scripts not run: " + ", ".join(post))
+            warnings.extend(staged.warnings)
+            return _assemble(spec, opts, reporter, mtime, warnings, report_trim, keys, facts, ready, staged, base,
+                             activated)
+    return None
+
+
+@dataclass
+class _Staged:
+    """Some packages installed and packed for the per-package path: their entries (trimmed, dated), who owns
+    each path, their facts, the environment-wide entries (trimmed) and what trimming them removed."""
+
+    entries: list[TarEntry]
+    owner: dict[str, str]
+    facts: dict[str, layer_memo.PackageFacts]
+    top: list[TarEntry]
+    top_trimmed: dict[str, list[int]]
+    warnings: list[str]
+
+
+def _install_subset(spec: BuildSpec, records: list[PackageRecord], subset: list[PackageRecord], subdir: str,
+                    opts: BuildOptions, reporter: Reporter, session: requests.Session, mtime: int,
+                    keys: dict[str, str], facts: dict[str, layer_memo.PackageFacts | None], tmp: Path
+                    ) -> _Staged | None:
+    """Fetch, extract, install and pack ``subset`` as part of the whole environment ``records`` (its history, its
+    python and that python's site-packages), in ``tmp``. None when the full path must run instead: a path
+    another package also ships, or a package that is noarch: python without its record saying so."""
+    prefix = spec.image.prefix
+    arcroot = prefix.strip("/")
+    extracted = _fetch_extract(subset, opts, reporter, session) if subset else []
+    portable = dict(zip((r.dist_name for r in records), _portable_records(spec, records, opts)))
+    python = next((r for r in records if r.name == "python"), None)
+    known_python = facts.get(python.dist_name) if python is not None else None
+    staging = tmp / "prefix"
+    with reporter.phase("install", f"{_plural(len(subset), 'package')} of {len(records)} into {prefix}"):
+        installing = reporter.task("install", len(subset), "packages")
+        report = install(list(zip((portable[r.dist_name] for r in subset), extracted)), staging, prefix,
+                         progress=lambda _r: installing.advance(1), requested_specs=_requested(spec, subdir, records),
+                         history_time=mtime, hardlink=True, specs_in_records=False,
+                         environment=[portable[r.dist_name] for r in records],
+                         site_packages=known_python.site_packages if known_python is not None else None)
+    if report.clobbered or any(r.dist_name in report.noarch_python and r.noarch != "python" for r in subset):
+        return None
+    with reporter.phase("pack"):
+        packed = pack_prefix(staging, prefix)
+        names = {r.dist_name for r in subset}
+        others = {p for d, f in facts.items() if f is not None and d not in names for p in f.paths}
+        root = arcroot + "/"
+        if any(e.kind != "dir" and packed.owner.get(e.path) in names and e.path[len(root):] in others
+               for e in packed.entries):
+            return None
+        _remember_packages(packed.entries, packed.owner, arcroot, subset, report, opts, keys)
+        new = {r.dist_name: layer_memo.lookup_package(keys[r.dist_name]) for r in subset}
+        if any(f is None for f in new.values()):
+            return None
+        by, rest = _by_package(packed.entries, packed.owner, names)
+        top, top_trimmed = trim_entries(rest, arcroot, opts.trim)
+        entries = [e for d in sorted(by) for e in trim_entries(by[d], arcroot, opts.trim)[0]]
+        entries = dated_entries(entries, packed.owner, subset, given_epoch(opts.lock))
+    return _Staged(entries=entries, owner=packed.owner, facts={d: f for d, f in new.items() if f is not None},
+                   top=top, top_trimmed=top_trimmed.removed, warnings=list(packed.warnings))
+
+
+def _assemble(spec: BuildSpec, opts: BuildOptions, reporter: Reporter, mtime: int, warnings: list[str],
+              report_trim: dict[str, Any], keys: dict[str, str],
+              facts: dict[str, layer_memo.PackageFacts | None],
+              ready: list[tuple[LayerPlan, tuple[LayerInfo, Path] | None]], staged: _Staged, base: Image | None,
+              activated: list[Activation] | None) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+    """The per-package path's layers in the full path's order: remembered package layers as they are, the others
+    compressed now, then the top layer (history, conda-pack's scripts, the activation wrapper)."""
+    known = [f for f in facts.values() if f is not None]
+    trimmed = TrimReport()
+    for removed in [*(f.trimmed for f in known), {k: tuple(v) for k, v in staged.top_trimmed.items()}]:
+        for rule, (n, b) in removed.items():
+            was = trimmed.removed.get(rule, [0, 0])
+            trimmed.removed[rule] = [was[0] + n, was[1] + b]
+    if trimmed.removed:
+        report_trim.update(trimmed.to_json())
+    top = staged.top
+    if base is not None and activated is not None:
+        scripts = {k: v for f in known for k, v in f.scripts.items()}
+        act, wrapper = activate_environment(top, spec, base, warnings, scripts)
+        top = top + wrapper
+        activated.append(act)
+    plans = [plan for plan, _ in ready]
+    if top:
+        plans.append(LayerPlan(name="environment files", entries=top))
+    todo = [plan for plan, hit in ready if hit is None] + plans[len(ready):]
+    check_hardlinks(todo)
+    built = {id(plan): (info, blob) for plan, info, blob in _compress(todo, spec, opts, reporter, mtime)}
+    for plan in todo:
+        if plan.packages:
+            layer_memo.store_layer(layer_memo.members_key([keys[d] for d in plan.packages]), built[id(plan)][0])
+    remembered = {id(plan): hit for plan, hit in ready if hit is not None}
+    return [(plan, *(built[id(plan)] if id(plan) in built else remembered[id(plan)])) for plan in plans]
 
 
 LAYER_FORMAT = 2  # bump when the bytes a layer's entries turn into change (tar writer, compression settings)
@@ -535,12 +783,14 @@ def with_created(spec: BuildSpec, mtime: int) -> BuildSpec:
     return dataclasses.replace(spec, image=image)
 
 
-def activate_environment(entries: list[TarEntry], spec: BuildSpec, base: Image, warnings: list[str]
-                         ) -> tuple[Activation, list[TarEntry]]:
+def activate_environment(entries: list[TarEntry], spec: BuildSpec, base: Image, warnings: list[str],
+                         known: Mapping[str, bytes] | None = None) -> tuple[Activation, list[TarEntry]]:
     """What the environment's ``etc/conda/activate.d/*.sh`` (and ``conda-meta/state``) set, evaluated statically;
-    with ``image.activate: script`` and a shell in the base, the wrapper that sources the other scripts at start."""
+    with ``image.activate: script`` and a shell in the base, the wrapper that sources the other scripts at start.
+
+    ``known``: scripts of packages that are not among ``entries`` (the layer memo remembered them)."""
     arcroot = spec.image.prefix.strip("/") + "/"
-    scripts: dict[str, bytes] = {}
+    scripts: dict[str, bytes] = dict(known or {})
     state: bytes | None = None
     for e in entries:
         if e.kind != "file" or not e.path.startswith(arcroot):

@@ -70,6 +70,9 @@ class InstallReport:
     files_by_package: dict[str, list[str]] = field(default_factory=dict)
     #: prefix-relative path -> dist name of the package whose copy won, for paths claimed by several packages
     clobbered: dict[str, str] = field(default_factory=dict)
+    #: where noarch: python site-packages went (None without python), and which packages were noarch: python
+    site_packages: str | None = None
+    noarch_python: set[str] = field(default_factory=set)
 
 
 def install(
@@ -82,6 +85,8 @@ def install(
     history_time: int | None = None,
     hardlink: bool = False,
     specs_in_records: bool = True,
+    environment: Sequence[PackageRecord] | None = None,
+    site_packages: str | None = None,
 ) -> InstallReport:
     """Link ``items`` ((record, extracted dir), in dependency order) into ``staging`` as if it were ``target_prefix``.
 
@@ -92,6 +97,10 @@ def install(
     writes into afterwards, since the package cache is shared. ``specs_in_records=False`` keeps the requested
     specs in ``conda-meta/history`` only, so each package's record is the same in every environment (layers of
     one package are then identical across images).
+
+    ``environment``: all the records of the environment when ``items`` is only part of it (the layer memo installs
+    just the packages whose layers it lacks): the python version and ``conda-meta/history`` come from it, and
+    ``site_packages`` (the python package's, from an earlier install) places noarch: python files.
     """
     staging = Path(staging)
     if not target_prefix.startswith("/") or target_prefix != posixpath.normpath(target_prefix):
@@ -99,14 +108,17 @@ def install(
     staging.mkdir(parents=True, exist_ok=True)
     os.chmod(staging, 0o755)
     linker = _Linker(staging, target_prefix, hardlink)
-    python_version = _python_version(items)
+    every = [(r, Path()) for r in environment] if environment is not None else items
+    python_version = _python_version(every)
     report = InstallReport()
     owner: dict[str, str] = {}  # prefix path -> dist name
     metas: list[tuple[PackageRecord, Path, dict[str, Any], list[dict[str, Any]]]] = []
 
     for record, _ in items:
         _check_record_names(record)
-    site_packages = _site_packages(items, python_version)
+    if site_packages is None or any(r.name == "python" for r, _ in items):
+        site_packages = _site_packages(items, python_version)
+    report.site_packages = site_packages
     for record, pkg_dir in items:
         pkg_dir = Path(pkg_dir)
         dist = record.dist_name
@@ -120,6 +132,8 @@ def install(
             raise InstallError(f"{dist}: unsupported noarch type {noarch!r}")
         if noarch == "python" and python_version is None:
             raise InstallError(f"{dist}: noarch: python package but the solution has no 'python' package")
+        if noarch == "python":
+            report.noarch_python.add(dist)
 
         def claim(target: str, is_dir: bool = False) -> None:
             """conda's clobber rule: the later package's copy wins; the earlier one no longer owns the path."""
@@ -169,8 +183,8 @@ def install(
         doc = _prefix_record(record, pkg_dir, index, files, paths_data, requested)
         _write_file(meta_dir / f"{record.dist_name}.json", _dump_json(doc), 0o644)
 
-    when = history_time if history_time is not None else max((r.timestamp for r, _ in items), default=0) // 1000
-    _write_file(meta_dir / "history", _history(items, requested_specs, when).encode(), 0o644)
+    when = history_time if history_time is not None else max((r.timestamp for r, _ in every), default=0) // 1000
+    _write_file(meta_dir / "history", _history(every, requested_specs, when).encode(), 0o644)
     report.post_link_scripts.sort()
     return report
 

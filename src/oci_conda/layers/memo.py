@@ -1,23 +1,23 @@
-"""The layer memo: what an environment's layers were, looked up right after the solve, before any work.
+"""The layer memos: what layers were, looked up right after the solve, before any work.
 
-A build's layers are a function of its inputs: the records as conda-meta states them (each package named by its
-sha256), the requested specs, the prefix, the platform, the layer time, the base's layer count and the layer-affecting
-options, plus the versions of everything that turns those into bytes (oci-conda's layer format, conda-pack, the
-compressor). The memo keys the list of layer descriptors on exactly that, so a warm build or a no-op rebuild does no
-fetching, extraction, installation, packing or compression at all: it checks the blobs and reuses them.
+Two tables, both verified at use (every blob's digest and size, by :mod:`oci_conda.cache_verify`: hashed only when
+its stat stamp changed) and written atomically; a bad or unreadable entry is ignored and rewritten.
 
-Why a key over the whole environment rather than one per package: some of a layer's bytes depend on the whole
-environment (``conda-meta/history`` and conda-pack's files in the top layer, which packages share a group layer when
-there are more packages than the layer budget, which copy of a path two packages ship wins). Only the whole set of
-inputs provably determines them; a build whose inputs changed in any way takes the full path, where an unchanged
-package is not extracted again (extracted packages are cached by digest) and an unchanged layer is not compressed
-again (layer blobs are remembered by their content).
+**Per environment** (``layers/env``): the list of layer descriptors keyed on everything an environment's layers
+depend on: the records as conda-meta states them (each package named by its sha256), the requested specs, the
+prefix, the platform, the image time, the base, the layer-affecting options and the versions of everything that
+turns those into bytes (oci-conda's layer format, conda-pack, the compressor). A no-op rebuild does no fetching,
+extraction, installation, packing or compression at all: it checks the blobs and reuses them. Not memoised:
+``--compile-pyc`` (its bytes depend on the host interpreter) and records without a sha256.
 
-Not memoised: ``--compile-pyc`` (its bytes depend on the host interpreter found at build time) and records without a
-sha256 (nothing names their content).
-
-Entries are verified at use (every blob's digest and size, by :mod:`oci_conda.cache_verify`: hashed only when its
-stat stamp changed) and written atomically; a bad or unreadable entry is ignored and rewritten by the full path.
+**Per package** (``layers/pkg`` and ``layers/members``): since layer format 2 a package's entries depend on that
+package alone (its files are dated by its own build time, its conda-meta record names no requested spec), so
+:func:`package_key` covers them: the record, the prefix, the time, the python a noarch: python package is laid out
+for, the options. ``pkg`` keeps the :class:`PackageFacts` the build needs without installing the package again (its
+size for the layering rule, its paths to see two packages ship one, its activation scripts); ``members`` maps the
+keys of a layer's packages to the layer's descriptor. A build whose environment changed (a bump, another
+environment sharing packages) then installs, packs and compresses only the packages of the layers it lacks
+(``build._env_layers_by_package``); the environment-wide top layer is made anew each time.
 """
 
 from __future__ import annotations
@@ -150,3 +150,111 @@ def store(key: str, layers: Sequence[tuple[LayerPlan, LayerInfo, Path]], warning
     }
     with atomic_write(_entry_path(key, create=True)) as f:
         f.write(canonical_json(doc))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the per-package memo: what a package's layer is, looked up before the package is even fetched
+
+#: Bump when a package entry's fields, or what a package key covers, change.
+PACKAGE_MEMO_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PackageFacts:
+    """What the build needs to know of an installed package without installing it again: its size (the layering
+    rule ranks by it), the paths it ships (two packages shipping one path need the full install), the activation
+    scripts it ships (the image's ``Env`` is evaluated from all of them), its skipped post-link scripts, what
+    ``--trim`` took from it, and for python where noarch: python packages go."""
+
+    size: int
+    paths: tuple[str, ...]  # prefix-relative, files and links (directories may be shared)
+    scripts: Mapping[str, bytes]  # prefix-relative etc/conda/activate.d/* -> content
+    post_link: tuple[str, ...]
+    trimmed: Mapping[str, tuple[int, int]]  # rule -> (files, bytes)
+    site_packages: str | None = None
+
+
+def package_key(record: PackageRecord, *, prefix: str, epoch: int, python: Sequence[str] | None,
+                options: Mapping[str, str | list[int]], layer_format: int) -> str:
+    """The key of one package's layer content: the package (its record as conda-meta states it, which names its
+    sha256), the prefix, its files' time, the python it is laid out for (noarch: python only), the layer-affecting
+    options and the versions of everything that turns those into bytes."""
+    doc = {
+        "memo": PACKAGE_MEMO_FORMAT,
+        "layer_format": layer_format,
+        "oci_conda": __version__,
+        "conda_pack": _tool_version("conda-pack"),
+        "compressor": compressor_id(str(options.get("compression"))),
+        "record": record.to_json(),
+        "prefix": prefix,
+        "epoch": int(epoch),
+        "python": list(python) if python is not None else None,
+        "options": {k: options[k] for k in sorted(options)},
+    }
+    return hashlib.sha256(canonical_json(doc)).hexdigest()
+
+
+def _package_path(key: str, create: bool = False) -> Path:
+    return (cache_dir("layers", "pkg") if create else cache_root() / "layers" / "pkg") / f"{key}.json"
+
+
+def lookup_package(key: str) -> PackageFacts | None:
+    """The facts stored for ``key``, or None (a damaged entry is dropped)."""
+    path = _package_path(key)
+    try:
+        doc = json.loads(path.read_bytes())
+        return PackageFacts(
+            size=int(doc["size"]), paths=tuple(str(p) for p in doc["paths"]),
+            scripts={str(k): bytes.fromhex(str(v)) for k, v in dict(doc["scripts"]).items()},
+            post_link=tuple(str(p) for p in doc["post_link"]),
+            trimmed={str(k): (int(v[0]), int(v[1])) for k, v in dict(doc["trimmed"]).items()},
+            site_packages=None if doc.get("site_packages") is None else str(doc["site_packages"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        drop_file(path)
+        return None
+
+
+def store_package(key: str, facts: PackageFacts) -> None:
+    """Remember ``facts`` under ``key`` (atomically)."""
+    doc = {"size": facts.size, "paths": list(facts.paths), "scripts": {k: v.hex() for k, v in facts.scripts.items()},
+           "post_link": list(facts.post_link), "trimmed": {k: list(v) for k, v in facts.trimmed.items()},
+           "site_packages": facts.site_packages}
+    with atomic_write(_package_path(key, create=True)) as f:
+        f.write(canonical_json(doc))
+
+
+def members_key(package_keys: Sequence[str]) -> str:
+    """The key of a layer holding these packages (in this order): each key covers everything its package's
+    entries depend on, so the list covers the layer."""
+    return hashlib.sha256(canonical_json({"memo": PACKAGE_MEMO_FORMAT, "members": list(package_keys)})).hexdigest()
+
+
+def _layer_path(key: str, create: bool = False) -> Path:
+    return (cache_dir("layers", "members") if create else cache_root() / "layers" / "members") / f"{key}.json"
+
+
+def lookup_layer(key: str) -> tuple[LayerInfo, Path] | None:
+    """The layer remembered for ``key`` when its blob is intact (verified), else None."""
+    path = _layer_path(key)
+    try:
+        info = LayerInfo(**json.loads(path.read_bytes()))
+        if not info.digest.startswith("sha256:"):
+            raise ValueError(info.digest)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError):
+        drop_file(path)
+        return None
+    blob = _blob_path(info.digest)
+    if not verify_file(blob, sha256=info.digest.split(":", 1)[1], size=info.size):
+        drop_file(blob)
+        return None
+    return info, blob
+
+
+def store_layer(key: str, info: LayerInfo) -> None:
+    """Remember that the layer of ``key`` is ``info`` (its blob is in the blob store)."""
+    with atomic_write(_layer_path(key, create=True)) as f:
+        f.write(canonical_json(dataclasses.asdict(info)))
