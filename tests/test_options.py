@@ -4,12 +4,15 @@ lock records all follow it, and a build from a lock takes the locked values or r
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from oci_conda.cli import make_parser
 from oci_conda.lockfile import Lock, LockError, PlatformLock
-from oci_conda.options import IMAGE_OPTIONS, LOCKED_OPTIONS, BuildOptions, apply_lock, locked_values
+from oci_conda.oci.tar import compressor_id
+from oci_conda.options import (IMAGE_OPTIONS, LOCKED_OPTIONS, BuildOptions, apply_lock, compressor_warning,
+                                locked_values)
 
 
 def test_parser_and_defaults_come_from_the_table() -> None:
@@ -37,7 +40,7 @@ def test_locked_values_and_apply_lock() -> None:
     opts = BuildOptions(compression="zstd", max_layers=9)
     values = locked_values(opts, "/opt/env", env={"SOURCE_DATE_EPOCH": "42"})
     assert values == {"prefix": "/opt/env", "source_date_epoch": 42, "compression": "zstd", "layering": "packages",
-                      "max_layers": 9, "trim": "none"}
+                      "max_layers": 9, "trim": "none", "compressor": compressor_id("zstd")}
     lock = Lock(platforms={"linux-aarch64": PlatformLock("linux-aarch64", ()), "osx-64": PlatformLock("osx-64", ())},
                 options=values)
     applied = apply_lock(BuildOptions(), lock, platforms_given=False)
@@ -46,3 +49,16 @@ def test_locked_values_and_apply_lock() -> None:
     assert apply_lock(BuildOptions(compression="zstd"), lock, platforms_given=True).platforms == ("linux-64",)
     with pytest.raises(LockError, match="locked with max_layers=9; --max-layers 4 needs a relock"):
         apply_lock(BuildOptions(max_layers=4), lock, platforms_given=False)
+
+
+def test_a_lock_names_its_compressor_and_another_one_is_reported() -> None:
+    """Layer bytes depend on the compressor's version: a build from a lock made with another one says so."""
+    opts = BuildOptions()
+    same = Lock(platforms={}, options=locked_values(opts, "/opt/conda", env={}), path=Path("env.lock"))
+    assert same.options["compressor"].startswith("zlib-ng ")
+    assert compressor_warning(dataclasses.replace(opts, lock=same)) is None
+    assert compressor_warning(opts) is None
+    older = Lock(platforms={}, options={**same.options, "compressor": "zlib-ng 2.2.0 level 4 blocks 1048576"},
+                 path=Path("env.lock"))
+    warning = compressor_warning(dataclasses.replace(opts, lock=older))
+    assert warning is not None and "env.lock: locked with zlib-ng 2.2.0" in warning and "layer digests" in warning

@@ -45,7 +45,7 @@ from .oci.output import write_output
 from .oci.registry.push import push_images
 from .oci.source import open_image
 from .oci.tar import GZIP_WORKERS, LayerInfo, TarEntry, write_layer
-from .options import BuildOptions
+from .options import BuildOptions, compressor_warning
 from .parallel import thread_pool, workers
 from .platforms import platform_for_subdir
 from .image_labels import CREATED, merge
@@ -685,6 +685,9 @@ def build_image(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Buil
             img = open_image(spec.image.base, platform, dataclasses.replace(opts.registry, jobs=opts.jobs))
         if opts.lock is not None:
             check_base(opts.lock, subdir, img)
+            other_compressor = compressor_warning(opts)
+            if other_compressor is not None:
+                warnings.append(other_compressor)
         trimmed: dict[str, Any] = {}
         base_layers = [{"digest": la.descriptor.digest, "size": la.descriptor.size, "diff_id": la.diff_id}
                        for la in img.layers]

@@ -19,6 +19,7 @@ from .layers.plan import Layering
 from .layers.trim import PROFILES, Profile
 from .lockfile import Lock, LockError
 from .oci.registry.client import RegistryOptions
+from .oci.tar import compressor_id
 from .parallel import DEFAULT_JOBS
 
 #: The target conda subdirs when none is given (the image platforms are platforms.py's table).
@@ -107,14 +108,27 @@ class BuildOptions:
 
 
 def locked_values(opts: BuildOptions, prefix: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The options that change image bytes, as a lock records them: the table's locked ones, the prefix and
-    SOURCE_DATE_EPOCH."""
+    """The options that change image bytes, as a lock records them: the table's locked ones, the prefix,
+    SOURCE_DATE_EPOCH and the compressor (implementation, version, level: another one gives other layer bytes)."""
     env = os.environ if env is None else env
     sde = env.get("SOURCE_DATE_EPOCH")
     out: dict[str, Any] = {"prefix": prefix, "source_date_epoch": int(sde) if sde and sde.strip() else None}
     for o in LOCKED_OPTIONS:
         out[o.name] = getattr(opts, o.name)
+    out["compressor"] = compressor_id(opts.compression)
     return out
+
+
+def compressor_warning(opts: BuildOptions) -> str | None:
+    """Why a build from ``opts.lock`` cannot give the locked build's layer digests, or None: the lock names the
+    compressor it was built with (locks of format 2 made since issue 16), and it is not this one."""
+    if opts.lock is None:
+        return None
+    locked, ours = opts.lock.options.get("compressor"), compressor_id(opts.compression)
+    if locked is None or locked == ours:
+        return None
+    return (f"{opts.lock.path}: locked with {locked}; this oci-conda compresses with {ours}, so the layer digests "
+            "differ from the locked build's (the files in them do not)")
 
 
 def apply_lock(opts: BuildOptions, lock: Lock, platforms_given: bool) -> BuildOptions:
