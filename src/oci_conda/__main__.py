@@ -1,3 +1,4 @@
 from oci_conda.entry import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process imports it
+    raise SystemExit(main())
