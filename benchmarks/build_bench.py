@@ -91,16 +91,27 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def _run(cmd: list[str], env: dict[str, str]) -> tuple[str, float, float]:
+    """Run a whole process: its stdout, its wall seconds and its peak RSS in MiB (the process's own, from wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        _pid, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if p.returncode:
+            raise SystemExit(f"{' '.join(cmd[:4])} failed: {err.read().decode(errors='replace')[-2000:]}")
+        return out.read().decode(), wall, usage.ru_maxrss / 1024
+
+
 def ours(env_file: Path, out: Path, cache: Path, *extra: str) -> dict:
     env = _env(OCI_CONDA_CACHE=str(cache), SOURCE_DATE_EPOCH="1700000000")
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "oci_conda", "build", str(env_file), "-o", str(out), "--json", *extra],
-                       env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    if p.returncode:
-        raise SystemExit(f"oci-conda failed: {p.stderr}")
-    summary = json.loads(p.stdout)
-    return {"wall": wall, "phases": summary["timings"], "size": out.stat().st_size,
+    stdout, wall, peak = _run([sys.executable, "-m", "oci_conda", "build", str(env_file), "-o", str(out), "--json",
+                               *extra], env)
+    summary = json.loads(stdout)
+    return {"wall": wall, "peak_mib": peak, "phases": summary["timings"], "size": out.stat().st_size,
             "digest": summary["manifest_digest"]}
 
 
@@ -118,6 +129,13 @@ def _virtual(name: str, version: str):
 
 
 def alternative(channel_url: str, specs: list[str], work: Path, cache: Path) -> dict:
+    """The alternative as a whole process (interpreter start-up and imports counted, as for oci-conda)."""
+    stdout, wall, peak = _run([sys.executable, __file__, "--alternative-worker",
+                               json.dumps([channel_url, specs, str(work), str(cache)])], _env())
+    return {**json.loads(stdout), "wall": wall, "peak_mib": peak}
+
+
+def _alternative_worker(channel_url: str, specs: list[str], work: Path, cache: Path) -> dict:
     """py-rattler solve + install, conda-pack to a tar, umoci to an OCI image, tar of the layout."""
     import conda_pack
     import rattler
@@ -148,7 +166,7 @@ def alternative(channel_url: str, specs: list[str], work: Path, cache: Path) -> 
     out = work / "alt.tar"
     subprocess.run(["tar", "-cf", str(out), "-C", str(layout), "."], check=True)
     phases["umoci"] = time.perf_counter() - t
-    return {"wall": time.perf_counter() - t0, "phases": phases, "size": out.stat().st_size,
+    return {"in_process": time.perf_counter() - t0, "phases": phases, "size": out.stat().st_size,
             "pack_size": env_tar.stat().st_size}
 
 
@@ -215,11 +233,17 @@ def bench_env(label: str, env_file: Path, channel_url: str, specs: list[str], tm
     rows.append(f"| | oci-conda cold phases (s) | {phases} | | | |")
     alt_phases = ", ".join(f"{k} {v:.2f}" for k, v in runs["alt_cold"][0]["phases"].items())
     rows.append(f"| | alternative cold phases (s) | {alt_phases} | | | |")
+    peaks = {k: max(r["peak_mib"] for r in v) for k, v in runs.items() if v}
+    rows.append("| | peak RSS MiB (largest run) | " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + " | | | |")
     print("\n".join(rows), flush=True)
     return rows
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--alternative-worker"]:
+        url, specs, work, cache = json.loads(sys.argv[2])
+        print(json.dumps(_alternative_worker(url, specs, Path(work), Path(cache))), flush=True)
+        os._exit(0)  # py-rattler can crash at interpreter shutdown
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="runs per scenario (default 3)")
     ap.add_argument("--large-mib", type=int, default=320, help="payload of the synthetic environment (default 320)")
