@@ -255,13 +255,12 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
             as_recorded = _portable_records(spec, records, opts)
             report = install(list(zip(as_recorded, extracted)), staging, prefix, progress=lambda _r: installing.advance(1),
                              requested_specs=_requested(spec, subdir, records), history_time=mtime, hardlink=True,
-                             specs_in_records=opts.layering == "single")
+                             specs_in_records=opts.layering == "single", record_plain=True)
             warnings.extend(report.warnings)
             if report.post_link_scripts:
                 warnings.append("post-link scripts not run: " + ", ".join(sorted(report.post_link_scripts)))
         with reporter.phase("pack"):
-            dirs = {r.dist_name: d for r, d in zip(records, extracted)}
-            packed = pack_prefix(staging, prefix, {p: dirs[dist] for p, dist in report.clobbered.items()})
+            packed = pack_prefix(staging, prefix, report.sources, report.standing)
             warnings.extend(packed.warnings)
             arcroot = prefix.strip("/")
             for path, dist in report.clobbered.items():  # the winner owns a path two packages ship
@@ -501,11 +500,12 @@ def _install_subset(spec: BuildSpec, records: list[PackageRecord], subset: list[
                          progress=lambda _r: installing.advance(1), requested_specs=_requested(spec, subdir, records),
                          history_time=mtime, hardlink=True, specs_in_records=False,
                          environment=[portable[r.dist_name] for r in records],
-                         site_packages=known_python.site_packages if known_python is not None else None)
+                         site_packages=known_python.site_packages if known_python is not None else None,
+                         record_plain=True)
     if report.clobbered or any(r.dist_name in report.noarch_python and r.noarch != "python" for r in subset):
         return None
     with reporter.phase("pack"):
-        packed = pack_prefix(staging, prefix)
+        packed = pack_prefix(staging, prefix, report.sources, report.standing)
         names = {r.dist_name for r in subset}
         others = {p for d, f in facts.items() if f is not None and d not in names for p in f.paths}
         root = arcroot + "/"

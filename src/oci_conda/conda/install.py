@@ -73,6 +73,10 @@ class InstallReport:
     #: where noarch: python site-packages went (None without python), and which packages were noarch: python
     site_packages: str | None = None
     noarch_python: set[str] = field(default_factory=set)
+    #: with ``record_plain``: prefix-relative path -> the package file laid out there (not written to staging), by
+    #: the path a record lists, and by where the file stands (they differ for a file written through a linked dir)
+    sources: dict[str, str] = field(default_factory=dict)
+    standing: dict[str, str] = field(default_factory=dict)
 
 
 def install(
@@ -87,6 +91,7 @@ def install(
     specs_in_records: bool = True,
     environment: Sequence[PackageRecord] | None = None,
     site_packages: str | None = None,
+    record_plain: bool = False,
 ) -> InstallReport:
     """Link ``items`` ((record, extracted dir), in dependency order) into ``staging`` as if it were ``target_prefix``.
 
@@ -101,13 +106,18 @@ def install(
     ``environment``: all the records of the environment when ``items`` is only part of it (the layer memo installs
     just the packages whose layers it lacks): the python version and ``conda-meta/history`` come from it, and
     ``site_packages`` (the python package's, from an earlier install) places noarch: python files.
+
+    ``record_plain``: a file that needs no rewrite is not written to ``staging`` but named in the report's
+    ``sources`` (it stays the package's own file: the layer reads it from there). Every check runs as if it had been
+    written: a later file, link or directory at its place sees it. Staging then holds directories, links, rewritten
+    files and conda-meta only: on a slow file system creating and removing a link per file was a third of a build.
     """
     staging = Path(staging)
     if not target_prefix.startswith("/") or target_prefix != posixpath.normpath(target_prefix):
         raise InstallError(f"target prefix {target_prefix!r} must be a normalised absolute path")
     staging.mkdir(parents=True, exist_ok=True)
     os.chmod(staging, 0o755)
-    linker = _Linker(staging, target_prefix, hardlink)
+    linker = _Linker(staging, target_prefix, hardlink, record_plain)
     every = [(r, Path()) for r in environment] if environment is not None else items
     python_version = _python_version(every)
     report = InstallReport()
@@ -186,6 +196,7 @@ def install(
     when = history_time if history_time is not None else max((r.timestamp for r, _ in every), default=0) // 1000
     _write_file(meta_dir / "history", _history(every, requested_specs, when).encode(), 0o644)
     report.post_link_scripts.sort()
+    report.sources, report.standing = linker.recorded_sources()
     return report
 
 
@@ -333,11 +344,25 @@ def replace_binary_prefix(data: bytes, placeholder: str, target_prefix: str) -> 
 
 
 class _Linker:
-    def __init__(self, staging: Path, target_prefix: str, hardlink: bool = False):
+    def __init__(self, staging: Path, target_prefix: str, hardlink: bool = False, record_plain: bool = False):
         self.staging = staging
         self.real_staging = os.path.realpath(staging)
         self.target_prefix = target_prefix
         self.hardlink = hardlink
+        self.record_plain = record_plain
+        self.recorded: dict[str, str] = {}  # real path where a recorded (unwritten) file stands -> package file
+        self.sources: dict[str, str] = {}  # target -> the package file recorded for it
+        self.real_parent = self.real_staging  # of the last path _prepare made ready
+
+    def _recorded_at(self, p: Path) -> bool:
+        """A recorded file stands at ``p`` (its parent resolved, the last component as it is)."""
+        return bool(self.recorded) and f"{os.path.realpath(p.parent)}/{p.name}" in self.recorded
+
+    def recorded_sources(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The recorded files by target (the package file each target's package recorded) and by where they stand
+        (prefix-relative real path -> the package file last recorded there), as if they had been written."""
+        root = self.real_staging + "/"
+        return dict(self.sources), {p[len(root):]: s for p, s in self.recorded.items() if p.startswith(root)}
 
     # -- paths --------------------------------------------------------------------------------------------------
 
@@ -357,12 +382,16 @@ class _Linker:
                     raise PackageError(f"{dist}: {target}: written through a link that leads outside the prefix")
                 if cur.is_symlink() or cur.is_dir():
                     continue
-                if cur.exists():
+                if cur.exists() or self._recorded_at(cur):
                     raise InstallError(f"{dist}: {target}: {cur.relative_to(self.staging)} is a file, not a directory")
                 cur.mkdir()
                 os.chmod(cur, 0o755)
-        if not self._inside(os.path.realpath(parent)):
+        real_parent = os.path.realpath(parent)
+        if not self._inside(real_parent):
             raise PackageError(f"{dist}: {target}: written through a link that leads outside the prefix")
+        self.real_parent = real_parent
+        self.recorded.pop(f"{real_parent}/{dest.name}", None)  # whatever comes next replaces a recorded file
+        self.sources.pop(target, None)
         if dest.is_symlink() or dest.is_file():
             dest.unlink()
         elif dest.is_dir():
@@ -383,7 +412,7 @@ class _Linker:
 
         if entry.path_type == "directory":
             dest = self.staging / target
-            if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+            if dest.is_symlink() or (dest.exists() and not dest.is_dir()) or self._recorded_at(dest):
                 raise InstallError(f"{dist}: {target}: a file is in the way of a directory")
             if not dest.is_dir():
                 self._prepare(dist, target)
@@ -414,6 +443,10 @@ class _Linker:
         mode = 0o755 if st.st_mode & 0o111 else 0o644
         if not entry.prefix_placeholder:
             dest = self._prepare(dist, target)
+            if self.record_plain and stat.S_IMODE(st.st_mode) == mode:  # extraction normalised it: used as it is
+                self.recorded[f"{self.real_parent}/{dest.name}"] = str(src)
+                self.sources[target] = str(src)
+                return pd
             if self.hardlink and stat.S_IMODE(st.st_mode) == mode:  # extraction normalised it: nothing to change
                 try:
                     os.link(src, dest)

@@ -82,56 +82,83 @@ class _EntrySink:
         return out
 
 
-def pack_prefix(staging: Path, dest_prefix: str, clobbered: Mapping[str, Path] | None = None) -> PackedEnv:
-    """conda-pack ``staging`` as if it lived at ``dest_prefix``; entries are rooted at ``dest_prefix``.
+#: Top-level names conda-pack's file walk (``load_files``) leaves out of an environment, as it does.
+_WALK_IGNORED = {"pkgs", "envs", "conda-bld", ".conda_lock", "users", "conda-recipes", ".index", ".unionfs", ".nonadmin",
+                 "python.app", "Launcher.app"}
 
-    ``clobbered`` maps a path two packages both ship to the extracted directory of the package whose copy won at
-    install time: conda-pack lists every package's own copy, so the losers are dropped here.
+
+def _walked(staging: Path, standing: Mapping[str, str]) -> set[str]:
+    """What conda-pack's walk of the prefix finds (files, links, linked directories, empty directories), counting
+    the files the installer recorded instead of writing (``standing``: where they stand) as if they were there."""
+    from conda_pack.core import load_files
+
+    found = set(load_files(str(staging)))
+    recorded = {t for t in standing if not _walk_skips(t.split("/", 1)[0])}
+    if recorded:
+        holding = {parent for t in recorded for parent in _parents(t)}
+        found = {f for f in found if f not in holding} | recorded  # a directory of recorded files is not empty
+    return found
+
+
+def _walk_skips(top: str) -> bool:
+    return top in _WALK_IGNORED or top.endswith(("~", ".DS_STORE"))
+
+
+def _parents(path: str) -> list[str]:
+    out = []
+    while "/" in path:
+        path = path.rsplit("/", 1)[0]
+        out.append(path)
+    return out
+
+
+def pack_prefix(staging: Path, dest_prefix: str, sources: Mapping[str, str] | None = None,
+                standing: Mapping[str, str] | None = None) -> PackedEnv:
+    """conda-pack an installed ``staging`` as if it lived at ``dest_prefix``; entries are rooted at ``dest_prefix``.
+
+    The files are those the installer's conda-meta records list (the installer decided which copy of a path two
+    packages ship is kept; only the winner's record lists it), found as conda-pack's walk finds them;
+    ``sources`` and ``standing`` name the package file of each file the installer recorded instead of writing
+    (``install(record_plain=True)``), by target and by where it stands. conda-pack's ``Packer`` rewrites the records
+    and adds its activation scripts.
     """
     # imported here: conda-pack takes ~0.1 s to import, and a build the layer memo answers never packs
-    from conda_pack.core import CondaEnv, CondaPackException, File, Packer
+    from conda_pack.core import BIN_DIR, CondaPackException, File, Packer, find_py_source
 
     arcroot = dest_prefix.strip("/")
     sink = _EntrySink(arcroot)
+    sources, standing = sources or {}, standing or {}
     caught: list[str] = []
-    clobbered = clobbered or {}
     try:
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            # the installer laid out every file its records list; what conda-pack finds "missing" is only its own
-            # idea of a target (site-packages without CEP-17), which is never shipped (see _installed_paths)
-            env = CondaEnv.from_prefix(str(staging), ignore_missing_files=True)
+            found = _walked(staging, standing)
             packer = Packer(str(staging), sink, dest_prefix=dest_prefix)
-            installed = _installed_paths(staging)
-            shipped: set[str] = set()
-            for f in env.files:
-                if f.target in shipped:  # several packages ship this path: the installer kept one copy
-                    continue
-                if f.is_conda and f.target not in installed:
-                    continue  # conda-pack's own idea of a target (e.g. site-packages without CEP-17): not installed
-                shipped.add(f.target)
-                if f.is_conda and (f.target in clobbered or f.prefix_placeholder is not None):
-                    # the staged file is the installer's result: the kept copy, rewritten for dest_prefix (bounded,
-                    # long shebangs via env, matching conda-meta's sha256_in_prefix); conda-pack must not redo it
-                    f = File(os.path.join(staging, f.target), f.target, is_conda=True)
-                packer.add(f)
+            managed: set[str] = set()
+            meta = staging / "conda-meta"
+            for rec in sorted(meta.glob("*.json")):
+                for target in json.loads(rec.read_text()).get("files", ()):
+                    managed.add(target)
+                    if target in found:  # as conda-pack with ignore_missing_files: what its walk misses is left out
+                        source = sources.get(target) or standing.get(target) or os.path.join(staging, target)
+                        packer.add(File(source, target, is_conda=True))
+                rel = f"conda-meta/{rec.name}"
+                managed.add(rel)
+                packer.add(File(str(rec), rel, is_conda=True))
+            if (meta / "history").exists():
+                managed.add("conda-meta/history")
+                packer.add(File(str(meta / "history"), "conda-meta/history", is_conda=True))
+            unmanaged = found - managed - {f"{BIN_DIR}/{f}" for f in ("conda", "activate", "deactivate")}
+            for rel in sorted(unmanaged):
+                if find_py_source(rel) not in managed:
+                    packer.add(File(standing.get(rel) or os.path.join(staging, rel), rel, is_conda=False,
+                                    file_mode="unknown"))
             packer.finish()
         caught = [str(x.message).strip() for x in w]
     except (CondaPackException, ValueError, KeyError, TypeError) as e:  # its parsers raise these on odd metadata
         raise InstallError(f"conda-pack refused the environment: {str(e).strip().splitlines()[0][:300]}") from None
     entries = sink.finish()
     return PackedEnv(entries=entries, owner=_owners(staging, arcroot), warnings=caught)
-
-
-def _installed_paths(staging: Path) -> set[str]:
-    """Every path the installer laid out, as its conda-meta records list them, and conda-meta itself."""
-    out: set[str] = set()
-    meta = staging / "conda-meta"
-    for p in meta.iterdir():
-        out.add(f"conda-meta/{p.name}")
-    for rec in meta.glob("*.json"):
-        out.update(json.loads(rec.read_text()).get("files", ()))
-    return out
 
 
 def _owners(staging: Path, arcroot: str) -> dict[str, str]:
