@@ -131,6 +131,7 @@ def worker_index(chan: Path, specs: list[str]) -> dict:
     ``$OCI_CONDA_CACHE`` has none, else open it) -> ``solve``. Cold or warm depends on the cache the caller set."""
     from oci_conda.conda.channel import resolve_channel
     from oci_conda.conda.gateway import load_channel_indexes
+    from oci_conda.conda.matchspec import MatchSpec
     from oci_conda.conda.solve import solve
     from oci_conda.conda.virtual import virtual_packages
     from oci_conda.http import make_session
@@ -140,7 +141,8 @@ def worker_index(chan: Path, specs: list[str]) -> dict:
     vp = virtual_packages("linux-64", env={})
     c0 = time.process_time()
     t0 = time.perf_counter()
-    index = load_channel_indexes([channel], "linux-64", session)
+    # as resolve.solve_environment: the requested names let the gateway use shards where a channel has them
+    index = load_channel_indexes([channel], "linux-64", session, names=[MatchSpec(s).name for s in specs])
     t_load = time.perf_counter() - t0
     rss_loaded = _rss_mb()
     t1 = time.perf_counter()

@@ -17,6 +17,7 @@ from oci_conda.conda.channel import Channel, resolve_channel
 from oci_conda.conda.gateway import ChannelIndex, load_channel_indexes
 from oci_conda.conda.records import PackageRecord
 from oci_conda.conda.repodata import decompress, merge_record, parse_document, records_from_repodata, scan
+from oci_conda.conda.skeleton import STRIDE, cut, entries
 from oci_conda.conda.solve import clear_index_cache, solve
 from oci_conda.conda.virtual import virtual_packages
 from oci_conda.errors import ChannelError
@@ -323,3 +324,57 @@ def test_damaged_index_file_is_rebuilt(realdata: Path, tmp_path: Path, serve_dir
     big.write_bytes(good[:16 + hlen] + b"\xff" * (body_at - 16 - hlen) + good[body_at:])
     assert_same(load_channel_indexes([chan], "linux-64", make_session())[0], full)
     assert big.read_bytes() == good
+
+
+def test_skeleton_cut_on_synthetic_and_real_repodata(realdata: Path, tmp_path: Path) -> None:
+    """The fast cut (msgspec skeleton) takes conda-index's layouts; real files it declines still go the exact way."""
+    chan_dir = _synth().write_channel(tmp_path / "chan", 3000, seed=7)
+    body = (chan_dir / "linux-64" / "repodata.json").read_bytes()
+    sk = cut(body)
+    assert sk is not None
+    assert sum(len(sk.table[n][1]) for n in sk.table) == sum(count for _, count, _ in sk.sections)
+    for name in list(sk.table)[:50]:
+        fns, ords = sk.table[name]
+        got = entries(body, sk.sections, fns, ords)
+        assert got is not None and {e["name"] for e in got} == {name}
+    took = sum(cut(f.read_bytes()) is not None for f in real_repodata_files(realdata))
+    assert took >= 20
+
+
+def _entry(name: str, build: str) -> dict:
+    return {"name": name, "version": "1", "build": build, "build_number": 0, "depends": [], "subdir": "linux-64"}
+
+
+@pytest.mark.parametrize("case", ["escaped-key", "escaped-checkpoint", "duplicate-key", "nested-fn-key", "info-object",
+                                  "brace-in-key", "many-sections"])
+def test_skeleton_declines_or_recovers_where_a_plain_search_is_wrong(tmp_path: Path, cache_env, case: str) -> None:
+    """Documents where searching ``"<fn>": {`` from a checkpoint could find the wrong bytes: the records are still
+    exactly the exact parse's, cold and warm (declined at the cut, or a fresh cut that misses is redone exactly)."""
+    n = STRIDE * 3 + 5
+    fns = [f"a-1-{k}.conda" for k in range(n)]
+    pk = ",".join(f'"{fn}": {json.dumps(_entry("a" if k % 2 else "b", str(k)))}' for k, fn in enumerate(fns))
+    info = '"info": {"subdir": "linux-64"}'
+    if case == "escaped-key":  # not at a checkpoint: found missing when looked up
+        pk = pk.replace(f'"{fns[STRIDE + 3]}"', '"a\\u002d1-' + str(STRIDE + 3) + '.conda"')
+    elif case == "escaped-checkpoint":
+        pk = pk.replace(f'"{fns[STRIDE]}"', '"a\\u002d1-' + str(STRIDE) + '.conda"')
+    elif case == "duplicate-key":  # the last one counts, as in every JSON reader conda uses
+        pk += f', "{fns[STRIDE + 3]}": {json.dumps(_entry("b", "dup"))}'
+    elif case == "nested-fn-key":
+        pk = pk.replace('"subdir": "linux-64"}', f'"subdir": "linux-64", "x": {{"{fns[STRIDE + 9]}": {{}}}}}}', 1)
+    elif case == "info-object":
+        info = f'"info": {{"subdir": "linux-64", "extra": {{"{fns[1]}": {{"name": "b"}}}}}}'
+    elif case == "brace-in-key":
+        pk = pk.replace('"subdir": "linux-64"}', '"subdir": "linux-64", "{": 1}', 1)
+    body = f'{{{info}, "packages.conda": {{{pk}}}}}'
+    if case == "many-sections":
+        body = (f'{{"packages": {{"c-1-0.tar.bz2": {json.dumps(_entry("c", "0"))}}}, {info}, '
+                f'"packages.conda": {{{pk}}}}}')
+    (tmp_path / "c" / "linux-64").mkdir(parents=True)
+    (tmp_path / "c" / "linux-64" / "repodata.json").write_text(body)
+    chan = resolve_channel(str(tmp_path / "c"), tmp_path)
+    full = exact(chan, "linux-64")
+    for _ in ("cold", "warm"):
+        assert_same(load_channel_indexes([chan], "linux-64", make_session())[0], full)
+    declined = case not in ("escaped-key", "many-sections")
+    assert (cut(body.encode()) is None) == declined
