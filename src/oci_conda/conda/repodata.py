@@ -28,7 +28,7 @@ from ..credentials import redact_url
 from ..errors import ChannelError
 from .channel import Channel
 from .records import PackageRecord
-from .skeleton import Buffer, FileTable, MemoryTable, cut, entries
+from .skeleton import Buffer, NameTable, cut, entries
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _EXTS = (".conda", ".tar.bz2")
@@ -463,14 +463,13 @@ def write_index(path: Path, key: str, got: Cut, *, embed: bool = True) -> None:
     """``MAGIC | u64 header length | header JSON | per-name tables | body``; the header maps name -> [offset,
     length] of that name's table; offsets (and ``body_offset``, ``size``) count from the end of the header."""
     table, body = got.table, got.body
-    if isinstance(table, MemoryTable):  # a skeleton cut: its own compact form
-        names, blobs = table.dump()
-        n = len(blobs[1]) // 8  # the file names' end offsets: one per entry
+    if isinstance(table, NameTable):  # a skeleton cut: its own compact form
+        names, n, blobs = table.parts()
     else:
         blobs = list(map(orjson.dumps, table.values()))
         names = dict(zip(table, zip(accumulate(map(len, blobs), initial=0), map(len, blobs))))
         n = 0
-    off = sum(map(len, blobs))
+    off = sum(map(len, blobs))  # memoryviews of bytes: len is bytes
     hb = orjson.dumps({"version": INDEX_VERSION, "key": key, "base_url": got.base_url, "names": names,
                        "sections": got.sections, "entries": n, "body_offset": off,
                        "size": off + (len(body) if embed else 0), "body_size": len(body), "embedded": embed})
@@ -514,7 +513,7 @@ def open_index(path: Path, key: str, channel: Channel, subdir: str, where: str,
     table: Mapping[str, Any] = hdr["names"]
     if sections is not None:
         try:
-            table = FileTable(table, hdr.get("entries"), rest[:hdr["body_offset"]])
+            table = NameTable.from_region(table, hdr.get("entries"), rest[:hdr["body_offset"]])
         except (ValueError, TypeError):
             return None
     if hdr.get("embedded", True):

@@ -59,7 +59,8 @@ class Skeleton:
 
     info: dict[str, Any]
     sections: list[tuple[int, int, list[int]]]
-    table: MemoryTable
+    table: NameTable
+    sep: bytes | None = None
 
 
 def _count_braces(buf: Buffer) -> int:
@@ -68,19 +69,35 @@ def _count_braces(buf: Buffer) -> int:
     return sum(buf[i:i + _COUNT_CHUNK].count(b"{") for i in range(0, len(buf), _COUNT_CHUNK))
 
 
-def find_key(buf: Buffer, key: str, start: int, end: int = -1) -> int:
-    """Offset of the ``{`` of the first ``"key": {`` (a key, by its context) in ``buf[start:end]``, or -1."""
-    needle = b'"' + key.encode() + b'"'
+def find_key(buf: Buffer, key: str, start: int, end: int = -1, sep: bytes | None = None) -> int:
+    """Offset of the ``{`` of the first ``"key": {`` (a key, by its context) in ``buf[start:end]``, or -1.
+
+    With ``sep`` (the bytes between a key and its ``{`` in this document) the search looks for the whole
+    ``"key"<sep>{``, which ``find`` skips through far faster than a needle ending in a quote; a key written
+    otherwise is still found by the general search."""
     find = buf.find
+    if end < 0:
+        end = len(buf)
+    if sep is not None:
+        needle = b'"' + key.encode() + b'"' + sep + b"{"
+        pos = start
+        while (q := find(needle, pos, end)) >= 0:
+            if q > 0 and buf[q - 1] in _KEY_BEFORE:
+                return q + len(needle) - 1
+            pos = q + 1
+    needle = b'"' + key.encode() + b'"'
     pos = start
-    while True:
-        q = find(needle, pos) if end < 0 else find(needle, pos, end)
-        if q < 0:
-            return -1
+    while (q := find(needle, pos, end)) >= 0:
         m = _AFTER_KEY.match(buf, q + len(needle))
         if m is not None and q > 0 and buf[q - 1] in _KEY_BEFORE:
             return m.end() - 1
         pos = q + 1
+    return -1
+
+
+def _sep(buf: Buffer, at: int) -> bytes:
+    """The bytes between the key that ends right before ``at`` and its ``{``."""
+    return bytes(buf[max(0, at - 64):at]).rpartition(b'"')[2]
 
 
 def _objects(v: Any) -> int:
@@ -92,98 +109,100 @@ def _objects(v: Any) -> int:
 
 
 def cut(buf: Buffer) -> Skeleton | None:
-    """The skeleton of one repodata document, or None when it cannot be cut exactly (see the module docstring)."""
+    """The skeleton of one repodata document, or None when it cannot be cut exactly (see the module docstring).
+
+    Peak memory is the mapped document plus the decoded skeleton (~230 bytes an entry); what is kept is ~100."""
     try:
         doc = _DECODER.decode(buf)
     except (msgspec.DecodeError, ValueError, TypeError):
         return None
     info = doc.info
-    if info is not None and not isinstance(info, dict):
+    if info is not None and (not isinstance(info, dict) or _objects(info) > 1):
+        return None  # a nested object in info could hold a key named like a section or a file
+    counts = (len(doc.packages), len(doc.packages_conda))
+    fns = list(chain(doc.packages, doc.packages_conda))
+    names = list(map(_NAME, chain(doc.packages.values(), doc.packages_conda.values())))
+    del doc
+    table = NameTable.build(fns, names)
+    del names
+    if table is None:
         return None
-    secs = (doc.packages, doc.packages_conda)
-    fns = list(chain(*secs))
-    joined = "".join(fns)
-    if not (joined.isascii() and joined.isprintable()) or '"' in joined or "\\" in joined:
-        return None
+    # plain file names: the search for a key finds it as these bytes (an escaped quote, backslash or control
+    # character would not be: such a document goes the exact way; see entries() for escapes in other keys)
+    sep: bytes | None = None
+    if fns:  # the layout, from the first entry's key (conda-index writes one layout throughout)
+        first_key = find_key(buf, fns[0], 0)
+        if first_key < 0:
+            return None
+        sep = _sep(buf, first_key)
     # the section keys, as keys with an object value (their own context check), then the brace count
-    starts = [find_key(buf, s, 0) for s in SECTIONS]
-    present = sum(p >= 0 for p in starts)
-    if any(p < 0 and len(sec) for p, sec in zip(starts, secs)):
+    starts = [find_key(buf, s, 0, sep=sep) for s in SECTIONS]
+    if any(p < 0 and n for p, n in zip(starts, counts)):
         return None
-    if _objects(info) > 1:  # a nested object in info could hold a key named like a section or a file
-        return None
-    if _count_braces(buf) != 1 + (info is not None) + present + len(fns):
+    if _count_braces(buf) != 1 + (info is not None) + sum(p >= 0 for p in starts) + len(fns):
         return None
     sections: list[tuple[int, int, list[int]]] = []
     first = 0
-    for sec, at in zip(secs, starts):
-        keys = list(sec)
+    for n, at in zip(counts, starts):
         marks: list[int] = []
         pos = at + 1
-        for k in range(0, len(keys), STRIDE):
-            pos = find_key(buf, keys[k], pos)
+        for k in range(first, first + n, STRIDE):
+            pos = find_key(buf, fns[k], pos, sep=sep)
             if pos < 0:
                 return None  # a key written with escapes: not found as plain bytes
             marks.append(pos)
-        sections.append((first, len(keys), marks))
-        first += len(keys)
-    names = list(map(_NAME, chain(doc.packages.values(), doc.packages_conda.values())))
-    del doc, secs
-    groups: defaultdict[str, list[int]] = defaultdict(list)
-    deque(map(list.append, map(groups.__getitem__, names), range(len(names))), maxlen=0)
-    return Skeleton(info or {}, sections, MemoryTable(fns, groups))
+        sections.append((first, n, marks))
+        first += n
+    return Skeleton(info or {}, sections, table, sep)
 
 
-class MemoryTable(Mapping[str, tuple[Sequence[str], Sequence[int]]]):
-    """name -> (file names, entry numbers) of a fresh cut; :meth:`dump` is its index-file form."""
+class NameTable(Mapping[str, tuple[Sequence[str], Sequence[int]]]):
+    """name -> (file names, entry numbers), in four flat parts that are also its index-file form: ``names`` maps a
+    name to ``[first, count]`` in ``ords`` (entry numbers grouped by name, u32); ``ends`` (u64) are where each
+    entry's file name ends in ``blob`` (the file names back to back, ASCII)."""
 
-    def __init__(self, fns: list[str], groups: Mapping[str, list[int]]) -> None:
-        self._fns, self._groups = fns, groups
+    def __init__(self, names: Mapping[str, Any], ords: Sequence[int], ends: Sequence[int],
+                 blob: bytes | memoryview) -> None:
+        self._names, self._ords, self._ends, self._blob = names, ords, ends, blob
 
-    def __getitem__(self, name: str) -> tuple[Sequence[str], Sequence[int]]:
-        js = self._groups[name]
-        return [self._fns[j] for j in js], js
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._groups
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._groups)
-
-    def __len__(self) -> int:
-        return len(self._groups)
-
-    def dump(self) -> tuple[dict[str, list[int]], list[bytes]]:
-        """``(names, parts)``: ``parts`` are the entry numbers grouped by name (u32), the file names' end offsets
-        (u64) and the file names (UTF-8, back to back); ``names`` maps a name to ``[first, count]`` of its numbers."""
-        groups = self._groups
+    @classmethod
+    def build(cls, fns: list[str], names: list[str]) -> NameTable | None:
+        """The table of entries with file names ``fns`` and package names ``names``; None unless every file name
+        is plain ASCII (no quote or backslash)."""
+        text = "".join(fns)
+        if not text.isascii() or '"' in text or "\\" in text:
+            return None
+        blob = text.encode()
+        del text
+        groups: defaultdict[str, list[int]] = defaultdict(list)
+        deque(map(list.append, map(groups.__getitem__, names), range(len(names))), maxlen=0)
         counts = list(map(len, groups.values()))
-        names = dict(zip(groups, map(list, zip(accumulate(counts, initial=0), counts))))
+        index = dict(zip(groups, map(list, zip(accumulate(counts, initial=0), counts))))
         ords = array("I", chain.from_iterable(groups.values()))
-        blob = "".join(self._fns).encode()
-        ends = array("Q", accumulate(map(len, self._fns)))  # ASCII: characters are bytes
-        return names, [ords.tobytes(), ends.tobytes(), blob]
+        del groups
+        return cls(index, ords, array("Q", accumulate(map(len, fns))), blob)
 
+    @classmethod
+    def from_region(cls, names: Mapping[str, Any], n: int, region: memoryview) -> NameTable:
+        """The table written by :meth:`parts` for ``n`` entries, read in place."""
+        if not isinstance(n, int) or n < 0 or len(region) < 12 * n:
+            raise ValueError("short name table")
+        return cls(names, region[:4 * n].cast("I"), region[4 * n:12 * n].cast("Q"), region[12 * n:])
 
-class FileTable(Mapping[str, tuple[Sequence[str], Sequence[int]]]):
-    """The index-file form of a :class:`MemoryTable`, read in place (``parts``: its three parts, mapped)."""
-
-    def __init__(self, names: Mapping[str, Any], n: int, region: memoryview) -> None:
-        if len(region) < 12 * n:
-            raise ValueError("short skeleton table")
-        self._names = names
-        self._ords = region[:4 * n].cast("I")
-        self._ends = region[4 * n:12 * n].cast("Q")
-        self._blob = region[12 * n:]
+    def parts(self) -> tuple[dict[str, Any], int, list[Any]]:
+        """``(names, entries, [ords, ends, blob])`` for the index file."""
+        return dict(self._names), len(self._ends), [memoryview(self._ords).cast("B"),
+                                                    memoryview(self._ends).cast("B"), self._blob]
 
     def __getitem__(self, name: str) -> tuple[Sequence[str], Sequence[int]]:
-        first, count = self._names[name]
+        ent = self._names[name]
         ends, blob = self._ends, self._blob
         try:
-            js = self._ords[first:first + count].tolist()
+            first, count = ent
+            js = list(self._ords[first:first + count])
             return [bytes(blob[ends[j - 1] if j else 0:ends[j]]).decode() for j in js], js
         except (IndexError, TypeError, UnicodeDecodeError):
-            raise ValueError(f"damaged skeleton table at {name!r}") from None
+            raise ValueError(f"damaged name table at {name!r}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
