@@ -35,7 +35,7 @@ _AFTER_KEY = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*\{")
 _KEY_BEFORE = frozenset(b"{, \t\r\n")
 _COUNT_CHUNK = 1 << 24
 
-Buffer = Union[bytes, mmap.mmap]
+Buffer = Union[bytes, bytearray, mmap.mmap]
 
 
 class _Entry(msgspec.Struct, gc=False):
@@ -64,7 +64,7 @@ class Skeleton:
 
 
 def _count_braces(buf: Buffer) -> int:
-    if isinstance(buf, bytes):
+    if isinstance(buf, (bytes, bytearray)):
         return buf.count(b"{")
     return sum(buf[i:i + _COUNT_CHUNK].count(b"{") for i in range(0, len(buf), _COUNT_CHUNK))
 

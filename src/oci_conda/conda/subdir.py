@@ -300,10 +300,11 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
         with atomic_write(data_p) as f:
             f.write(body)
         del body
-        write_index(index_p, digest, got)
+        write_index(index_p, digest, got)  # self-contained: a warm open does not read the JSON
         new_st.update(sha256=digest, size=data_p.stat().st_size)
         _write_state(state_p, new_st)
-        return index_of(got, channel, subdir, where)
+        # read back through the index file (mapped), so the inflated body (hundreds of MB) is not held for the build
+        return open_index(index_p, digest, channel, subdir, where) or index_of(got, channel, subdir, where)
 
 
 
