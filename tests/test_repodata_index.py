@@ -332,11 +332,14 @@ def test_skeleton_cut_on_synthetic_and_real_repodata(realdata: Path, tmp_path: P
     body = (chan_dir / "linux-64" / "repodata.json").read_bytes()
     sk = cut(body)
     assert sk is not None
-    assert sum(len(sk.table[n][1]) for n in sk.table) == sum(count for _, count, _ in sk.sections)
+    assert sorted(j for n in sk.table for j in sk.table[n]) == list(range(sum(count for _, count, _ in sk.sections)))
+    raw = json.loads(body)
     for name in list(sk.table)[:50]:
-        fns, ords = sk.table[name]
-        got = entries(body, sk.sections, fns, ords)
-        assert got is not None and {e["name"] for e in got} == {name}
+        got = entries(body, sk.sections, sk.table[name])
+        assert got is not None
+        fns, objs = got
+        assert [raw["packages" if fn.endswith(".tar.bz2") else "packages.conda"][fn] for fn in fns] == objs
+        assert {e["name"] for e in objs} == {name}
     took = sum(cut(f.read_bytes()) is not None for f in real_repodata_files(realdata))
     assert took >= 20
 
@@ -345,8 +348,8 @@ def _entry(name: str, build: str) -> dict:
     return {"name": name, "version": "1", "build": build, "build_number": 0, "depends": [], "subdir": "linux-64"}
 
 
-@pytest.mark.parametrize("case", ["escaped-key", "escaped-checkpoint", "duplicate-key", "nested-fn-key", "info-object",
-                                  "brace-in-key", "many-sections"])
+@pytest.mark.parametrize("case", ["escaped-key", "escaped-checkpoint", "quote-in-key", "duplicate-key", "nested-fn-key",
+                                  "info-object", "brace-in-key", "many-sections"])
 def test_skeleton_declines_or_recovers_where_a_plain_search_is_wrong(tmp_path: Path, cache_env, case: str) -> None:
     """Documents where searching ``"<fn>": {`` from a checkpoint could find the wrong bytes: the records are still
     exactly the exact parse's, cold and warm (declined at the cut, or a fresh cut that misses is redone exactly)."""
@@ -356,6 +359,8 @@ def test_skeleton_declines_or_recovers_where_a_plain_search_is_wrong(tmp_path: P
     info = '"info": {"subdir": "linux-64"}'
     if case == "escaped-key":  # not at a checkpoint: found missing when looked up
         pk = pk.replace(f'"{fns[STRIDE + 3]}"', '"a\\u002d1-' + str(STRIDE + 3) + '.conda"')
+    elif case == "quote-in-key":  # not at a checkpoint: the key before its "{" cannot be read back, so exactly
+        pk = pk.replace(f'"{fns[STRIDE + 3]}"', '"a\\"1-' + str(STRIDE + 3) + '.conda"')
     elif case == "escaped-checkpoint":
         pk = pk.replace(f'"{fns[STRIDE]}"', '"a\\u002d1-' + str(STRIDE) + '.conda"')
     elif case == "duplicate-key":  # the last one counts, as in every JSON reader conda uses
@@ -376,5 +381,5 @@ def test_skeleton_declines_or_recovers_where_a_plain_search_is_wrong(tmp_path: P
     full = exact(chan, "linux-64")
     for _ in ("cold", "warm"):
         assert_same(load_channel_indexes([chan], "linux-64", make_session())[0], full)
-    declined = case not in ("escaped-key", "many-sections")
+    declined = case not in ("escaped-key", "quote-in-key", "many-sections")
     assert (cut(body.encode()) is None) == declined

@@ -373,13 +373,12 @@ class SubdirIndex:
                 raise StaleIndex(name) from None
         if self._sections is not None:
             try:
-                fns, ords = ent
-                raw = entries(self._buf, self._sections, fns, ords, self._at)
-            except (ValueError, TypeError):
+                got = entries(self._buf, self._sections, ent, self._at)
+            except (ValueError, TypeError, IndexError):
                 raise StaleIndex(name) from None
-            if raw is None or any(type(r.get("name")) is not str or r["name"] != name for r in raw):
+            if got is None or any(type(r.get("name")) is not str or r["name"] != name for r in got[1]):
                 raise StaleIndex(name)
-            return fns, raw
+            return got
         body = self._body
         try:
             fns, starts, ends = ent

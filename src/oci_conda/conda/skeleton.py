@@ -1,16 +1,15 @@
-"""The fast cut of a repodata document: every entry's file name and package name in one msgspec pass (the entries
-themselves are skipped, not built), grouped by name, with no byte offsets kept per entry.
+"""The fast cut of a repodata document: every entry's package name in one msgspec pass (the entries themselves are
+skipped, not built), grouped by name as entry numbers; no byte offset, no file name kept per entry.
 
-An entry is found again when its name is looked up: a *checkpoint* (the byte offset of every ``STRIDE``-th key of
-a section, found once by plain ``find``) bounds the search for its key ``"<fn>": {``. The cut is used only where
-that search is exact, which is checked, not assumed: file names are plain ASCII (no quote, backslash, control
-character), and the document holds no ``{`` besides the top level, ``info``, the two sections and one per entry
-(so no nested object and no brace inside a string: the byte count equals that sum). Then the only keys with an
-object value are the section keys and the entry keys, so the first ``"<fn>": {`` at or after the checkpoint is
-that entry. Anything else returns None, and the caller takes the exact (slower) way.
+An entry is found again when its name is looked up: a *checkpoint* (the offset of every ``STRIDE``-th entry's
+``{`` in a section, found once by searching its key ``"<fn>": {``) is followed by the next entries' ``{`` one
+after the other, and the key before an entry's ``{`` is its file name. This is exact only where every ``{`` of
+the document is structure, which is checked, not assumed: the document holds no ``{`` besides the top level,
+``info``, the two sections and one per entry (so no nested object, no brace inside a string, no duplicate key: the
+byte count equals that sum). Anything else returns None, and the caller takes the exact (slower) way.
 
-A conda-forge-sized subdir (500k entries, 250 MB) is cut in about half a second, against about three for a cut
-that keeps each entry's offsets; the index file stays small (names, file names, entry numbers, checkpoints).
+A conda-forge-sized subdir (500k entries, 250 MB) is cut in about a second, against about three for a cut that
+keeps each entry's offsets; the index file is small (names, entry numbers, checkpoints: ~3 MB).
 """
 
 from __future__ import annotations
@@ -111,7 +110,7 @@ def _objects(v: Any) -> int:
 def cut(buf: Buffer) -> Skeleton | None:
     """The skeleton of one repodata document, or None when it cannot be cut exactly (see the module docstring).
 
-    Peak memory is the mapped document plus the decoded skeleton (~230 bytes an entry); what is kept is ~100."""
+    Peak memory is the mapped document plus the decoded skeleton (~230 bytes an entry); what is kept is ~5."""
     try:
         doc = _DECODER.decode(buf)
     except (msgspec.DecodeError, ValueError, TypeError):
@@ -120,18 +119,15 @@ def cut(buf: Buffer) -> Skeleton | None:
     if info is not None and (not isinstance(info, dict) or _objects(info) > 1):
         return None  # a nested object in info could hold a key named like a section or a file
     counts = (len(doc.packages), len(doc.packages_conda))
-    fns = list(chain(doc.packages, doc.packages_conda))
-    names = list(map(_NAME, chain(doc.packages.values(), doc.packages_conda.values())))
+    # the keys of the checkpoints only (the search for one finds it as these bytes: a key written with escapes is
+    # not found, and such a document goes the exact way)
+    marks_of = [list(sec)[::STRIDE] for sec in (doc.packages, doc.packages_conda)]
+    first_fn = next(chain(doc.packages, doc.packages_conda), None)
+    table = NameTable.build(list(map(_NAME, chain(doc.packages.values(), doc.packages_conda.values()))))
     del doc
-    table = NameTable.build(fns, names)
-    del names
-    if table is None:
-        return None
-    # plain file names: the search for a key finds it as these bytes (an escaped quote, backslash or control
-    # character would not be: such a document goes the exact way; see entries() for escapes in other keys)
     sep: bytes | None = None
-    if fns:  # the layout, from the first entry's key (conda-index writes one layout throughout)
-        first_key = find_key(buf, fns[0], 0)
+    if first_fn is not None:  # the layout, from the first entry's key (conda-index writes one layout throughout)
+        first_key = find_key(buf, first_fn, 0)
         if first_key < 0:
             return None
         sep = _sep(buf, first_key)
@@ -139,69 +135,56 @@ def cut(buf: Buffer) -> Skeleton | None:
     starts = [find_key(buf, s, 0, sep=sep) for s in SECTIONS]
     if any(p < 0 and n for p, n in zip(starts, counts)):
         return None
-    if _count_braces(buf) != 1 + (info is not None) + sum(p >= 0 for p in starts) + len(fns):
+    if _count_braces(buf) != 1 + (info is not None) + sum(p >= 0 for p in starts) + sum(counts):
         return None
     sections: list[tuple[int, int, list[int]]] = []
     first = 0
-    for n, at in zip(counts, starts):
+    for n, at, keys in zip(counts, starts, marks_of):
         marks: list[int] = []
         pos = at + 1
-        for k in range(first, first + n, STRIDE):
-            pos = find_key(buf, fns[k], pos, sep=sep)
+        for key in keys:
+            pos = find_key(buf, key, pos, sep=sep)
             if pos < 0:
-                return None  # a key written with escapes: not found as plain bytes
+                return None
             marks.append(pos)
         sections.append((first, n, marks))
         first += n
     return Skeleton(info or {}, sections, table, sep)
 
 
-class NameTable(Mapping[str, tuple[Sequence[str], Sequence[int]]]):
-    """name -> (file names, entry numbers), in four flat parts that are also its index-file form: ``names`` maps a
-    name to ``[first, count]`` in ``ords`` (entry numbers grouped by name, u32); ``ends`` (u64) are where each
-    entry's file name ends in ``blob`` (the file names back to back, ASCII)."""
+class NameTable(Mapping[str, Sequence[int]]):
+    """name -> entry numbers, in two flat parts that are also its index-file form: ``names`` maps a name to
+    ``[first, count]`` in ``ords`` (entry numbers grouped by name, u32)."""
 
-    def __init__(self, names: Mapping[str, Any], ords: Sequence[int], ends: Sequence[int],
-                 blob: bytes | memoryview) -> None:
-        self._names, self._ords, self._ends, self._blob = names, ords, ends, blob
+    def __init__(self, names: Mapping[str, Any], ords: Sequence[int]) -> None:
+        self._names, self._ords = names, ords
 
     @classmethod
-    def build(cls, fns: list[str], names: list[str]) -> NameTable | None:
-        """The table of entries with file names ``fns`` and package names ``names``; None unless every file name
-        is plain ASCII (no quote or backslash)."""
-        text = "".join(fns)
-        if not text.isascii() or '"' in text or "\\" in text:
-            return None
-        blob = text.encode()
-        del text
+    def build(cls, names: list[str]) -> NameTable:
+        """The table of entries whose package names are ``names`` (in entry order)."""
         groups: defaultdict[str, list[int]] = defaultdict(list)
         deque(map(list.append, map(groups.__getitem__, names), range(len(names))), maxlen=0)
         counts = list(map(len, groups.values()))
         index = dict(zip(groups, map(list, zip(accumulate(counts, initial=0), counts))))
-        ords = array("I", chain.from_iterable(groups.values()))
-        del groups
-        return cls(index, ords, array("Q", accumulate(map(len, fns))), blob)
+        return cls(index, array("I", chain.from_iterable(groups.values())))
 
     @classmethod
     def from_region(cls, names: Mapping[str, Any], n: int, region: memoryview) -> NameTable:
         """The table written by :meth:`parts` for ``n`` entries, read in place."""
-        if not isinstance(n, int) or n < 0 or len(region) < 12 * n:
-            raise ValueError("short name table")
-        return cls(names, region[:4 * n].cast("I"), region[4 * n:12 * n].cast("Q"), region[12 * n:])
+        if not isinstance(n, int) or n < 0 or len(region) != 4 * n:
+            raise ValueError("bad name table")
+        return cls(names, region.cast("I"))
 
     def parts(self) -> tuple[dict[str, Any], int, list[Any]]:
-        """``(names, entries, [ords, ends, blob])`` for the index file."""
-        return dict(self._names), len(self._ends), [memoryview(self._ords).cast("B"),
-                                                    memoryview(self._ends).cast("B"), self._blob]
+        """``(names, entries, [ords])`` for the index file."""
+        return dict(self._names), len(self._ords), [memoryview(self._ords).cast("B")]
 
-    def __getitem__(self, name: str) -> tuple[Sequence[str], Sequence[int]]:
+    def __getitem__(self, name: str) -> Sequence[int]:
         ent = self._names[name]
-        ends, blob = self._ends, self._blob
         try:
             first, count = ent
-            js = list(self._ords[first:first + count])
-            return [bytes(blob[ends[j - 1] if j else 0:ends[j]]).decode() for j in js], js
-        except (IndexError, TypeError, UnicodeDecodeError):
+            return list(self._ords[first:first + count])
+        except (TypeError, ValueError):
             raise ValueError(f"damaged name table at {name!r}") from None
 
     def __contains__(self, name: object) -> bool:
@@ -230,12 +213,27 @@ def _entry_at(buf: Buffer, start: int) -> dict[str, Any] | None:
         return obj if isinstance(obj, dict) else None
 
 
-def entries(buf: Buffer, sections: Sequence[Sequence[Any]], fns: Sequence[str], ords: Sequence[int],
-            base: int = 0) -> list[dict[str, Any]] | None:
-    """The parsed entries numbered ``ords`` (file names ``fns``) of the document at ``buf[base:]``, or None when
-    one is not where the skeleton says (an index that does not belong to the document)."""
-    out = []
-    for fn, j in zip(fns, ords):
+def _key_before(buf: Buffer, start: int) -> str | None:
+    """The key whose value is the object at ``start`` (the text between the two quotes before it, decoded)."""
+    close = buf.rfind(b'"', 0, start)
+    open_ = buf.rfind(b'"', 0, close) if close > 0 else -1
+    if open_ < 0 or buf[open_ - 1] == 0x5C:  # an escaped quote inside the key: the exact way will have it
+        return None
+    raw = bytes(buf[open_ + 1:close])
+    if b"\\" not in raw:
+        return raw.decode(errors="strict")
+    got = orjson.loads(b'"' + raw + b'"')
+    return got if isinstance(got, str) else None
+
+
+def entries(buf: Buffer, sections: Sequence[Sequence[Any]], ords: Sequence[int],
+            base: int = 0) -> tuple[list[str], list[dict[str, Any]]] | None:
+    """``(file names, parsed entries)`` of the entries numbered ``ords`` of the document at ``buf[base:]``, or None
+    when one is not where the skeleton says (an index that does not belong to the document)."""
+    fns: list[str] = []
+    out: list[dict[str, Any]] = []
+    find = buf.find
+    for j in ords:
         start = -1
         for first, count, marks in sections:
             if first <= j < first + count:
@@ -243,16 +241,21 @@ def entries(buf: Buffer, sections: Sequence[Sequence[Any]], fns: Sequence[str], 
                 c = rel // STRIDE
                 if c >= len(marks):
                     return None
-                at = base + marks[c]
-                if rel % STRIDE:
-                    start = find_key(buf, fn, at, base + marks[c + 1] if c + 1 < len(marks) else -1)
-                else:  # the checkpoint itself: its key must be right before it
-                    start = at if find_key(buf, fn, max(base, at - len(fn) - 66), at + 1) == at else -1
+                start = base + marks[c]
+                for _ in range(rel % STRIDE):  # every "{" is an entry's: the next entries' are the next ones
+                    start = find(b"{", start + 1)
+                    if start < 0:
+                        return None
                 break
-        if start < 0:
+        if start < 0 or buf[start] != 0x7B:
+            return None
+        try:
+            fn = _key_before(buf, start)
+        except (UnicodeDecodeError, orjson.JSONDecodeError):
             return None
         obj = _entry_at(buf, start)
-        if obj is None:
+        if obj is None or fn is None:
             return None
+        fns.append(fn)
         out.append(obj)
-    return out
+    return fns, out
