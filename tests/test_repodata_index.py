@@ -17,7 +17,7 @@ from oci_conda.conda.channel import Channel, resolve_channel
 from oci_conda.conda.gateway import ChannelIndex, load_channel_indexes
 from oci_conda.conda.records import PackageRecord
 from oci_conda.conda.repodata import decompress, merge_record, parse_document, records_from_repodata, scan
-from oci_conda.conda.skeleton import STRIDE, cut, entries
+from oci_conda.conda.skeleton import STRIDE, NameTable, cut, entries
 from oci_conda.conda.solve import clear_index_cache, solve
 from oci_conda.conda.virtual import virtual_packages
 from oci_conda.errors import ChannelError
@@ -383,3 +383,25 @@ def test_skeleton_declines_or_recovers_where_a_plain_search_is_wrong(tmp_path: P
         assert_same(load_channel_indexes([chan], "linux-64", make_session())[0], full)
     declined = case not in ("escaped-key", "quote-in-key", "many-sections")
     assert (cut(body.encode()) is None) == declined
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_name_table_groups_entry_numbers_and_reads_back_in_place(order: str) -> None:
+    import random
+
+    names = [f"n{k // 7}" for k in range(700)] + ["n3", "n0"]  # runs, and a name met again later
+    if order == "shuffled":
+        random.Random(1).shuffle(names)
+    want: dict[str, list[int]] = {}
+    for j, n in enumerate(names):
+        want.setdefault(n, []).append(j)
+    table = NameTable.build(names)
+    assert dict(table.items()) == want
+    index, runs, (raw,) = table.parts()
+    again = NameTable.from_region(orjson.loads(orjson.dumps(index)), runs, memoryview(bytes(raw)), len(names))
+    assert dict(again.items()) == want
+    damaged = bytearray(raw)
+    damaged[4:8] = b"\xff\xff\xff\xff"  # a run as long as the address space: refused, not expanded
+    bad = NameTable.from_region(index, runs, memoryview(bytes(damaged)), len(names))
+    with pytest.raises(ValueError):
+        [bad[n] for n in bad]

@@ -513,8 +513,9 @@ def open_index(path: Path, key: str, channel: Channel, subdir: str, where: str,
     table: Mapping[str, Any] = hdr["names"]
     if sections is not None:
         try:
-            table = NameTable.from_region(table, hdr.get("entries"), rest[:hdr["body_offset"]])
-        except (ValueError, TypeError):
+            table = NameTable.from_region(table, hdr.get("entries"), rest[:hdr["body_offset"]],
+                                          sum(int(sec[1]) for sec in sections))
+        except (ValueError, TypeError, IndexError):
             return None
     if hdr.get("embedded", True):
         if sections is not None:

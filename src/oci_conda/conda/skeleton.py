@@ -18,8 +18,8 @@ import re
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from array import array
-from itertools import accumulate, chain
-from operator import attrgetter
+from itertools import accumulate, chain, compress, islice, repeat
+from operator import attrgetter, ne, sub
 from typing import Any, Iterator, Mapping, Sequence, Union
 
 import mmap
@@ -154,37 +154,51 @@ def cut(buf: Buffer) -> Skeleton | None:
 
 class NameTable(Mapping[str, Sequence[int]]):
     """name -> entry numbers, in two flat parts that are also its index-file form: ``names`` maps a name to
-    ``[first, count]`` in ``ords`` (entry numbers grouped by name, u32)."""
+    ``[first, count]`` in ``runs``, which are ``(first entry, entries)`` pairs (u32): conda-index sorts entries by
+    file name, so a name's entries come in a few runs, and a table of 600k entries is ~50k runs."""
 
-    def __init__(self, names: Mapping[str, Any], ords: Sequence[int]) -> None:
-        self._names, self._ords = names, ords
+    def __init__(self, names: Mapping[str, Any], runs: Sequence[int], entries: int) -> None:
+        self._names, self._runs, self._entries = names, runs, entries
 
     @classmethod
     def build(cls, names: list[str]) -> NameTable:
         """The table of entries whose package names are ``names`` (in entry order)."""
-        groups: defaultdict[str, list[int]] = defaultdict(list)
-        deque(map(list.append, map(groups.__getitem__, names), range(len(names))), maxlen=0)
+        n = len(names)
+        starts = [0, *compress(range(1, n), map(ne, names, islice(names, 1, None)))] if n else []
+        groups: defaultdict[str, list[Any]] = defaultdict(list)
+        if len(starts) <= n // 8:
+            lengths = list(map(sub, [*starts[1:], n], starts))
+            deque(map(list.append, map(groups.__getitem__, map(names.__getitem__, starts)), zip(starts, lengths)),
+                  maxlen=0)
+            flat: Iterator[int] = chain.from_iterable(chain.from_iterable(groups.values()))
+        else:  # not sorted by name: a run of one per entry
+            deque(map(list.append, map(groups.__getitem__, names), range(n)), maxlen=0)
+            flat = chain.from_iterable(zip(chain.from_iterable(groups.values()), repeat(1)))
         counts = list(map(len, groups.values()))
         index = dict(zip(groups, map(list, zip(accumulate(counts, initial=0), counts))))
-        return cls(index, array("I", chain.from_iterable(groups.values())))
+        return cls(index, array("I", flat), n)
 
     @classmethod
-    def from_region(cls, names: Mapping[str, Any], n: int, region: memoryview) -> NameTable:
-        """The table written by :meth:`parts` for ``n`` entries, read in place."""
-        if not isinstance(n, int) or n < 0 or len(region) != 4 * n:
+    def from_region(cls, names: Mapping[str, Any], n: int, region: memoryview, entries: int) -> NameTable:
+        """The table written by :meth:`parts` (``n`` runs) for a document of ``entries`` entries, read in place."""
+        if not isinstance(n, int) or n < 0 or len(region) != 8 * n:
             raise ValueError("bad name table")
-        return cls(names, region.cast("I"))
+        return cls(names, region.cast("I"), entries)
 
     def parts(self) -> tuple[dict[str, Any], int, list[Any]]:
-        """``(names, entries, [ords])`` for the index file."""
-        return dict(self._names), len(self._ords), [memoryview(self._ords).cast("B")]
+        """``(names, runs, [runs as bytes])`` for the index file."""
+        return dict(self._names), len(self._runs) // 2, [memoryview(self._runs).cast("B")]
 
     def __getitem__(self, name: str) -> Sequence[int]:
         ent = self._names[name]
         try:
             first, count = ent
-            return list(self._ords[first:first + count])
-        except (TypeError, ValueError):
+            runs = self._runs[2 * first:2 * (first + count)]
+            if len(runs) != 2 * count or sum(runs[1::2]) > self._entries or \
+                    any(a + b > self._entries for a, b in zip(runs[::2], runs[1::2])):
+                raise ValueError
+            return [j for k in range(0, len(runs), 2) for j in range(runs[k], runs[k] + runs[k + 1])]
+        except (TypeError, ValueError, IndexError):
             raise ValueError(f"damaged name table at {name!r}") from None
 
     def __contains__(self, name: object) -> bool:
