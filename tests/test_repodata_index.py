@@ -17,7 +17,7 @@ from oci_conda.conda.channel import Channel, resolve_channel
 from oci_conda.conda.gateway import ChannelIndex, load_channel_indexes
 from oci_conda.conda.records import PackageRecord
 from oci_conda.conda.repodata import decompress, merge_record, parse_document, records_from_repodata, scan
-from oci_conda.conda.skeleton import STRIDE, NameTable, cut, entries
+from oci_conda.conda.skeleton import NameTable, cut, entries
 from oci_conda.conda.solve import clear_index_cache, solve
 from oci_conda.conda.virtual import virtual_packages
 from oci_conda.errors import ChannelError
@@ -332,10 +332,10 @@ def test_skeleton_cut_on_synthetic_and_real_repodata(realdata: Path, tmp_path: P
     body = (chan_dir / "linux-64" / "repodata.json").read_bytes()
     sk = cut(body)
     assert sk is not None
-    assert sorted(j for n in sk.table for j in sk.table[n]) == list(range(sum(count for _, count, _ in sk.sections)))
+    assert sorted(j for n in sk.table for j in sk.table[n]) == list(range(sum(c for _, c, _ in sk.locator["sections"])))
     raw = json.loads(body)
     for name in list(sk.table)[:50]:
-        got = entries(body, sk.sections, sk.table[name])
+        got = entries(body, sk.locator, sk.table[name])
         assert got is not None
         fns, objs = got
         assert [raw["packages" if fn.endswith(".tar.bz2") else "packages.conda"][fn] for fn in fns] == objs
@@ -348,11 +348,13 @@ def _entry(name: str, build: str) -> dict:
     return {"name": name, "version": "1", "build": build, "build_number": 0, "depends": [], "subdir": "linux-64"}
 
 
-@pytest.mark.parametrize("case", ["escaped-key", "escaped-checkpoint", "quote-in-key", "duplicate-key", "nested-fn-key",
-                                  "info-object", "brace-in-key", "many-sections"])
+@pytest.mark.parametrize("case", ["escaped-key", "escaped-first-key", "quote-in-key", "duplicate-key", "nested-fn-key",
+                                  "info-object", "brace-in-key", "many-sections", "no-info"])
 def test_skeleton_declines_or_recovers_where_a_plain_search_is_wrong(tmp_path: Path, cache_env, case: str) -> None:
-    """Documents where searching ``"<fn>": {`` from a checkpoint could find the wrong bytes: the records are still
-    exactly the exact parse's, cold and warm (declined at the cut, or a fresh cut that misses is redone exactly)."""
+    """Documents where walking over the "{" could find the wrong bytes, or where the key before an entry is not
+    plain: the records are still exactly the exact parse's, cold and warm (declined at the cut, or a lookup that
+    cannot read an entry back is redone the exact way)."""
+    STRIDE = 64
     n = STRIDE * 3 + 5
     fns = [f"a-1-{k}.conda" for k in range(n)]
     pk = ",".join(f'"{fn}": {json.dumps(_entry("a" if k % 2 else "b", str(k)))}' for k, fn in enumerate(fns))
@@ -361,8 +363,8 @@ def test_skeleton_declines_or_recovers_where_a_plain_search_is_wrong(tmp_path: P
         pk = pk.replace(f'"{fns[STRIDE + 3]}"', '"a\\u002d1-' + str(STRIDE + 3) + '.conda"')
     elif case == "quote-in-key":  # not at a checkpoint: the key before its "{" cannot be read back, so exactly
         pk = pk.replace(f'"{fns[STRIDE + 3]}"', '"a\\"1-' + str(STRIDE + 3) + '.conda"')
-    elif case == "escaped-checkpoint":
-        pk = pk.replace(f'"{fns[STRIDE]}"', '"a\\u002d1-' + str(STRIDE) + '.conda"')
+    elif case == "escaped-first-key":
+        pk = pk.replace(f'"{fns[0]}"', '"a\\u002d1-0.conda"')
     elif case == "duplicate-key":  # the last one counts, as in every JSON reader conda uses
         pk += f', "{fns[STRIDE + 3]}": {json.dumps(_entry("b", "dup"))}'
     elif case == "nested-fn-key":
@@ -372,6 +374,8 @@ def test_skeleton_declines_or_recovers_where_a_plain_search_is_wrong(tmp_path: P
     elif case == "brace-in-key":
         pk = pk.replace('"subdir": "linux-64"}', '"subdir": "linux-64", "{": 1}', 1)
     body = f'{{{info}, "packages.conda": {{{pk}}}}}'
+    if case == "no-info":
+        body = f'{{"packages.conda": {{{pk}}}}}'
     if case == "many-sections":
         body = (f'{{"packages": {{"c-1-0.tar.bz2": {json.dumps(_entry("c", "0"))}}}, {info}, '
                 f'"packages.conda": {{{pk}}}}}')
@@ -381,7 +385,7 @@ def test_skeleton_declines_or_recovers_where_a_plain_search_is_wrong(tmp_path: P
     full = exact(chan, "linux-64")
     for _ in ("cold", "warm"):
         assert_same(load_channel_indexes([chan], "linux-64", make_session())[0], full)
-    declined = case not in ("escaped-key", "quote-in-key", "many-sections")
+    declined = case in ("duplicate-key", "nested-fn-key", "info-object", "brace-in-key")
     assert (cut(body.encode()) is None) == declined
 
 

@@ -28,7 +28,7 @@ from ..credentials import redact_url
 from ..errors import ChannelError
 from .channel import Channel
 from .records import PackageRecord
-from .skeleton import Buffer, NameTable, cut, entries
+from .skeleton import Buffer, NameTable, cut, entries, locator_entries
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _EXTS = (".conda", ".tar.bz2")
@@ -194,7 +194,7 @@ _GROUP1 = operator.methodcaller("group", 1)
 #: ``body[start:end]`` is an entry's JSON object; or, for a skeleton cut (``skeleton.py``), name -> (file names,
 #: entry numbers), found again through the cut's section checkpoints.
 Table = Mapping[str, tuple[Sequence[Any], ...]]
-Sections = list[tuple[int, int, list[int]]]
+Sections = dict[str, Any]  # a skeleton cut's locator (skeleton.py)
 
 
 def _entry_names(pieces: list[bytes], at: list[int]) -> list[bytes] | None:
@@ -374,7 +374,7 @@ class SubdirIndex:
         if self._sections is not None:
             try:
                 got = entries(self._buf, self._sections, ent, self._at)
-            except (ValueError, TypeError, IndexError):
+            except (ValueError, TypeError, IndexError, KeyError):
                 raise StaleIndex(name) from None
             if got is None or any(type(r.get("name")) is not str or r["name"] != name for r in got[1]):
                 raise StaleIndex(name)
@@ -437,7 +437,7 @@ def index_from_body(body: Buffer, channel: Channel, subdir: str, where: str, *, 
     sk = cut(body) if fast else None
     if sk is not None:
         fixed_base(sk.info, channel, subdir, where)  # a bad base_url fails now, as in records_from_repodata
-        return Cut(sk.info.get("base_url"), body, sk.table, sk.sections)
+        return Cut(sk.info.get("base_url"), body, sk.table, sk.locator)
     if not isinstance(body, bytes):
         body = bytes(body)
     got = scan(body)
@@ -507,15 +507,15 @@ def open_index(path: Path, key: str, channel: Channel, subdir: str, where: str,
     base_url = hdr.get("base_url")
     sections = hdr.get("sections")
     if (base_url is not None and not isinstance(base_url, str)) or (sections is not None
-                                                                     and not isinstance(sections, list)):
+                                                                     and not isinstance(sections, dict)):
         return None
     rest = memoryview(data)[_HEAD.size + hlen:]
     table: Mapping[str, Any] = hdr["names"]
     if sections is not None:
         try:
             table = NameTable.from_region(table, hdr.get("entries"), rest[:hdr["body_offset"]],
-                                          sum(int(sec[1]) for sec in sections))
-        except (ValueError, TypeError, IndexError):
+                                          locator_entries(sections))
+        except (ValueError, TypeError, IndexError, KeyError):
             return None
     if hdr.get("embedded", True):
         if sections is not None:

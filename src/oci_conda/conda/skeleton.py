@@ -1,20 +1,21 @@
 """The fast cut of a repodata document: every entry's package name in one msgspec pass (the entries themselves are
 skipped, not built), grouped by name as entry numbers; no byte offset, no file name kept per entry.
 
-An entry is found again when its name is looked up: a *checkpoint* (the offset of every ``STRIDE``-th entry's
-``{`` in a section, found once by searching its key ``"<fn>": {``) is followed by the next entries' ``{`` one
-after the other, and the key before an entry's ``{`` is its file name. This is exact only where every ``{`` of
-the document is structure, which is checked, not assumed: the document holds no ``{`` besides the top level,
-``info``, the two sections and one per entry (so no nested object, no brace inside a string, no duplicate key: the
-byte count equals that sum). Anything else returns None, and the caller takes the exact (slower) way.
+It is exact only where every ``{`` of the document is structure, which is checked, not assumed: the document holds
+no ``{`` besides the top level, ``info``, the sections and one per entry (so no nested object, no brace inside a
+string, no duplicate key: the count of ``{`` equals that sum). Then a section's entries are its section's next
+``{`` one after the other, and an entry is found again from its number alone: the count, taken per
+``CHUNK`` bytes, says which chunk holds its ``{``, and a walk over the ``{`` of that chunk finds it; the key before
+it is its file name. Anything else returns None, and the caller takes the exact (slower) way.
 
 A conda-forge-sized subdir (500k entries, 250 MB) is cut in about a second, against about three for a cut that
-keeps each entry's offsets; the index file is small (names, entry numbers, checkpoints: ~3 MB).
+keeps each entry's offsets; its index file is ~0.5 MB (names, runs of entry numbers, counts per chunk).
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from array import array
@@ -27,12 +28,11 @@ import mmap
 import msgspec
 import orjson
 
-#: A section's checkpoints: one byte offset per ``STRIDE`` keys. A lookup scans at most this many entries.
-STRIDE = 64
+#: The ``{`` are counted per this many bytes: a lookup walks over at most the ``{`` of one chunk (~70 entries).
+CHUNK = 1 << 15
 SECTIONS = ("packages", "packages.conda")
 _AFTER_KEY = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*\{")
 _KEY_BEFORE = frozenset(b"{, \t\r\n")
-_COUNT_CHUNK = 1 << 24
 
 Buffer = Union[bytes, bytearray, mmap.mmap]
 
@@ -53,50 +53,26 @@ _NAME = attrgetter("name")
 
 @dataclass(frozen=True)
 class Skeleton:
-    """Where to find entries again: per section ``(first entry number, count, checkpoint offsets)``, numbered in
-    load order (``packages``, then ``packages.conda``); ``table`` maps a name to its file names and entry numbers."""
+    """A cut document: ``locator`` finds an entry by its number (entries are numbered in load order:
+    ``packages``, then ``packages.conda``; plain JSON data, stored in the index file); ``table`` maps a name to its
+    entry numbers."""
 
     info: dict[str, Any]
-    sections: list[tuple[int, int, list[int]]]
+    locator: dict[str, Any]
     table: NameTable
-    sep: bytes | None = None
 
 
-def _count_braces(buf: Buffer) -> int:
-    if isinstance(buf, (bytes, bytearray)):
-        return buf.count(b"{")
-    return sum(buf[i:i + _COUNT_CHUNK].count(b"{") for i in range(0, len(buf), _COUNT_CHUNK))
-
-
-def find_key(buf: Buffer, key: str, start: int, end: int = -1, sep: bytes | None = None) -> int:
-    """Offset of the ``{`` of the first ``"key": {`` (a key, by its context) in ``buf[start:end]``, or -1.
-
-    With ``sep`` (the bytes between a key and its ``{`` in this document) the search looks for the whole
-    ``"key"<sep>{``, which ``find`` skips through far faster than a needle ending in a quote; a key written
-    otherwise is still found by the general search."""
-    find = buf.find
-    if end < 0:
-        end = len(buf)
-    if sep is not None:
-        needle = b'"' + key.encode() + b'"' + sep + b"{"
-        pos = start
-        while (q := find(needle, pos, end)) >= 0:
-            if q > 0 and buf[q - 1] in _KEY_BEFORE:
-                return q + len(needle) - 1
-            pos = q + 1
+def find_key(buf: Buffer, key: str, start: int) -> int:
+    """Offset of the ``{`` of the first ``"key": {`` (a key, by its context) in ``buf[start:]``, or -1."""
     needle = b'"' + key.encode() + b'"'
+    find = buf.find
     pos = start
-    while (q := find(needle, pos, end)) >= 0:
+    while (q := find(needle, pos)) >= 0:
         m = _AFTER_KEY.match(buf, q + len(needle))
         if m is not None and q > 0 and buf[q - 1] in _KEY_BEFORE:
             return m.end() - 1
         pos = q + 1
     return -1
-
-
-def _sep(buf: Buffer, at: int) -> bytes:
-    """The bytes between the key that ends right before ``at`` and its ``{``."""
-    return bytes(buf[max(0, at - 64):at]).rpartition(b'"')[2]
 
 
 def _objects(v: Any) -> int:
@@ -107,10 +83,35 @@ def _objects(v: Any) -> int:
     return 0
 
 
+def _brace_counts(buf: Buffer) -> list[int]:
+    """How many ``{`` come before each ``CHUNK`` boundary (and, last, in all of ``buf``)."""
+    starts = range(0, len(buf), CHUNK)
+    if isinstance(buf, (bytes, bytearray)):
+        counts = map(buf.count, repeat(b"{"), starts, range(CHUNK, len(buf) + CHUNK, CHUNK))
+    else:  # a mapped file has no count(): chunks small enough to stay in the CPU cache while counted
+        counts = map(bytes.count, map(buf.__getitem__, map(slice, starts, range(CHUNK, len(buf) + CHUNK, CHUNK))),
+                     repeat(b"{"))
+    return list(accumulate(counts, initial=0))
+
+
+def nth_brace(buf: Buffer, cum: Sequence[int], g: int, base: int = 0) -> int:
+    """Where the ``g``-th ``{`` (from 0) of the document at ``buf[base:]`` is, by its chunk's count; -1 if none."""
+    c = bisect_right(cum, g) - 1
+    if c < 0 or c >= len(cum) - 1:
+        return -1
+    pos = base + c * CHUNK - 1
+    find = buf.find
+    for _ in range(g - cum[c] + 1):
+        pos = find(b"{", pos + 1)
+        if pos < 0:
+            return -1
+    return pos
+
+
 def cut(buf: Buffer) -> Skeleton | None:
     """The skeleton of one repodata document, or None when it cannot be cut exactly (see the module docstring).
 
-    Peak memory is the mapped document plus the decoded skeleton (~230 bytes an entry); what is kept is ~5."""
+    Peak memory is the mapped document plus the decoded skeleton (~230 bytes an entry); what is kept is a few."""
     try:
         doc = _DECODER.decode(buf)
     except (msgspec.DecodeError, ValueError, TypeError):
@@ -119,37 +120,33 @@ def cut(buf: Buffer) -> Skeleton | None:
     if info is not None and (not isinstance(info, dict) or _objects(info) > 1):
         return None  # a nested object in info could hold a key named like a section or a file
     counts = (len(doc.packages), len(doc.packages_conda))
-    # the keys of the checkpoints only (the search for one finds it as these bytes: a key written with escapes is
-    # not found, and such a document goes the exact way)
-    marks_of = [list(sec)[::STRIDE] for sec in (doc.packages, doc.packages_conda)]
-    first_fn = next(chain(doc.packages, doc.packages_conda), None)
     table = NameTable.build(list(map(_NAME, chain(doc.packages.values(), doc.packages_conda.values()))))
     del doc
-    sep: bytes | None = None
-    if first_fn is not None:  # the layout, from the first entry's key (conda-index writes one layout throughout)
-        first_key = find_key(buf, first_fn, 0)
-        if first_key < 0:
-            return None
-        sep = _sep(buf, first_key)
-    # the section keys, as keys with an object value (their own context check), then the brace count
-    starts = [find_key(buf, s, 0, sep=sep) for s in SECTIONS]
-    if any(p < 0 and n for p, n in zip(starts, counts)):
+    cum = _brace_counts(buf)
+    # which sections are there: a non-empty one is; an empty one if its key is
+    present = [n > 0 or find_key(buf, name, 0) >= 0 for name, n in zip(SECTIONS, counts)]
+    if cum[-1] != 1 + (info is not None) + sum(present) + sum(counts):
         return None
-    if _count_braces(buf) != 1 + (info is not None) + sum(p >= 0 for p in starts) + sum(counts):
-        return None
-    sections: list[tuple[int, int, list[int]]] = []
+    # where each section's "{" is among all: conda-index's order (info, packages, packages.conda) is tried first
+    # and checked by the key before it; otherwise the key is searched for
+    g = 1 + (info is not None)
+    sections: list[list[int]] = []
     first = 0
-    for n, at, keys in zip(counts, starts, marks_of):
-        marks: list[int] = []
-        pos = at + 1
-        for key in keys:
-            pos = find_key(buf, key, pos, sep=sep)
-            if pos < 0:
-                return None
-            marks.append(pos)
-        sections.append((first, n, marks))
+    for name, n, there in zip(SECTIONS, counts, present):
+        if there:
+            at = nth_brace(buf, cum, g)
+            if at < 0 or _key_before(buf, at) != name:
+                at = find_key(buf, name, 0)
+                if at < 0:
+                    return None
+                c = at // CHUNK
+                g = cum[c] + bytes(buf[c * CHUNK:at]).count(b"{")
+            sections.append([first, n, g + 1])  # its entries are the next n "{"
+            g += 1 + n
+        else:
+            sections.append([first, 0, 0])
         first += n
-    return Skeleton(info or {}, sections, table, sep)
+    return Skeleton(info or {}, {"chunk": CHUNK, "cum": cum, "sections": sections}, table)
 
 
 class NameTable(Mapping[str, Sequence[int]]):
@@ -240,28 +237,27 @@ def _key_before(buf: Buffer, start: int) -> str | None:
     return got if isinstance(got, str) else None
 
 
-def entries(buf: Buffer, sections: Sequence[Sequence[Any]], ords: Sequence[int],
+def locator_entries(loc: Mapping[str, Any]) -> int:
+    """How many entries a locator (``Skeleton.locator``) places."""
+    return sum(int(sec[1]) for sec in loc["sections"])
+
+
+def entries(buf: Buffer, loc: Mapping[str, Any], ords: Sequence[int],
             base: int = 0) -> tuple[list[str], list[dict[str, Any]]] | None:
     """``(file names, parsed entries)`` of the entries numbered ``ords`` of the document at ``buf[base:]``, or None
-    when one is not where the skeleton says (an index that does not belong to the document)."""
+    when one is not where the locator says (an index that does not belong to the document)."""
+    if loc.get("chunk") != CHUNK:
+        return None
+    cum, sections = loc["cum"], loc["sections"]
     fns: list[str] = []
     out: list[dict[str, Any]] = []
-    find = buf.find
     for j in ords:
         start = -1
-        for first, count, marks in sections:
+        for first, count, g0 in sections:
             if first <= j < first + count:
-                rel = j - first
-                c = rel // STRIDE
-                if c >= len(marks):
-                    return None
-                start = base + marks[c]
-                for _ in range(rel % STRIDE):  # every "{" is an entry's: the next entries' are the next ones
-                    start = find(b"{", start + 1)
-                    if start < 0:
-                        return None
+                start = nth_brace(buf, cum, g0 + j - first, base)
                 break
-        if start < 0 or buf[start] != 0x7B:
+        if start < 0:
             return None
         try:
             fn = _key_before(buf, start)
