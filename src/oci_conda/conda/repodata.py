@@ -191,10 +191,10 @@ _NAME_RE = re.compile(rb'"name"[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
 _GROUP1 = operator.methodcaller("group", 1)
 
 #: name -> (file names, starts, ends) of its entries (``packages`` first, then ``packages.conda``), where
-#: ``body[start:end]`` is an entry's JSON object; or, for a skeleton cut (``skeleton.py``), name -> (file names,
-#: entry numbers), found again through the cut's section checkpoints.
-Table = Mapping[str, tuple[Sequence[Any], ...]]
-Sections = dict[str, Any]  # a skeleton cut's locator (skeleton.py)
+#: ``body[start:end]`` is an entry's JSON object; or, for a skeleton cut (``skeleton.py``), name -> entry numbers,
+#: found again through the cut's locator.
+Table = Mapping[str, Any]
+Locator = dict[str, Any]  # a skeleton cut's (skeleton.py): plain JSON data
 
 
 def _entry_names(pieces: list[bytes], at: list[int]) -> list[bytes] | None:
@@ -337,19 +337,19 @@ class StaleIndex(Exception):
 
 class SubdirIndex:
     """One channel subdir as name -> where its entries are in ``body`` (in memory after a scan, or an index file
-    mmap'd, whose per-name tables are decoded on first use). With ``sections`` (a skeleton cut) a name's entries are
-    found by number through the checkpoints, in ``buf`` from offset ``base``."""
+    mmap'd, whose per-name tables are decoded on first use). With a ``locator`` (a skeleton cut) a name's entries
+    are found by number, in the document at ``buf[base:]``."""
 
     def __init__(self, channel: Channel, subdir: str, where: str, base_url: str | None, body: bytes | memoryview,
-                 table: Mapping[str, Any], data: memoryview | None = None, *, sections: Sections | None = None,
+                 table: Mapping[str, Any], data: memoryview | None = None, *, locator: Locator | None = None,
                  buf: Buffer | None = None, base: int = 0) -> None:
         self.channel, self.subdir, self.where = channel, subdir, where
         self.base_url = base_url
         self.base = fixed_base({"base_url": base_url}, channel, subdir, where)
         self._body = body
-        self._table = table  # name -> (fns, starts, ends) | (fns, ords), or [offset, length] of that in ``data``
+        self._table = table  # name -> (fns, starts, ends), or [offset, length] of that in ``data``; or entry numbers
         self._data = data
-        self._sections = sections
+        self._locator = locator
         self._buf = buf
         self._at = base
         self.records_made = 0
@@ -371,9 +371,9 @@ class SubdirIndex:
                 ent = orjson.loads(self._data[off:off + length])
             except (ValueError, TypeError, orjson.JSONDecodeError):
                 raise StaleIndex(name) from None
-        if self._sections is not None:
+        if self._locator is not None:
             try:
-                got = entries(self._buf, self._sections, ent, self._at)
+                got = entries(self._buf, self._locator, ent, self._at)
             except (ValueError, TypeError, IndexError, KeyError):
                 raise StaleIndex(name) from None
             if got is None or any(type(r.get("name")) is not str or r["name"] != name for r in got[1]):
@@ -420,20 +420,20 @@ class SubdirIndex:
 @dataclass(frozen=True)
 class Cut:
     """A repodata document cut into a per-name index: what :func:`write_index` stores and :func:`index_of` opens.
-    ``sections`` is set for a skeleton cut (``table``: name -> (file names, entry numbers))."""
+    ``locator`` is set for a skeleton cut (``table``: name -> entry numbers)."""
 
     base_url: str | None
     body: Buffer
     table: Table
-    sections: Sections | None = None
+    locator: Locator | None = None
     own: bool = True  # body is the document itself (False: its entries re-serialised by the exact parse)
 
 
 def index_from_body(body: Buffer, channel: Channel, subdir: str, where: str, *, fast: bool = True) -> Cut:
     """The cut of a decompressed repodata body; ChannelError for what is not repodata.
 
-    The skeleton cut first (``fast``; a rebuild after a damaged index skips it), then the offsets cut, then the
-    whole parse (which gives the exact error for a broken document)."""
+    The skeleton cut first (``fast``; off for a rebuild after the skeleton cut could not read an entry back), then
+    the offsets cut, then the whole parse (which gives the exact error for a broken document)."""
     sk = cut(body) if fast else None
     if sk is not None:
         fixed_base(sk.info, channel, subdir, where)  # a bad base_url fails now, as in records_from_repodata
@@ -453,8 +453,8 @@ def index_from_body(body: Buffer, channel: Channel, subdir: str, where: str, *, 
 
 def index_of(got: Cut, channel: Channel, subdir: str, where: str) -> SubdirIndex:
     """The in-memory index of a fresh cut."""
-    if got.sections is not None:
-        return SubdirIndex(channel, subdir, where, got.base_url, b"", got.table, sections=got.sections, buf=got.body)
+    if got.locator is not None:
+        return SubdirIndex(channel, subdir, where, got.base_url, b"", got.table, locator=got.locator, buf=got.body)
     assert isinstance(got.body, bytes)
     return SubdirIndex(channel, subdir, where, got.base_url, got.body, got.table)
 
@@ -471,7 +471,7 @@ def write_index(path: Path, key: str, got: Cut, *, embed: bool = True) -> None:
         n = 0
     off = sum(map(len, blobs))  # memoryviews of bytes: len is bytes
     hb = orjson.dumps({"version": INDEX_VERSION, "key": key, "base_url": got.base_url, "names": names,
-                       "sections": got.sections, "entries": n, "body_offset": off,
+                       "locator": got.locator, "entries": n, "body_offset": off,
                        "size": off + (len(body) if embed else 0), "body_size": len(body), "embedded": embed})
     with atomic_write(path, fsync=False) as f:  # checked on open (magic, key, size) and per name when read
         f.write(_HEAD.pack(INDEX_MAGIC, len(hb)))
@@ -505,21 +505,21 @@ def open_index(path: Path, key: str, channel: Channel, subdir: str, where: str,
     except (OSError, ValueError, orjson.JSONDecodeError):
         return None
     base_url = hdr.get("base_url")
-    sections = hdr.get("sections")
-    if (base_url is not None and not isinstance(base_url, str)) or (sections is not None
-                                                                     and not isinstance(sections, dict)):
+    locator = hdr.get("locator")
+    if (base_url is not None and not isinstance(base_url, str)) or (locator is not None
+                                                                     and not isinstance(locator, dict)):
         return None
     rest = memoryview(data)[_HEAD.size + hlen:]
     table: Mapping[str, Any] = hdr["names"]
-    if sections is not None:
+    if locator is not None:
         try:
             table = NameTable.from_region(table, hdr.get("entries"), rest[:hdr["body_offset"]],
-                                          locator_entries(sections))
+                                          locator_entries(locator))
         except (ValueError, TypeError, IndexError, KeyError):
             return None
     if hdr.get("embedded", True):
-        if sections is not None:
-            return SubdirIndex(channel, subdir, where, base_url, b"", table, sections=sections,
+        if locator is not None:
+            return SubdirIndex(channel, subdir, where, base_url, b"", table, locator=locator,
                                buf=data, base=_HEAD.size + hlen + hdr["body_offset"])
         return SubdirIndex(channel, subdir, where, base_url, rest[hdr["body_offset"]:], hdr["names"], rest)
     if external is None:
@@ -531,6 +531,6 @@ def open_index(path: Path, key: str, channel: Channel, subdir: str, where: str,
             body = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError):
         return None
-    if sections is not None:
-        return SubdirIndex(channel, subdir, where, base_url, b"", table, sections=sections, buf=body)
+    if locator is not None:
+        return SubdirIndex(channel, subdir, where, base_url, b"", table, locator=locator, buf=body)
     return SubdirIndex(channel, subdir, where, base_url, memoryview(body), hdr["names"], rest)
