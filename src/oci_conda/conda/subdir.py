@@ -343,8 +343,8 @@ class _IndexedSubdir:
             return self._index.records(name)
         except StaleIndex:
             pass
-        # rebuilt from the document; should the skeleton cut itself not find the entry (a key written with
-        # escapes), the exact cut
+        # rebuilt from the document; should the skeleton cut itself not read the entry back (a quote inside its
+        # key), the exact cut
         for fast in (True, False):
             self._index = self._rebuild(fast)
             if self._index is None or name not in self._index:
