@@ -3,13 +3,17 @@
     python benchmarks/solve_bench.py [--sizes 100000,300000,600000] [--dir /tmp/oci-conda-bench] [--repeat 3]
                                      [--indent 1] [--eager] [--specs ...]
 
-Every measurement runs in its own process (so peak RSS is its own) on a local channel (``linux-64`` + ``noarch``
-``repodata.json``), page cache warm for both sides:
+Every measurement is a whole process of its own (its wall time start to exit, imports included, and its own peak
+RSS; the time inside it is shown too) on a local channel (``linux-64`` + ``noarch`` ``repodata.json``), page cache
+warm for both sides. Ours goes the product's way (``resolve.solve_environment``): ``load_channel_indexes`` with the
+requested names (a sharded channel would be read through its shards; this one has none, so the whole repodata),
+then ``solve`` on the lazy per-name indexes:
 
-- ours cold: an empty ``$OCI_CONDA_CACHE``: ``load_channel_indexes`` cuts the JSON into entries grouped by name
-  (no record made), writes the index file, then ``solve`` makes records only for the names it reaches;
+- ours cold: an empty ``$OCI_CONDA_CACHE``: the JSON is cut (``conda/skeleton.py``: names and file names only,
+  nothing made per entry), the index file written, then ``solve`` makes records only for the names it reaches;
 - ours warm: a second process on that cache: the index file is opened (no JSON read), then the same solve;
-- rattler: ``SparseRepoData`` on the same files + ``solve_with_sparse_repodata``.
+- rattler: ``SparseRepoData`` on the same files + ``solve_with_sparse_repodata`` (it keeps nothing between
+  processes, so each of its runs is both its cold and its warm).
 
 ``--eager`` also times the old path (every record made up front). ``--indent 1`` generates the channel laid out
 as conda-index writes it (the default is one line). Needs py-rattler. The other workers (``--worker ours``,
@@ -131,6 +135,7 @@ def worker_index(chan: Path, specs: list[str]) -> dict:
     ``$OCI_CONDA_CACHE`` has none, else open it) -> ``solve``. Cold or warm depends on the cache the caller set."""
     from oci_conda.conda.channel import resolve_channel
     from oci_conda.conda.gateway import load_channel_indexes
+    from oci_conda.conda.matchspec import MatchSpec
     from oci_conda.conda.solve import solve
     from oci_conda.conda.virtual import virtual_packages
     from oci_conda.http import make_session
@@ -140,7 +145,8 @@ def worker_index(chan: Path, specs: list[str]) -> dict:
     vp = virtual_packages("linux-64", env={})
     c0 = time.process_time()
     t0 = time.perf_counter()
-    index = load_channel_indexes([channel], "linux-64", session)
+    # as resolve.solve_environment: the requested names let the gateway use shards where a channel has them
+    index = load_channel_indexes([channel], "linux-64", session, names=[MatchSpec(s).name for s in specs])
     t_load = time.perf_counter() - t0
     rss_loaded = _rss_mb()
     t1 = time.perf_counter()
@@ -167,13 +173,10 @@ def worker_rattler(chan: Path, specs: list[str]) -> dict:
     rss_loaded = _rss_mb()
     t0 = time.perf_counter()
     sol = asyncio.run(rattler.solve_with_sparse_repodata(specs, srcs, virtual_packages=vp))
-    cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    asyncio.run(rattler.solve_with_sparse_repodata(specs, srcs, virtual_packages=vp))
-    warm = time.perf_counter() - t0
+    t_solve = time.perf_counter() - t0
     picked = {r.name.normalized: str(r.version) for r in sol if r.name.normalized in ("python", "numpy", "pandas")}
-    return {"load_s": t_load, "cold_s": cold, "warm_s": warm, "total_s": t_load + cold, "n_solution": len(sol),
-            "picked": picked, "rss_after_load_mb": rss_loaded, "peak_rss_mb": _rss_mb(),
+    return {"load_s": t_load, "cold_s": t_solve, "warm_s": t_solve, "total_s": t_load + t_solve,
+            "n_solution": len(sol), "picked": picked, "rss_after_load_mb": rss_loaded, "peak_rss_mb": _rss_mb(),
             "solution": sorted(f"{r.name.normalized}={r.version}={r.build}" for r in sol)}
 
 
@@ -235,17 +238,16 @@ def main() -> None:
                 if runs:
                     print(f"{label:10s} ERROR {runs[0].get('error')}")
                 continue
-            tot = sorted(r["total_s"] for r in ok)
             r0 = ok[0]
             extra = f"  records made {r0['records_made']}" if "records_made" in r0 else ""
-            print(f"{label:10s} open+solve min {tot[0]:6.2f}s median {statistics.median(tot):6.2f}s  "
-                  f"(open {min(r['load_s'] for r in ok):5.2f}s, solve {min(r['cold_s'] for r in ok):5.2f}s)  "
-                  f"peak RSS {max(r['peak_rss_mb'] for r in ok):6.0f} MB  {r0['n_solution']} pkgs {r0['picked']}{extra}",
+            print(f"{label:10s} process {_spread([r['process_s'] for r in ok], 's')}  in-process "
+                  f"{_spread([r['total_s'] for r in ok], 's')} (open {_spread([r['load_s'] for r in ok], 's')})  "
+                  f"peak RSS {_spread([r['peak_rss_mb'] for r in ok], 'MB', 0)}  {r0['n_solution']} pkgs{extra}",
                   flush=True)
-        if cold and ratt and "error" not in cold[0] and "error" not in ratt[0]:
-            same = cold[0]["solution"] == warm[0]["solution"]
-            print(f"cold and warm give the same solution: {same}; "
-                  f"same python/numpy/pandas as rattler: {cold[0]['picked'] == ratt[0]['picked']}")
+        if cold and ratt and all("error" not in r for r in (*cold, *warm, *ratt)):
+            same = all(r["solution"] == cold[0]["solution"] for r in (*cold, *warm))
+            print(f"every run of ours gives the same solution: {same}; same python/numpy/pandas as rattler: "
+                  f"{cold[0]['picked'] == ratt[0]['picked']} {cold[0]['picked']}")
             rows.append((n, cold, warm, ratt))
         if args.eager:
             old = _run_worker("ours", chan, args.specs)
@@ -253,20 +255,23 @@ def main() -> None:
                 print(f"old path   load {old['load_s']:6.2f}s + solve {old['cold_s']:6.2f}s  "
                       f"peak RSS {old['peak_rss_mb']:6.0f} MB")
     if rows:
-        print("\n| records | ours cold | ours warm | rattler cold | rattler warm | cold/rattler | warm/rattler "
-              "| peak RSS ours cold / warm | peak RSS rattler |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("\nWhole processes (start to exit), median (min-max) of the runs; ratios are of the medians.")
+        print("| records | measure | ours cold | ours warm | py-rattler | cold / rattler | warm / rattler |")
+        print("|---|---|---|---|---|---|---|")
         for n, cold, warm, ratt in rows:
-            c = statistics.median(r["total_s"] for r in cold)
-            w = statistics.median(r["total_s"] for r in warm)
-            rc = ratt[0]["total_s"]
-            rw = statistics.median(r["total_s"] for r in ratt[1:]) if len(ratt) > 1 else rc
-            rm = statistics.median(r["total_s"] for r in ratt)
-            print(f"| {n // 1000}k | {c:.2f} s | {w:.2f} s | {rc:.2f} s | {rw:.2f} s | {c / rm:.2f}x | {w / rm:.2f}x "
-                  f"| {max(r['peak_rss_mb'] for r in cold):.0f} / {max(r['peak_rss_mb'] for r in warm):.0f} MB "
-                  f"| {max(r['peak_rss_mb'] for r in ratt):.0f} MB |")
-        print("(medians of the runs; 'rattler cold' is its first run, 'warm' the others: py-rattler keeps no "
-              "index between processes, so both open the JSON again)")
+            for what, key, unit, nd in (("process time", "process_s", "s", 2), ("in-process open+solve", "total_s", "s", 2),
+                                        ("peak RSS", "peak_rss_mb", "MB", 0)):
+                c, w, r = ([x[key] for x in runs] for runs in (cold, warm, ratt))
+                rm = statistics.median(r)
+                print(f"| {n // 1000}k | {what} | {_spread(c, unit, nd)} | {_spread(w, unit, nd)} | "
+                      f"{_spread(r, unit, nd)} | {statistics.median(c) / rm:.2f}x | {statistics.median(w) / rm:.2f}x |")
+        print("(py-rattler keeps no index between processes: each of its runs opens the JSON again; goals: cold "
+              "<= 1.5x time and peak RSS, warm <= 1x time)")
+
+
+def _spread(xs: list[float], unit: str, nd: int = 2) -> str:
+    """``median (min-max) unit``."""
+    return f"{statistics.median(xs):.{nd}f} ({min(xs):.{nd}f}-{max(xs):.{nd}f}) {unit}"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from oci_conda.conda.channel import Channel, resolve_channel
 from oci_conda.conda.gateway import ChannelIndex, load_channel_indexes
 from oci_conda.conda.records import PackageRecord
 from oci_conda.conda.repodata import decompress, merge_record, parse_document, records_from_repodata, scan
+from oci_conda.conda.skeleton import NameTable, cut, entries
 from oci_conda.conda.solve import clear_index_cache, solve
 from oci_conda.conda.virtual import virtual_packages
 from oci_conda.errors import ChannelError
@@ -323,3 +324,88 @@ def test_damaged_index_file_is_rebuilt(realdata: Path, tmp_path: Path, serve_dir
     big.write_bytes(good[:16 + hlen] + b"\xff" * (body_at - 16 - hlen) + good[body_at:])
     assert_same(load_channel_indexes([chan], "linux-64", make_session())[0], full)
     assert big.read_bytes() == good
+
+
+def test_skeleton_cut_on_synthetic_and_real_repodata(realdata: Path, tmp_path: Path) -> None:
+    """The fast cut (msgspec skeleton) takes conda-index's layouts; real files it declines still go the exact way."""
+    chan_dir = _synth().write_channel(tmp_path / "chan", 3000, seed=7)
+    body = (chan_dir / "linux-64" / "repodata.json").read_bytes()
+    sk = cut(body)
+    assert sk is not None
+    assert sorted(j for n in sk.table for j in sk.table[n]) == list(range(sum(c for _, c, _ in sk.locator["sections"])))
+    raw = json.loads(body)
+    for name in list(sk.table)[:50]:
+        got = entries(body, sk.locator, sk.table[name])
+        assert got is not None
+        fns, objs = got
+        assert [raw["packages" if fn.endswith(".tar.bz2") else "packages.conda"][fn] for fn in fns] == objs
+        assert {e["name"] for e in objs} == {name}
+    took = sum(cut(f.read_bytes()) is not None for f in real_repodata_files(realdata))
+    assert took >= 20
+
+
+def _entry(name: str, build: str) -> dict:
+    return {"name": name, "version": "1", "build": build, "build_number": 0, "depends": [], "subdir": "linux-64"}
+
+
+@pytest.mark.parametrize("case", ["escaped-key", "escaped-first-key", "quote-in-key", "duplicate-key", "nested-fn-key",
+                                  "info-object", "brace-in-key", "many-sections", "no-info"])
+def test_skeleton_declines_or_recovers_where_a_plain_search_is_wrong(tmp_path: Path, cache_env, case: str) -> None:
+    """Documents where walking over the "{" could find the wrong bytes, or where the key before an entry is not
+    plain: the records are still exactly the exact parse's, cold and warm (declined at the cut, or a lookup that
+    cannot read an entry back is redone the exact way)."""
+    STRIDE = 64
+    n = STRIDE * 3 + 5
+    fns = [f"a-1-{k}.conda" for k in range(n)]
+    pk = ",".join(f'"{fn}": {json.dumps(_entry("a" if k % 2 else "b", str(k)))}' for k, fn in enumerate(fns))
+    info = '"info": {"subdir": "linux-64"}'
+    if case == "escaped-key":  # not at a checkpoint: found missing when looked up
+        pk = pk.replace(f'"{fns[STRIDE + 3]}"', '"a\\u002d1-' + str(STRIDE + 3) + '.conda"')
+    elif case == "quote-in-key":  # not at a checkpoint: the key before its "{" cannot be read back, so exactly
+        pk = pk.replace(f'"{fns[STRIDE + 3]}"', '"a\\"1-' + str(STRIDE + 3) + '.conda"')
+    elif case == "escaped-first-key":
+        pk = pk.replace(f'"{fns[0]}"', '"a\\u002d1-0.conda"')
+    elif case == "duplicate-key":  # the last one counts, as in every JSON reader conda uses
+        pk += f', "{fns[STRIDE + 3]}": {json.dumps(_entry("b", "dup"))}'
+    elif case == "nested-fn-key":
+        pk = pk.replace('"subdir": "linux-64"}', f'"subdir": "linux-64", "x": {{"{fns[STRIDE + 9]}": {{}}}}}}', 1)
+    elif case == "info-object":
+        info = f'"info": {{"subdir": "linux-64", "extra": {{"{fns[1]}": {{"name": "b"}}}}}}'
+    elif case == "brace-in-key":
+        pk = pk.replace('"subdir": "linux-64"}', '"subdir": "linux-64", "{": 1}', 1)
+    body = f'{{{info}, "packages.conda": {{{pk}}}}}'
+    if case == "no-info":
+        body = f'{{"packages.conda": {{{pk}}}}}'
+    if case == "many-sections":
+        body = (f'{{"packages": {{"c-1-0.tar.bz2": {json.dumps(_entry("c", "0"))}}}, {info}, '
+                f'"packages.conda": {{{pk}}}}}')
+    (tmp_path / "c" / "linux-64").mkdir(parents=True)
+    (tmp_path / "c" / "linux-64" / "repodata.json").write_text(body)
+    chan = resolve_channel(str(tmp_path / "c"), tmp_path)
+    full = exact(chan, "linux-64")
+    for _ in ("cold", "warm"):
+        assert_same(load_channel_indexes([chan], "linux-64", make_session())[0], full)
+    declined = case in ("duplicate-key", "nested-fn-key", "info-object", "brace-in-key")
+    assert (cut(body.encode()) is None) == declined
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_name_table_groups_entry_numbers_and_reads_back_in_place(order: str) -> None:
+    import random
+
+    names = [f"n{k // 7}" for k in range(700)] + ["n3", "n0"]  # runs, and a name met again later
+    if order == "shuffled":
+        random.Random(1).shuffle(names)
+    want: dict[str, list[int]] = {}
+    for j, n in enumerate(names):
+        want.setdefault(n, []).append(j)
+    table = NameTable.build(names)
+    assert dict(table.items()) == want
+    index, runs, (raw,) = table.parts()
+    again = NameTable.from_region(orjson.loads(orjson.dumps(index)), runs, memoryview(bytes(raw)), len(names))
+    assert dict(again.items()) == want
+    damaged = bytearray(raw)
+    damaged[4:8] = b"\xff\xff\xff\xff"  # a run as long as the address space: refused, not expanded
+    bad = NameTable.from_region(index, runs, memoryview(bytes(damaged)), len(names))
+    with pytest.raises(ValueError):
+        [bad[n] for n in bad]

@@ -12,6 +12,7 @@ import operator
 import os
 import re
 import struct
+from dataclasses import dataclass
 from collections import defaultdict, deque
 from itertools import accumulate, compress, repeat
 from operator import itemgetter
@@ -27,6 +28,7 @@ from ..credentials import redact_url
 from ..errors import ChannelError
 from .channel import Channel
 from .records import PackageRecord
+from .skeleton import Buffer, NameTable, cut, entries, locator_entries
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _EXTS = (".conda", ".tar.bz2")
@@ -38,9 +40,10 @@ MAX_REPODATA = 1 << 30
 
 # ---------------------------------------------------------------- parsing
 
-def decompress(body: bytes, where: str, cap: int = MAX_REPODATA) -> bytes:
-    """A zstd body inflated, at most ``cap`` bytes (checked as it streams); anything else is returned as is."""
-    if not body.startswith(ZSTD_MAGIC):  # already decoded (a server sent Content-Encoding) or plain JSON
+def decompress(body: Buffer, where: str, cap: int = MAX_REPODATA) -> Buffer:
+    """A zstd body inflated, at most ``cap`` bytes (checked as it streams); anything else is returned as is. The
+    inflated body is the buffer it was inflated into (no second copy of a few hundred MB)."""
+    if body[:4] != ZSTD_MAGIC:  # already decoded (a server sent Content-Encoding) or plain JSON
         return body
     out = bytearray()
     try:
@@ -51,7 +54,7 @@ def decompress(body: bytes, where: str, cap: int = MAX_REPODATA) -> bytes:
                     raise ChannelError(f"repodata at {redact_url(where)} inflates to more than the {cap}-byte limit")
     except zstandard.ZstdError as e:
         raise ChannelError(f"corrupt zstd repodata at {redact_url(where)}: {e}") from None
-    return bytes(out)
+    return out
 
 
 def parse_document(body: bytes, where: str) -> dict[str, Any]:
@@ -180,7 +183,7 @@ def records_from_repodata(obj: Mapping[str, Any], channel: Channel, subdir: str,
 # later build opens that file (a small name table; the rest is mmap'd and read per name) without parsing JSON.
 
 INDEX_MAGIC = b"OCICIDX1"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 _SENTINEL = b'"\\u0000"'  # short: the marked-up document is parsed whole
 _SENTINEL_STR = "\x00"
 _HEAD = struct.Struct("<8sQ")
@@ -188,8 +191,10 @@ _NAME_RE = re.compile(rb'"name"[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
 _GROUP1 = operator.methodcaller("group", 1)
 
 #: name -> (file names, starts, ends) of its entries (``packages`` first, then ``packages.conda``), where
-#: ``body[start:end]`` is an entry's JSON object.
-Table = dict[str, tuple[Sequence[str], Sequence[int], Sequence[int]]]
+#: ``body[start:end]`` is an entry's JSON object; or, for a skeleton cut (``skeleton.py``), name -> entry numbers,
+#: found again through the cut's locator.
+Table = Mapping[str, Any]
+Locator = dict[str, Any]  # a skeleton cut's (skeleton.py): plain JSON data
 
 
 def _entry_names(pieces: list[bytes], at: list[int]) -> list[bytes] | None:
@@ -332,16 +337,21 @@ class StaleIndex(Exception):
 
 class SubdirIndex:
     """One channel subdir as name -> where its entries are in ``body`` (in memory after a scan, or an index file
-    mmap'd, whose per-name tables are decoded on first use)."""
+    mmap'd, whose per-name tables are decoded on first use). With a ``locator`` (a skeleton cut) a name's entries
+    are found by number, in the document at ``buf[base:]``."""
 
     def __init__(self, channel: Channel, subdir: str, where: str, base_url: str | None, body: bytes | memoryview,
-                 table: Mapping[str, Any], data: memoryview | None = None) -> None:
+                 table: Mapping[str, Any], data: memoryview | None = None, *, locator: Locator | None = None,
+                 buf: Buffer | None = None, base: int = 0) -> None:
         self.channel, self.subdir, self.where = channel, subdir, where
         self.base_url = base_url
         self.base = fixed_base({"base_url": base_url}, channel, subdir, where)
         self._body = body
-        self._table = table  # name -> (fns, starts, ends), or [offset, length] of that as JSON in ``data``
+        self._table = table  # name -> (fns, starts, ends), or [offset, length] of that in ``data``; or entry numbers
         self._data = data
+        self._locator = locator
+        self._buf = buf
+        self._at = base
         self.records_made = 0
 
     def names(self) -> KeysView[str]:
@@ -351,13 +361,24 @@ class SubdirIndex:
         return name in self._table
 
     def _entries(self, name: str) -> tuple[list, list]:
-        ent = self._table[name]
+        try:
+            ent = self._table[name]
+        except ValueError:
+            raise StaleIndex(name) from None
         if self._data is not None:  # from an index file: [offset, length] of this name's JSON table
             try:
                 off, length = ent
                 ent = orjson.loads(self._data[off:off + length])
             except (ValueError, TypeError, orjson.JSONDecodeError):
                 raise StaleIndex(name) from None
+        if self._locator is not None:
+            try:
+                got = entries(self._buf, self._locator, ent, self._at)
+            except (ValueError, TypeError, IndexError, KeyError):
+                raise StaleIndex(name) from None
+            if got is None or any(type(r.get("name")) is not str or r["name"] != name for r in got[1]):
+                raise StaleIndex(name)
+            return got
         body = self._body
         try:
             fns, starts, ends = ent
@@ -396,37 +417,66 @@ class SubdirIndex:
 
 
 
-def index_from_body(body: bytes, channel: Channel, subdir: str, where: str) -> tuple[str | None, bytes, Table]:
-    """``(info.base_url, body, table)`` of a decompressed repodata body; ChannelError for what is not repodata."""
+@dataclass(frozen=True)
+class Cut:
+    """A repodata document cut into a per-name index: what :func:`write_index` stores and :func:`index_of` opens.
+    ``locator`` is set for a skeleton cut (``table``: name -> entry numbers)."""
+
+    base_url: str | None
+    body: Buffer
+    table: Table
+    locator: Locator | None = None
+    own: bool = True  # body is the document itself (False: its entries re-serialised by the exact parse)
+
+
+def index_from_body(body: Buffer, channel: Channel, subdir: str, where: str, *, fast: bool = True) -> Cut:
+    """The cut of a decompressed repodata body; ChannelError for what is not repodata.
+
+    The skeleton cut first (``fast``; off for a rebuild after the skeleton cut could not read an entry back), then
+    the offsets cut, then the whole parse (which gives the exact error for a broken document)."""
+    sk = cut(body) if fast else None
+    if sk is not None:
+        fixed_base(sk.info, channel, subdir, where)  # a bad base_url fails now, as in records_from_repodata
+        return Cut(sk.info.get("base_url"), body, sk.table, sk.locator)
+    if not isinstance(body, bytes):
+        body = bytes(body)
     got = scan(body)
     if got is None:
         obj = parse_document(body, where)
         info = obj.get("info") or {}
         fixed_base(info, channel, subdir, where)
-        return (info.get("base_url"), *_table_from_parsed(obj, channel, subdir, where))
+        return Cut(info.get("base_url"), *_table_from_parsed(obj, channel, subdir, where), own=False)
     info, table = got
-    fixed_base(info, channel, subdir, where)  # a bad base_url fails now, as in records_from_repodata
-    return info.get("base_url"), body, table
+    fixed_base(info, channel, subdir, where)
+    return Cut(info.get("base_url"), body, table)
 
 
-def write_index(path: Path, key: str, base_url: str | None, body: bytes, table: Table, *,
-                 embed: bool = True) -> None:
+def index_of(got: Cut, channel: Channel, subdir: str, where: str) -> SubdirIndex:
+    """The in-memory index of a fresh cut."""
+    if got.locator is not None:
+        return SubdirIndex(channel, subdir, where, got.base_url, b"", got.table, locator=got.locator, buf=got.body)
+    assert isinstance(got.body, bytes)
+    return SubdirIndex(channel, subdir, where, got.base_url, got.body, got.table)
+
+
+def write_index(path: Path, key: str, got: Cut, *, embed: bool = True) -> None:
     """``MAGIC | u64 header length | header JSON | per-name tables | body``; the header maps name -> [offset,
     length] of that name's table; offsets (and ``body_offset``, ``size``) count from the end of the header."""
-    blobs = [orjson.dumps(v) for v in table.values()]
-    names: dict[str, list[int]] = {}
-    off = 0
-    for name, b in zip(table, blobs):
-        names[name] = [off, len(b)]
-        off += len(b)
-    hb = orjson.dumps({"version": INDEX_VERSION, "key": key, "base_url": base_url, "names": names,
-                       "body_offset": off, "size": off + (len(body) if embed else 0), "body_size": len(body),
-                       "embedded": embed})
+    table, body = got.table, got.body
+    if isinstance(table, NameTable):  # a skeleton cut: its own compact form
+        names, n, blobs = table.parts()
+    else:
+        blobs = list(map(orjson.dumps, table.values()))
+        names = dict(zip(table, zip(accumulate(map(len, blobs), initial=0), map(len, blobs))))
+        n = 0
+    off = sum(map(len, blobs))  # memoryviews of bytes: len is bytes
+    hb = orjson.dumps({"version": INDEX_VERSION, "key": key, "base_url": got.base_url, "names": names,
+                       "locator": got.locator, "entries": n, "body_offset": off,
+                       "size": off + (len(body) if embed else 0), "body_size": len(body), "embedded": embed})
     with atomic_write(path, fsync=False) as f:  # checked on open (magic, key, size) and per name when read
         f.write(_HEAD.pack(INDEX_MAGIC, len(hb)))
         f.write(hb)
-        for b in blobs:
-            f.write(b)
+        f.writelines(blobs)
         if embed:
             f.write(body)
 
@@ -455,10 +505,22 @@ def open_index(path: Path, key: str, channel: Channel, subdir: str, where: str,
     except (OSError, ValueError, orjson.JSONDecodeError):
         return None
     base_url = hdr.get("base_url")
-    if base_url is not None and not isinstance(base_url, str):
+    locator = hdr.get("locator")
+    if (base_url is not None and not isinstance(base_url, str)) or (locator is not None
+                                                                     and not isinstance(locator, dict)):
         return None
     rest = memoryview(data)[_HEAD.size + hlen:]
+    table: Mapping[str, Any] = hdr["names"]
+    if locator is not None:
+        try:
+            table = NameTable.from_region(table, hdr.get("entries"), rest[:hdr["body_offset"]],
+                                          locator_entries(locator))
+        except (ValueError, TypeError, IndexError, KeyError):
+            return None
     if hdr.get("embedded", True):
+        if locator is not None:
+            return SubdirIndex(channel, subdir, where, base_url, b"", table, locator=locator,
+                               buf=data, base=_HEAD.size + hlen + hdr["body_offset"])
         return SubdirIndex(channel, subdir, where, base_url, rest[hdr["body_offset"]:], hdr["names"], rest)
     if external is None:
         return None
@@ -469,5 +531,6 @@ def open_index(path: Path, key: str, channel: Channel, subdir: str, where: str,
             body = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError):
         return None
+    if locator is not None:
+        return SubdirIndex(channel, subdir, where, base_url, b"", table, locator=locator, buf=body)
     return SubdirIndex(channel, subdir, where, base_url, memoryview(body), hdr["names"], rest)
-

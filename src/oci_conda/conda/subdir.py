@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ from .repodata import (
     decompress,
     fixed_base,
     index_from_body,
+    index_of,
     open_index,
     records_from_repodata,
     resolve_base,
@@ -199,7 +202,15 @@ def _get_repodata(channel: Channel, subdir: str, session: requests.Session, st: 
 
 # -- local channels: the index is cached by the repodata file's identity (path, size, mtime, inode)
 
-def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False) -> SubdirIndex | None:
+def _read_local(p: Path, fname: str) -> bytes | mmap.mmap:
+    """A local repodata file: a plain one mapped (the index points into it; nothing is copied), a ``.zst`` read."""
+    with open(p, "rb") as f:
+        if fname == "repodata.json" and os.fstat(f.fileno()).st_size:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return f.read()
+
+
+def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False, fast: bool = True) -> SubdirIndex | None:
     base = channel.path
     assert base is not None
     for fname in ("repodata.json.zst", "repodata.json"):
@@ -226,21 +237,20 @@ def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False) -> Sub
                 if got is not None:
                     return got
             try:
-                body = p.read_bytes()
+                body = _read_local(p, fname)
             except OSError as e:
                 raise ChannelError(f"cannot read {p}: {e.strerror}") from None
-            plain = body
-            base_url, body, table = index_from_body(decompress(body, where), channel, subdir, where)
+            got = index_from_body(decompress(body, where), channel, subdir, where, fast=fast)
             with contextlib.suppress(OSError):  # a read-only cache only costs the next build the same scan
-                write_index(index_p, key, base_url, body, table, embed=external is None or body is not plain)
-        return SubdirIndex(channel, subdir, where, base_url, body, table)
+                write_index(index_p, key, got, embed=external is None or not got.own)
+        return index_of(got, channel, subdir, where)
     return None
 
 
 # -- HTTP channels: the index sits next to the cached JSON, keyed by the JSON's sha256 in the state file
 
 def _http_index(channel: Channel, subdir: str, session: requests.Session, offline: bool, *,
-                rebuild: bool = False) -> SubdirIndex | None:
+                rebuild: bool = False, fast: bool = True) -> SubdirIndex | None:
     canon = channel.subdir_url(subdir)
     state_p, data_p, lock_p = _cache_files(canon)
     index_p = data_p.with_suffix(".index")
@@ -258,10 +268,10 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
                 return idx
             if cached is None:
                 return None
-            base_url, body, table = index_from_body(cached, channel, subdir, where)
+            got = index_from_body(cached, channel, subdir, where, fast=fast)
             with contextlib.suppress(OSError):
-                write_index(index_p, st["sha256"], base_url, body, table)
-            return SubdirIndex(channel, subdir, where, base_url, body, table)
+                write_index(index_p, st["sha256"], got)
+            return index_of(got, channel, subdir, where)
 
         if rebuild or offline:
             if st.get("missing"):
@@ -286,14 +296,15 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
             return None
         assert body is not None
         digest = hashlib.sha256(body).hexdigest()
-        base_url, ibody, table = index_from_body(body, channel, subdir, where)  # only usable repodata is cached
+        got = index_from_body(body, channel, subdir, where)  # only usable repodata is cached
         with atomic_write(data_p) as f:
             f.write(body)
         del body
-        write_index(index_p, digest, base_url, ibody, table)
+        write_index(index_p, digest, got)  # self-contained: a warm open does not read the JSON
         new_st.update(sha256=digest, size=data_p.stat().st_size)
         _write_state(state_p, new_st)
-        return SubdirIndex(channel, subdir, where, base_url, ibody, table)
+        # read back through the index file (mapped), so the inflated body (hundreds of MB) is not held for the build
+        return open_index(index_p, digest, channel, subdir, where) or index_of(got, channel, subdir, where)
 
 
 
@@ -316,7 +327,7 @@ class _IndexedSubdir:
         self.channel, self.subdir = channel, subdir
         self._index: SubdirIndex | None = index
 
-    def _rebuild(self) -> SubdirIndex | None:
+    def _rebuild(self, fast: bool) -> SubdirIndex | None:
         raise NotImplementedError
 
     def names(self) -> Iterable[str]:
@@ -331,8 +342,19 @@ class _IndexedSubdir:
         try:
             return self._index.records(name)
         except StaleIndex:
-            self._index = self._rebuild()
-            return self._index.records(name) if self._index is not None and name in self._index else []
+            pass
+        # rebuilt from the document; should the skeleton cut itself not read the entry back (a quote inside its
+        # key), the exact cut
+        for fast in (True, False):
+            self._index = self._rebuild(fast)
+            if self._index is None or name not in self._index:
+                return []
+            try:
+                return self._index.records(name)
+            except StaleIndex:
+                if not fast:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def records_made(self) -> int:
@@ -347,8 +369,8 @@ class LocalSubdir(_IndexedSubdir):
         got = _guarded(channel, lambda: _local_index(channel, subdir))
         return None if got is None else cls(channel, subdir, got)
 
-    def _rebuild(self) -> SubdirIndex | None:
-        return _guarded(self.channel, lambda: _local_index(self.channel, self.subdir, rebuild=True))
+    def _rebuild(self, fast: bool) -> SubdirIndex | None:
+        return _guarded(self.channel, lambda: _local_index(self.channel, self.subdir, rebuild=True, fast=fast))
 
 
 class RemoteSubdir(_IndexedSubdir):
@@ -364,9 +386,9 @@ class RemoteSubdir(_IndexedSubdir):
         got = _guarded(channel, lambda: _http_index(channel, subdir, session, offline))
         return None if got is None else cls(channel, subdir, got, session, offline)
 
-    def _rebuild(self) -> SubdirIndex | None:
+    def _rebuild(self, fast: bool) -> SubdirIndex | None:
         return _guarded(self.channel, lambda: _http_index(self.channel, self.subdir, self._session, self._offline,
-                                                          rebuild=True))
+                                                          rebuild=True, fast=fast))
 
 
 def open_whole(channel: Channel, subdir: str, session: requests.Session,
