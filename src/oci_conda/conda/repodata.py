@@ -20,7 +20,6 @@ from typing import Any, KeysView, Mapping, Sequence
 from urllib.parse import urljoin
 
 import orjson
-import zstandard
 
 from ..cache import atomic_write
 from ..credentials import redact_url
@@ -40,6 +39,8 @@ MAX_REPODATA = 1 << 30
 
 def decompress(body: bytes, where: str, cap: int = MAX_REPODATA) -> bytes:
     """A zstd body inflated, at most ``cap`` bytes (checked as it streams); anything else is returned as is."""
+    import zstandard
+
     if not body.startswith(ZSTD_MAGIC):  # already decoded (a server sent Content-Encoding) or plain JSON
         return body
     out = bytearray()

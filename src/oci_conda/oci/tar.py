@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Literal
 
-import zstandard
-
 from oci_conda.errors import ImageError
 from oci_conda.payload_names import is_whiteout
 
@@ -258,6 +256,8 @@ def compressor_id(compression: str) -> str:
     if compression == "gzip":
         return f"zlib {zlib.ZLIB_RUNTIME_VERSION} level {GZIP_LEVEL} blocks {GZIP_BLOCK}"
     if compression == "zstd":
+        import zstandard
+
         return f"zstandard {zstandard.__version__} (libzstd {zstandard.ZSTD_VERSION}) level {ZSTD_LEVEL}"
     return compression
 
@@ -300,6 +300,8 @@ def _compressor(compression: str, total: int, workers: int | None = None):  # no
     if compression == "gzip":
         return _Gzip(workers)
     if compression == "zstd":
+        import zstandard
+
         # level fixed, single-threaded, no dictionary, no checksum: the bytes depend only on the input
         # the tar's size is known before it is written, so the frame records it (as `zstd` on a file would)
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False, write_content_size=True)

@@ -18,9 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
-
 from .target import Target
 
 _DATE = (1980, 1, 1, 0, 0, 0)
@@ -37,10 +34,14 @@ class InstalledDist:
 
     @property
     def key(self) -> str:
+        from packaging.utils import canonicalize_name
+
         return canonicalize_name(self.name)
 
     def pinnable(self) -> bool:
         """Only PEP 440 versions can be pinned for pip; others are left to pip (and may be installed over)."""
+        from packaging.version import InvalidVersion, Version
+
         try:
             Version(self.version)
         except InvalidVersion:
@@ -61,6 +62,8 @@ def dist_from_metadata(text: str, package: str = "") -> InstalledDist:
 
 def stand_in_wheel(dist: InstalledDist, target: Target, directory: Path) -> tuple[Path, str]:
     """Write ``dist``'s stand-in wheel into ``directory``; return its path and ``sha256:<hex>`` (for hash mode)."""
+    from packaging.version import Version
+
     name = dist.key.replace("-", "_")
     version = str(Version(dist.version))
     info = f"{name}-{version}.dist-info"
@@ -95,6 +98,8 @@ def dists_from_paths(paths: Iterable[str], package: str = "") -> list[InstalledD
     """The distributions a conda package installs, from its file list (``info/files`` / ``paths.json`` paths):
     each ``site-packages/NAME-VERSION.dist-info`` or ``.egg-info`` (file or directory) names one. Works for both
     ``lib/pythonX.Y/site-packages/...`` and noarch ``site-packages/...`` paths."""
+    from packaging.utils import canonicalize_name
+
     found: dict[str, InstalledDist] = {}
     for path in paths:
         m = _DIST_DIR.search(path)
