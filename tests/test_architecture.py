@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "": 0,  # the package itself (``__version__``)
 }
 LAYERS["limits"] = 1  # foundations: bounded reads of files, streams and JSON from outside (issue 12)
+LAYERS["schema_check"] = 1  # foundations: a valid file is checked against our schemas without jsonschema (issue 16)
 SUBPACKAGE_LAYERS = {"sbom": 5, "sign": 5, "layers": 3, "conda": 2, "pypi": 2, "oci": 2}
 LAYER_NAMES = {9: "__main__", 8: "entry point", 7: "cli", 6: "commands", 5: "commands' stages", 4: "options/spec", 3: "layers/",
                2: "conda/ pypi/ oci/", 1: "foundations", 0: "package"}
