@@ -10,7 +10,6 @@ nor fails when conda's version was never published on the index. The resolver dr
 from __future__ import annotations
 
 import base64
-import email.parser
 import hashlib
 import re
 import zipfile
@@ -52,6 +51,8 @@ class InstalledDist:
 def dist_from_metadata(text: str, package: str = "") -> InstalledDist:
     """An installed distribution from its ``METADATA``/``PKG-INFO`` text (name, version and ``Requires-Dist``), so
     pip sees the dependencies and extras of what conda installed, as it would in the environment itself."""
+    import email.parser
+
     msg = email.parser.HeaderParser().parsestr(text)
     name, version = msg.get("Name"), msg.get("Version")
     if not name or not version:
