@@ -160,6 +160,13 @@ def _session_classes() -> tuple[type, type, type]:
     return CappedRetry, OfflineAdapter, Session
 
 
+def __getattr__(name: str) -> type:
+    """``CappedRetry``, the retry policy sessions use (a urllib3 subclass, so made on first use)."""
+    if name == "CappedRetry":
+        return _session_classes()[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def preload(resp: requests.Response, cap: int, what: str) -> None:
     """Read a streamed response's body now, capped, so that ``.content``/``.json()`` work without a further read."""
     if method_has_no_body(resp):
