@@ -249,6 +249,8 @@ def main() -> None:
     ap.add_argument("--large-mib", type=int, default=320, help="payload of the synthetic environment (default 320)")
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--work", type=Path, help="keep the channels and images here (the synthetic channel is reused: "
+                                            "making 320 MiB of packages takes minutes)")
     args = ap.parse_args()
     for tool in ("umoci", "tar"):
         if not shutil.which(tool):
@@ -256,7 +258,8 @@ def main() -> None:
     print(f"oci-conda --version: {_stat([version_only() for _ in range(5)])} s (goal <= 0.1 s); "
           f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="oci-conda-bench-") as tmp_name:
-        tmp = Path(tmp_name)
+        tmp = Path(tmp_name) if args.work is None else args.work
+        tmp.mkdir(parents=True, exist_ok=True)
         if not args.skip_real and REALDATA.is_dir():
             chan = make_real_channel(REALDATA, tmp / "real-channel")
             server = StaticServer(chan)

@@ -14,10 +14,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
-
-import requests
-import zstandard
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import __version__
 from .activation import ACTIVATE_DIR, STATE_FILE, WRAPPER_PATH, Activation, evaluate, wrapper_script
@@ -56,6 +53,9 @@ from .pypi.records import WheelRecord
 from .resolve import default_session, given_epoch, package_epoch, pip_wheels, platform_records
 from .sbom.attach import Sbom, image_sboms, push_sboms, write_beside
 from .spec import BuildSpec
+
+if TYPE_CHECKING:
+    import requests
 
 
 @dataclass
@@ -823,6 +823,8 @@ def activate_environment(entries: list[TarEntry], spec: BuildSpec, base: Image, 
 
 def has_shell(img: Image) -> bool:
     """Whether the image's layers provide ``/bin/sh`` (a file or a link; ``/bin`` may link to ``usr/bin``)."""
+    import zstandard
+
     names: set[str] = set()
     for layer in img.layers:
         with layer.opener() as raw:

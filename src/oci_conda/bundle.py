@@ -28,9 +28,7 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
-
-import requests
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .cache import atomic_path, cache_dir, held_temp_dir
 from .conda.fetch import fetch_packages
@@ -48,6 +46,9 @@ from .platforms import platform_for_subdir
 from .progress import Reporter
 from .pypi.fetch import fetch_wheel, fetch_wheels
 from .pypi.hosts import HostCredentials
+
+if TYPE_CHECKING:
+    import requests
 
 BUNDLE_VERSION = 1
 MANIFEST_NAME = "oci-conda-bundle.json"
@@ -242,6 +243,8 @@ def _store_packages(src: Path, where: str) -> None:
 
 def _store_wheels(src: Path, lock: Lock, where: str) -> None:
     """Put the bundle's wheels into the wheel cache; each is checked against the lock's sha256 and size."""
+    import requests
+
     local = requests.Session()  # file:// only: fetch_wheel reads local files itself
     for pl in lock.platforms.values():
         for w in pl.wheels:

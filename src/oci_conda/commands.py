@@ -17,9 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from .build import BuildResult, build_image
 from .bundle import open_bundle, write_bundle
@@ -50,6 +48,9 @@ from .sign import remote
 from .sign.errors import SignError
 from .sign.keys import generate_key_pair, load_private_key, load_public_key, read_passphrase, write_key_pair
 from .spec import BuildSpec, load_spec, with_overrides
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 Command = Callable[[argparse.Namespace, Reporter], int]
 

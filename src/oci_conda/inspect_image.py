@@ -9,7 +9,6 @@ Beside conda's: the pip packages, i.e. every ``site-packages/*.dist-info`` whose
 
 from __future__ import annotations
 
-import email.parser
 import gzip
 import re
 import tarfile
@@ -88,6 +87,8 @@ PipDists = dict[tuple[str, str], dict[str, Any]]  # (prefix, METADATA path in it
 def _read_layer(src: BlobSource, desc: Descriptor, where: str) -> tuple[dict[tuple[str, str], dict[str, Any]],
                                                                 set[tuple[str, str]], PipDists]:
     """``({(prefix, dist): conda-meta record}, {(prefix, whited-out dist)}, Python distributions)`` of one layer."""
+    import email.parser
+
     metas: dict[tuple[str, str], dict[str, Any]] = {}
     whiteouts: set[tuple[str, str]] = set()
     dists: PipDists = {}

@@ -39,6 +39,7 @@ from .layers.wheels import wheel_records_from_entries
 from .limits import read_file_capped
 from .oci.image import Image
 from .pypi.records import WheelRecord
+from .schema_check import is_valid
 from .spec import BuildSpec, ImageSettings
 
 if TYPE_CHECKING:
@@ -205,18 +206,25 @@ def write_bytes(data: bytes, path: str | os.PathLike[str]) -> None:
 
 
 @functools.lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@functools.lru_cache(maxsize=1)
 def _validator() -> jsonschema.protocols.Validator:
     # imported here: ~0.25 s (2 s more with rfc3987_syntax, which builds a lark grammar at import for the
-    # 'iri' format our schemas never use), paid only by commands that read an environment file or a lock
+    # 'iri' format our schemas never use), paid only for a lock schema_check.is_valid does not pass
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     import jsonschema
 
-    schema = json.loads(SCHEMA_PATH.read_text())
+    schema = _schema()
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)
 
 
 def validate_document(doc: Any, where: str) -> None:
+    if is_valid(_schema(), doc):
+        return
     errors = sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         e = errors[0]

@@ -12,30 +12,25 @@ Modes (chosen by :func:`choose_mode`):
 
 Counters are honest: a download reports each file's *running total*; :meth:`Task.file` turns it into increments
 (never counting a byte twice, never going backwards), and a task's totals are the real sizes.
+
+``rich`` (~40 ms to import) is loaded only for the ``tty`` mode.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.progress import Task as RichTask
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, ProgressColumn, TaskID
 
 Mode = Literal["tty", "plain", "quiet", "json"]
 
@@ -66,22 +61,46 @@ def _duration(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-class _Counts(ProgressColumn):
-    """``12/25 packages  3.4/10.2 MiB  1.2 MiB/s  ETA 0:00:05``: what the task counts, both units when it has both."""
+@functools.cache
+def _counts_column() -> type[ProgressColumn]:
+    """The rich column class below, defined on first use (its base class is rich's)."""
+    from rich.progress import ProgressColumn
+    from rich.progress import Task as RichTask
+    from rich.text import Text
 
-    def render(self, task: RichTask) -> Text:
-        f = task.fields
-        parts = []
-        if f.get("items_total"):
-            parts.append(f"{f['items']}/{f['items_total']} {f['noun']}")
-        if f.get("bytes_total"):
-            parts.append(f"{human_size(task.completed)}/{human_size(task.total or 0)}")
-        speed = task.finished_speed or task.speed
-        if speed:
-            parts.append(f"{human_size(speed)}/s" if f.get("bytes_total") else f"{speed:.1f} {f['noun']}/s")
-        if not task.finished:
-            parts.append(f"ETA {_duration(task.time_remaining)}")
-        return Text("  ".join(parts))
+    class Counts(ProgressColumn):
+        """``12/25 packages  3.4/10.2 MiB  1.2 MiB/s  ETA 0:00:05``: what the task counts, both units when it has
+        both."""
+
+        def render(self, task: RichTask) -> Text:
+            f = task.fields
+            parts = []
+            if f.get("items_total"):
+                parts.append(f"{f['items']}/{f['items_total']} {f['noun']}")
+            if f.get("bytes_total"):
+                parts.append(f"{human_size(task.completed)}/{human_size(task.total or 0)}")
+            speed = task.finished_speed or task.speed
+            if speed:
+                parts.append(f"{human_size(speed)}/s" if f.get("bytes_total") else f"{speed:.1f} {f['noun']}/s")
+            if not task.finished:
+                parts.append(f"ETA {_duration(task.time_remaining)}")
+            return Text("  ".join(parts))
+
+    return Counts
+
+
+def _console(stream: TextIO) -> Console:
+    from rich.console import Console
+
+    return Console(file=stream, force_terminal=True, highlight=False)
+
+
+def _live_progress(console: Console | None) -> Progress:
+    """A rich live display: description, bar, counts, elapsed time."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("    {task.description:<10}"), BarColumn(bar_width=30), _counts_column()(),
+                    TimeElapsedColumn(), console=console, refresh_per_second=8)
 
 
 class Task:
@@ -168,7 +187,7 @@ class Reporter:
         self._progress: Progress | None = None
         self._tasks: list[Task] = []
         self._current: Task | None = None  # for start()/advance()
-        self._console = Console(file=stream, force_terminal=True, highlight=False) if mode == "tty" else None
+        self._console = _console(stream) if mode == "tty" else None
 
     def _write(self, text: str) -> None:
         with self._lock:
@@ -217,8 +236,7 @@ class Reporter:
             self._current = task
         if self.mode == "tty":
             if self._progress is None:
-                self._progress = Progress(TextColumn("    {task.description:<10}"), BarColumn(bar_width=30), _Counts(),
-                                          TimeElapsedColumn(), console=self._console, refresh_per_second=8)
+                self._progress = _live_progress(self._console)
                 self._progress.start()
             total = task.bytes_total or task.items_total
             task._rich_id = self._progress.add_task(label, total=max(total, 1), items=0,

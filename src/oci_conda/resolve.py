@@ -11,10 +11,8 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 from urllib.parse import urlsplit
-
-import requests
 
 from .cache import cache_dir
 from .conda.channel import Channel, resolve_channels
@@ -38,6 +36,9 @@ from .pypi.fetch import FetchedWheel
 from .pypi.hosts import HostCredentials
 from .pypi.records import WheelRecord
 from .spec import BuildSpec, load_spec
+
+if TYPE_CHECKING:
+    import requests
 
 DEFAULT_EPOCH = 0  # used only when no package has a timestamp and SOURCE_DATE_EPOCH is unset
 #: The newest image time a tar header (11 octal digits, as our writer and ustar readers like umoci take them)

@@ -25,6 +25,7 @@ import yaml
 
 from .errors import SpecError
 from .platforms import parse_conda_subdir
+from .schema_check import is_valid
 
 if TYPE_CHECKING:
     import jsonschema
@@ -212,13 +213,18 @@ def _comment_selector(lines: Sequence[str], end: tuple[int, int] | None) -> str 
 
 
 @functools.lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@functools.lru_cache(maxsize=1)
 def _schema_validator() -> jsonschema.protocols.Validator:
     # imported here: ~0.25 s (2 s more with rfc3987_syntax, which builds a lark grammar at import for the
-    # 'iri' format our schemas never use), paid only by commands that read an environment file or a lock
+    # 'iri' format our schemas never use), paid only for a file schema_check.is_valid does not pass
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     import jsonschema
 
-    schema = json.loads(SCHEMA_PATH.read_text())
+    schema = _schema()
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)
 
@@ -345,7 +351,8 @@ def load_spec(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
     if not isinstance(doc, dict):
         raise SpecError(f"{where}:{loc.line(()) or 1}: expected a mapping with 'dependencies', got {type(doc).__name__}")
 
-    errors = [(_error_path(e), e) for e in map(_innermost, _schema_validator().iter_errors(doc))]
+    errors = [] if is_valid(_schema(), doc) else [
+        (_error_path(e), e) for e in map(_innermost, _schema_validator().iter_errors(doc))]
     if errors:
         p, e = min(errors, key=lambda pe: (loc.line(pe[0]) or 0, len(pe[0])))
         raise SpecError(f"{where}:{loc.line(p)}: {_field_name(p)}: {_schema_message(e)}")

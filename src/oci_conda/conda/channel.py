@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 from urllib.parse import unquote, urlsplit
-from urllib.request import url2pathname
 
 from ..errors import ChannelError
 from ..credentials import redact_url, split_credentials
@@ -67,7 +66,9 @@ def file_url_to_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         raise ChannelError(f"file URL with a remote host is not supported: {redact_url(url)}")
-    return Path(url2pathname(unquote(parts.path)))
+    # decoded twice, as url2pathname(unquote(...)) did: on POSIX url2pathname is unquote (and importing
+    # urllib.request costs ~25 ms of start-up: http.client, email, ssl)
+    return Path(unquote(unquote(parts.path)))
 
 
 def _strip_subdir(url: str) -> str:

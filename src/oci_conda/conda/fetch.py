@@ -18,19 +18,20 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import IO, Callable, Sequence
-
-import requests
+from typing import IO, TYPE_CHECKING, Callable, Sequence
 
 from ..cache import cache_dir, file_lock, hold
 from ..cache_verify import Digests, drop_file, record_file, verify_file
 from ..errors import FetchError
-from ..http import OfflineError, describe_error, is_offline
+from ..http import OfflineError, describe_error, is_offline, request_errors
 from ..parallel import thread_pool
 from ..credentials import redact_url
 from .channel import file_url_to_path
 from .mirrors import Mirrors, mirrors_from_env
 from .records import PackageRecord
+
+if TYPE_CHECKING:
+    import requests
 
 Progress = Callable[[PackageRecord, int, "int | None"], None]
 CHUNK = 1 << 18
@@ -107,6 +108,8 @@ def _copy_file(rec: PackageRecord, url: str, sink: _Sink, progress: Progress | N
 
 def _stream_http(rec: PackageRecord, url: str, session: requests.Session, sink: _Sink,
                  progress: Progress | None) -> None:
+    import requests
+
     where = redact_url(url)
     attempt = 0
     while True:
@@ -195,7 +198,7 @@ def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target:
         os.replace(tmp, target)
         record_file(target, Digests(sink.sha256.hexdigest(), sink.md5.hexdigest(), sink.done))
         return target
-    except requests.RequestException as e:  # an OSError subclass: must not read as a disk problem
+    except request_errors() as e:  # an OSError subclass: must not read as a disk problem
         raise FetchError(f"cannot download {rec.fn} from {redact_url(rec.url)}: {describe_error(e)}") from None
     except OSError as e:
         raise FetchError(f"cannot write {rec.fn} to the package cache {pkgs}: {e.strerror or e}") from None

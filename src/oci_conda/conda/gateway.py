@@ -15,9 +15,7 @@ does not have the subdir is skipped. Records read through a mirror keep the chan
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable, Iterator, Mapping, Sequence
-
-import requests
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
 from ..errors import ChannelError
 from ..http import is_offline
@@ -29,6 +27,9 @@ from .mirrors import Mirrors, mirrors_from_env
 from .records import PackageRecord
 from .repodata import merge_record
 from .subdir import ShardedSubdir, SubdirSource, open_whole
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["ChannelIndex", "Gateway", "load_channel_indexes", "MirroredSubdir"]
 

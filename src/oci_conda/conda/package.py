@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from conda_package_streaming import package_streaming
-
 from ..cache import file_lock, hold
 from ..cache_verify import file_digests, tree_manifest, verify_tree
 from ..errors import PackageError
@@ -214,6 +212,8 @@ class _Counted:
 def _tar_streams(pkg_file: Path, name: str,
                  budget: _Budget) -> Iterator[tuple[str, Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]]]:
     """Yield ``(where, member stream)`` for every tarball inside the package (info first for ``.conda``)."""
+    from conda_package_streaming import package_streaming
+
     fmt = _package_format(pkg_file, name)
     if fmt == "tar.bz2":
         yield name, package_streaming.tar_generator(_Counted(bz2.open(pkg_file, "rb"), budget, name), closefd=True)

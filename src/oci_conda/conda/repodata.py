@@ -21,7 +21,6 @@ from typing import Any, KeysView, Mapping, Sequence
 from urllib.parse import urljoin
 
 import orjson
-import zstandard
 
 from ..cache import atomic_write
 from ..credentials import redact_url
@@ -43,6 +42,8 @@ MAX_REPODATA = 1 << 30
 def decompress(body: Buffer, where: str, cap: int = MAX_REPODATA) -> Buffer:
     """A zstd body inflated, at most ``cap`` bytes (checked as it streams); anything else is returned as is. The
     inflated body is the buffer it was inflated into (no second copy of a few hundred MB)."""
+    import zstandard
+
     if body[:4] != ZSTD_MAGIC:  # already decoded (a server sent Content-Encoding) or plain JSON
         return body
     out = bytearray()

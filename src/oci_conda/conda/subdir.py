@@ -22,17 +22,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
-import msgpack
 import orjson
-import requests
-import zstandard
 
 from ..cache import atomic_write, cache_dir, file_lock
 from ..credentials import redact_url
 from ..errors import ChannelError
-from ..http import OfflineError, describe_error, is_offline
+from ..http import OfflineError, describe_error, is_offline, request_errors
 from .channel import Channel
 from .records import PackageRecord
 from .repodata import (
@@ -47,6 +44,9 @@ from .repodata import (
     resolve_base,
     write_index,
 )
+
+if TYPE_CHECKING:
+    import requests
 
 #: How long we believe a channel has no ``repodata.json.zst`` before asking again.
 RECHECK_ZST_AFTER = 7 * 24 * 3600
@@ -97,6 +97,8 @@ def conditional_get(session: requests.Session, url: str, where: str, channel: Ch
     A 304 means "use your copy". Transport failures are a :class:`ChannelError` naming the channel;
     :class:`OfflineError` is left to the caller (whether a cached copy suffices is its call).
     """
+    import requests
+
     headers = {}
     if etag:
         headers["If-None-Match"] = etag
@@ -312,7 +314,7 @@ def _guarded(channel: Channel, load: Callable[[], SubdirIndex | None]) -> Subdir
     """``load()`` with cache and transport failures turned into one line naming the channel."""
     try:
         return load()
-    except requests.RequestException as e:
+    except request_errors() as e:
         raise ChannelError(f"cannot reach channel {channel.url}: {describe_error(e)}") from None
     except OSError as e:
         raise ChannelError(f"cannot use the repodata cache {cache_dir('repodata')} for {channel.url}: "
@@ -410,6 +412,9 @@ def open_whole(channel: Channel, subdir: str, session: requests.Session,
 
 
 def _unpack(body: bytes, where: str) -> Any:
+    import msgpack
+    import zstandard
+
     try:
         raw = decompress(body, where, MAX_SHARD_SIZE)  # inflated under a cap as it streams
         return msgpack.unpackb(raw, raw=False, strict_map_key=False)
@@ -566,6 +571,8 @@ class ShardedSubdir:
         return records_from_repodata(obj, channel, subdir, where)
 
     def _cached_or_fetched(self, name: str, fn: str, digest: str) -> bytes:
+        import requests
+
         channel = self.channel
         cached = cache_dir("repodata", "shards") / fn
         try:

@@ -21,8 +21,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import requests
+from typing import TYPE_CHECKING
 
 from ..conda.fetch import fetch_packages
 from ..conda.lockentries import PypiEntry
@@ -42,6 +41,9 @@ from ..pypi.resolve import resolve_wheels
 from ..pypi.target import DEFAULT_GLIBC, Target, TargetPython
 from .plan import MAX_TOTAL_LAYERS, LayerPlan
 from .pyc import compile_pyc, python_version
+
+if TYPE_CHECKING:
+    import requests
 
 #: ``oci-conda inspect`` and the build summary name a wheel's layer ``pip: NAME VERSION``.
 LAYER_PREFIX = "pip: "

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Literal
 
-import zstandard
 from zlib_ng import zlib_ng
 
 from oci_conda.errors import ImageError
@@ -262,6 +261,8 @@ def compressor_id(compression: str) -> str:
     if compression == "gzip":
         return f"zlib-ng {zlib_ng.ZLIBNG_VERSION} level {GZIP_LEVEL} blocks {GZIP_BLOCK}"
     if compression == "zstd":
+        import zstandard
+
         return f"zstandard {zstandard.__version__} (libzstd {zstandard.ZSTD_VERSION}) level {ZSTD_LEVEL}"
     return compression
 
@@ -295,6 +296,8 @@ def _compressor(compression: str, total: int, workers: int | None = None):  # no
     if compression == "gzip":
         return _Gzip(workers)
     if compression == "zstd":
+        import zstandard
+
         # level fixed, single-threaded, no dictionary, no checksum: the bytes depend only on the input
         # the tar's size is known before it is written, so the frame records it (as `zstd` on a file would)
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0, write_checksum=False, write_content_size=True)

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import zstandard
-
 from oci_conda.cache import atomic_write, cache_dir
 from oci_conda.errors import ImageError
 from oci_conda.limits import loads_json
@@ -220,6 +218,8 @@ DIFF_ID_MEMO = "diffids"  # cache dir: <layer digest hex> -> the diff_id that la
 
 def _uncompressed_digest(layer: Layer, what: str) -> str:
     """sha256 of the layer's tar, read through its (verifying) opener and decompressed as it streams."""
+    import zstandard
+
     mt = layer.descriptor.media_type
     h = hashlib.sha256()
     with layer.open() as f:
@@ -249,6 +249,8 @@ def verify_diff_ids(image: Image, what: str) -> None:
 
     Done once per layer blob ever: the result is remembered in the cache under the (content-addressed) layer digest,
     so later builds compare two strings. Nondistributable layers (not ours to read) are left as they are."""
+    import zstandard
+
     memo = cache_dir(DIFF_ID_MEMO)
     for i, layer in enumerate(image.layers):
         algo, _, hexpart = layer.descriptor.digest.partition(":")

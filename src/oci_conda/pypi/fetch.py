@@ -12,17 +12,19 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
-
-import requests
 
 from ..cache import atomic_write, cache_dir, file_lock
 from ..credentials import redact_url
 from ..errors import FetchError
-from ..http import describe_error
+from ..http import describe_error, request_errors
 from ..parallel import DEFAULT_JOBS, thread_pool
 from .hosts import HostCredentials
 from .records import WheelRecord
+
+if TYPE_CHECKING:
+    import requests
 
 #: Largest wheel we accept when its size is not known in advance (the biggest GPU wheels are ~2-3 GiB).
 DEFAULT_MAX_SIZE = 4 * 1024**3
@@ -153,7 +155,7 @@ def _stream(url: str, session: requests.Session, creds: HostCredentials, where: 
             if resp.status_code != 200:
                 raise FetchError(f"{where}: HTTP {resp.status_code}")
             yield from resp.iter_content(_CHUNK)
-    except requests.RequestException as exc:
+    except request_errors() as exc:
         raise FetchError(f"{where}: {describe_error(exc)}") from None
 
 

@@ -20,11 +20,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from installer import install
-from installer.destinations import SchemeDictionaryDestination
-from installer.exceptions import InstallerError
-from installer.sources import WheelFile
-
 from ..errors import InstallError, PackageError
 from .fetch import verify_wheel
 from .records import WheelRecord
@@ -54,6 +49,11 @@ def install_wheel(wheel: Path, record: WheelRecord, *, prefix: str, python: str,
     ``python`` is the target's ``X.Y``. Raises :class:`FetchError` when the file does not match the record's sha256
     and size, :class:`PackageError` for a hostile or corrupt wheel and :class:`InstallError` when it would overwrite
     a file already staged."""
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.exceptions import InstallerError
+    from installer.sources import WheelFile
+
     label = f"{record.name} {record.version} ({record.filename})"
     verify_wheel(wheel, record)  # every use of a cached file is verified, this one included
     dist_name = _check_entries(wheel, label)

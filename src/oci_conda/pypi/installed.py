@@ -10,16 +10,12 @@ nor fails when conda's version was never published on the index. The resolver dr
 from __future__ import annotations
 
 import base64
-import email.parser
 import hashlib
 import re
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from .target import Target
 
@@ -37,10 +33,14 @@ class InstalledDist:
 
     @property
     def key(self) -> str:
+        from packaging.utils import canonicalize_name
+
         return canonicalize_name(self.name)
 
     def pinnable(self) -> bool:
         """Only PEP 440 versions can be pinned for pip; others are left to pip (and may be installed over)."""
+        from packaging.version import InvalidVersion, Version
+
         try:
             Version(self.version)
         except InvalidVersion:
@@ -51,6 +51,8 @@ class InstalledDist:
 def dist_from_metadata(text: str, package: str = "") -> InstalledDist:
     """An installed distribution from its ``METADATA``/``PKG-INFO`` text (name, version and ``Requires-Dist``), so
     pip sees the dependencies and extras of what conda installed, as it would in the environment itself."""
+    import email.parser
+
     msg = email.parser.HeaderParser().parsestr(text)
     name, version = msg.get("Name"), msg.get("Version")
     if not name or not version:
@@ -61,6 +63,8 @@ def dist_from_metadata(text: str, package: str = "") -> InstalledDist:
 
 def stand_in_wheel(dist: InstalledDist, target: Target, directory: Path) -> tuple[Path, str]:
     """Write ``dist``'s stand-in wheel into ``directory``; return its path and ``sha256:<hex>`` (for hash mode)."""
+    from packaging.version import Version
+
     name = dist.key.replace("-", "_")
     version = str(Version(dist.version))
     info = f"{name}-{version}.dist-info"
@@ -95,6 +99,8 @@ def dists_from_paths(paths: Iterable[str], package: str = "") -> list[InstalledD
     """The distributions a conda package installs, from its file list (``info/files`` / ``paths.json`` paths):
     each ``site-packages/NAME-VERSION.dist-info`` or ``.egg-info`` (file or directory) names one. Works for both
     ``lib/pythonX.Y/site-packages/...`` and noarch ``site-packages/...`` paths."""
+    from packaging.utils import canonicalize_name
+
     found: dict[str, InstalledDist] = {}
     for path in paths:
         m = _DIST_DIR.search(path)

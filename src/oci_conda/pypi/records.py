@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from packaging.utils import canonicalize_name
-
 
 @dataclass(frozen=True)
 class WheelRecord:
@@ -29,6 +27,8 @@ class WheelRecord:
     direct: bool = False  #: given as ``name @ URL`` (gets ``direct_url.json`` when installed)
 
     def __post_init__(self) -> None:
+        from packaging.utils import canonicalize_name
+
         object.__setattr__(self, "name", canonicalize_name(self.name))
 
     def completed(self, sha256: str, size: int) -> WheelRecord:

@@ -16,15 +16,15 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
-
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from ..credentials import redact_url
 from ..errors import SpecError
 from .hosts import HostCredentials
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 _VCS = ("git+", "hg+", "svn+", "bzr+")
 _ARCHIVES = (".whl", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz")
@@ -52,6 +52,8 @@ class PipRequirement:
 
     @property
     def name(self) -> str:
+        from packaging.utils import canonicalize_name
+
         return canonicalize_name(self.req.name)
 
     def pip_line(self) -> str:
@@ -189,6 +191,8 @@ class _Reader:
         return tuple(hashes)
 
     def requirement(self, text: str, hashes: tuple[str, ...], where: str, constraint: bool) -> None:
+        from packaging.requirements import InvalidRequirement, Requirement
+
         text = self.bare_url_or_path(text, where)
         try:
             req = Requirement(text)
@@ -202,6 +206,8 @@ class _Reader:
 
     def bare_url_or_path(self, text: str, where: str) -> str:
         """pip also takes a bare URL or path; turn a wheel into ``name @ URL`` and refuse anything else."""
+        from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
         head = text.split(";", 1)[0].strip()
         named = re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^]]*\])?\s*(@\s|@$|[<>=!~(]|$)", head)
         if named and (named.group(2).startswith("@") or ("/" not in head and not head.endswith(_ARCHIVES))):

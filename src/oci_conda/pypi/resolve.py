@@ -29,8 +29,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from packaging.utils import canonicalize_name
-
 from ..cache import cache_dir
 from ..credentials import strip_credentials
 from ..errors import SolveError
@@ -167,6 +165,8 @@ def _read_report(path: Path) -> dict:
 
 
 def _records(data: dict, section: PipSection, conda: dict[str, InstalledDist]) -> list[WheelRecord]:
+    from packaging.utils import canonicalize_name
+
     allowed = {r.name: {h.split(":", 1)[1] for h in r.hashes if h.startswith("sha256:")}
                for r in section.requirements if r.hashes}
     out = []
@@ -198,6 +198,8 @@ def _records(data: dict, section: PipSection, conda: dict[str, InstalledDist]) -
 def explain_failure(log: str, section: PipSection, target: Target, conda: dict[str, InstalledDist]) -> str:
     """pip's failure as one line: a conflict names both sides (conda's pins as conda's), a missing wheel names the
     requirement and where it was written."""
+    from packaging.utils import canonicalize_name
+
     where = {r.name: r for r in (*section.requirements, *section.constraints)}
     lines = log.splitlines()
     if "The conflict is caused by:" in lines:
@@ -252,6 +254,8 @@ def _requirement_words(line: str) -> str:
 
 
 def _cause(line: str, where: dict[str, PipRequirement], conda: dict[str, InstalledDist]) -> str:
+    from packaging.utils import canonicalize_name
+
     m = re.match(r"The user requested (?:\(constraint\) )?(\S+?)==(\S+)$", line)
     if m and canonicalize_name(m.group(1)) in conda and m.group(2) == conda[canonicalize_name(m.group(1))].version:
         dist = conda[canonicalize_name(m.group(1))]

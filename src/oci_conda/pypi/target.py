@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from packaging.tags import Tag, compatible_tags, cpython_tags
+from typing import TYPE_CHECKING
 
 from ..errors import SpecError
+
+if TYPE_CHECKING:
+    from packaging.tags import Tag
 
 #: conda subdir -> ``platform.machine()`` on that platform (what wheel platform tags and markers use).
 SUBDIR_MACHINE = {
@@ -104,6 +106,8 @@ class Target:
     def tags(self) -> list[Tag]:
         """Every tag a wheel may carry to be installable on the target, most preferred first (what pip computes
         from ``--platform``/``--python-version``/``--implementation``/``--abi``)."""
+        from packaging.tags import compatible_tags, cpython_tags
+
         ver = self.python.version[:2]
         plats = self.platforms()
         return [*cpython_tags(ver, self.abis(), plats), *compatible_tags(ver, f"cp{ver[0]}{ver[1]}", plats)]

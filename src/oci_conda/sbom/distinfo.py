@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from email.parser import BytesHeaderParser
 from typing import Any, BinaryIO
 
 from ..credentials import strip_credentials
@@ -48,6 +47,8 @@ def _sha256(direct: Mapping[str, Any]) -> str | None:
 
 def wheels_from_files(files: Mapping[str, bytes], owned: AbstractSet[str] = frozenset()) -> list[WheelPackage]:
     """One ``WheelPackage`` per dist-info directory in ``files`` not owned by a conda package, sorted."""
+    from email.parser import BytesHeaderParser
+
     dirs: dict[str, dict[str, bytes]] = {}
     for path, data in files.items():
         m = _DIST_INFO.match(path)

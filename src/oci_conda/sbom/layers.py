@@ -12,8 +12,6 @@ import tarfile
 from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
-import zstandard
-
 from ..errors import ImageError
 
 MAX_FILE = 64 << 20
@@ -39,6 +37,8 @@ class _Prefixed:
 
 
 def _decompressed(f: BinaryIO) -> BinaryIO:
+    import zstandard
+
     head = f.read(4)
     stream = _Prefixed(head, f)
     if head.startswith(_GZIP):

@@ -13,17 +13,16 @@ import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING, Any
 
 from ..oci.artifact import Artifact, descriptor_of
 from ..oci.blobs import digest_bytes
 from ..oci.image import MEDIA_TYPE_CONFIG, MEDIA_TYPE_MANIFEST, canonical_json
 from .errors import SignError
 from .payload import COSIGN_TYPE, Claim, make_payload, parse_payload
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -46,6 +45,9 @@ def signature_tag(digest: str) -> str:
 
 def sign_payload(key: ec.EllipticCurvePrivateKey, payload: bytes) -> str:
     """ECDSA P-256 / SHA-256 over the payload bytes, ASN.1 DER, base64 (what the annotation holds)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     return base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
 
 
@@ -92,6 +94,10 @@ def signatures_in(manifest: bytes, blobs: Mapping[str, bytes]) -> list[Signature
 
 
 def verify_signature(key: ec.EllipticCurvePublicKey, sig: Signature) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         key.verify(base64.b64decode(sig.signature, validate=True), sig.payload, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError):

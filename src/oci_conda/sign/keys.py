@@ -18,16 +18,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import nacl.exceptions
-import nacl.secret
-import nacl.utils
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from typing import TYPE_CHECKING
 
 from ..cache import atomic_write
 from .errors import SignError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 PEM_TYPE = "ENCRYPTED SIGSTORE PRIVATE KEY"
 LEGACY_PEM_TYPE = "ENCRYPTED COSIGN PRIVATE KEY"
@@ -47,6 +44,8 @@ class KeyPair:
 
 
 def _kdf(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase)
 
 
@@ -76,6 +75,10 @@ def _unpem(data: bytes, what: str) -> tuple[str, bytes]:
 def encrypt_private_key(key: ec.EllipticCurvePrivateKey, passphrase: bytes,
                         scrypt_params: tuple[int, int, int] = DEFAULT_SCRYPT) -> bytes:
     """The ``cosign.key`` bytes for ``key`` under ``passphrase``."""
+    import nacl.secret
+    import nacl.utils
+    from cryptography.hazmat.primitives import serialization
+
     der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     salt = nacl.utils.random(32)
@@ -91,6 +94,11 @@ def encrypt_private_key(key: ec.EllipticCurvePrivateKey, passphrase: bytes,
 
 def decrypt_private_key(data: bytes, passphrase: bytes, what: str = PRIVATE_NAME) -> ec.EllipticCurvePrivateKey:
     """The ECDSA key in a ``cosign.key`` file; a wrong passphrase is a clear error, not a traceback."""
+    import nacl.exceptions
+    import nacl.secret
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     kind, body = _unpem(data, what)
     if kind not in (PEM_TYPE, LEGACY_PEM_TYPE):
         raise SignError(f"{what}: PEM type {kind!r} is not a cosign encrypted private key")
@@ -123,11 +131,17 @@ def decrypt_private_key(data: bytes, passphrase: bytes, what: str = PRIVATE_NAME
 
 
 def public_pem(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     pub = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
     return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_public_key(data: bytes, what: str = PUBLIC_NAME) -> ec.EllipticCurvePublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:
@@ -139,6 +153,8 @@ def load_public_key(data: bytes, what: str = PUBLIC_NAME) -> ec.EllipticCurvePub
 
 def generate_key_pair(passphrase: bytes) -> KeyPair:
     """A new P-256 key pair: ``cosign.key`` bytes (encrypted) and ``cosign.pub`` bytes."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1())
     return KeyPair(encrypt_private_key(key, passphrase), public_pem(key))
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING
 
 from ..oci.blobs import digest_bytes
 from ..oci.image import MEDIA_TYPE_MANIFEST, Descriptor
@@ -25,6 +24,9 @@ from ..oci.registry.referrers import (
 from . import cosign, simple
 from .errors import SignError
 from .payload import Claim
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
-
-import requests
-from requests.adapters import HTTPAdapter
 
 from oci_conda.credentials import redact_url
 from oci_conda.errors import OciCondaError
@@ -38,6 +35,9 @@ from oci_conda.http import (
 )
 from oci_conda.oci.registry import auth
 from oci_conda.oci.registry.reference import DOCKER_HUB_API, DOCKER_HUB_NAMES
+
+if TYPE_CHECKING:
+    import requests
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 TEMPORARY_STATUSES = frozenset({408, *RETRY_STATUSES})
@@ -169,6 +169,9 @@ class RegistryClient:
     """HTTP to one registry: auth, retries, and errors. One per registry and operation; safe across threads."""
 
     def __init__(self, host: str, options: RegistryOptions | None = None):
+        import requests
+        from requests.adapters import HTTPAdapter
+
         self.host = host
         self.options = options or RegistryOptions()
         # loopback and --insecure registries speak plain HTTP, unless a private CA is named (then it is TLS)
@@ -237,6 +240,8 @@ class RegistryClient:
         return None
 
     def _fetch_token(self, scopes: tuple[str, ...]) -> str:
+        import requests
+
         realm, service = self._challenge.get("realm", ""), self._challenge.get("service")
         what = f"registry {self.host}: token server {redact_url(realm)}"
         if not realm.startswith(("https://", "http://")):
@@ -333,6 +338,8 @@ class RegistryClient:
         HTTPS to HTTP. Unless ``stream``, the body is read now, at most ``max_bytes``; an error answer is read at most
         :data:`MAX_ERROR_BODY` even when streaming.
         """
+        import requests
+
         authed = False
         attempt = 0
         hops = 0
@@ -397,6 +404,8 @@ class RegistryClient:
 
     def _read_body(self, resp: requests.Response, stream: bool, max_bytes: int, what: str) -> None:
         """Read the body now, capped, unless the caller streams a successful answer."""
+        import requests
+
         if stream and resp.status_code < 400:
             return
         try:

@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
-import requests
-
 from oci_conda.cache_verify import drop_file, verify_file
 from oci_conda.errors import ImageError
 from oci_conda.http import describe_error
@@ -97,6 +95,8 @@ def download_blob(client: RegistryClient, repo: str, desc: Descriptor, store: Bl
 
     A cached copy is verified (a stamp recorded at the first full check, else hashed again) and a bad one is
     dropped and downloaded again: a damaged cache never fails every later build."""
+    import requests
+
     if cached_ok(store, desc):
         return store.path(desc.digest)
     what = f"{client.host}/{repo}: blob {desc.digest}"

@@ -13,10 +13,8 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urljoin
-
-import requests
 
 from oci_conda.errors import ImageError
 from oci_conda.oci.blobs import (
@@ -45,6 +43,9 @@ from oci_conda.oci.registry.client import location as location_of
 from oci_conda.oci.registry.reference import RegistryRef, parse_reference
 from oci_conda.oci.walk import BlobSource, fetch_verified, walk
 from oci_conda.parallel import thread_pool
+
+if TYPE_CHECKING:
+    import requests
 
 
 @dataclass
