@@ -153,7 +153,7 @@ def test_schema_is_valid_and_shipped() -> None:
 
 
 def _real_env_files() -> list[Path]:
-    d = Path(os.environ.get("OCI_CONDA_SHARED", REPO.parent.parent / "shared")) / "realdata" / "envs"
+    d = Path(os.environ.get("OCI_CONDA_SHARED", REPO.parent / "shared")) / "realdata" / "envs"
     return sorted(p for p in d.rglob("*") if p.suffix in (".yml", ".yaml") and "lock" not in p.parent.name) if d.is_dir() else []
 
 
