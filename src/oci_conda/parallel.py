@@ -6,8 +6,10 @@ they now ask here, so ``--jobs`` bounds them all and a small task list never sta
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
+import signal
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 #: ``--jobs`` when the user gives none: parallel I/O (downloads, registry blobs).
 DEFAULT_JOBS = 8
@@ -30,3 +32,21 @@ def workers(jobs: int, tasks: int, *, cpu_bound: bool = False) -> int:
 def thread_pool(jobs: int, tasks: int, name: str, *, cpu_bound: bool = False) -> ThreadPoolExecutor:
     """A thread pool sized by :func:`workers`, its threads named for the stage (for py-spy and tracebacks)."""
     return ThreadPoolExecutor(max_workers=workers(jobs, tasks, cpu_bound=cpu_bound), thread_name_prefix=name)
+
+
+def process_pool(jobs: int, tasks: int, name: str) -> Executor:
+    """Worker processes for CPU-bound work that holds the GIL (tar parsing and file creation in Python: on 2 cores
+    threads gave 1.0-1.3x, processes 1.7x), sized like a CPU-bound thread pool; one worker is a thread (no process).
+
+    The workers are forked: no fork server or resource tracker outlives the build (the pool's queues are unnamed
+    under fork). They ignore Ctrl-C, which the main process handles (it waits for the tasks they are running, so a
+    package being extracted is finished, never left half-written)."""
+    n = workers(jobs, tasks, cpu_bound=True)
+    if n == 1:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_ignore_interrupts)
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
