@@ -261,6 +261,7 @@ def main() -> None:
         tmp = Path(tmp_name) if args.work is None else args.work
         tmp.mkdir(parents=True, exist_ok=True)
         if not args.skip_real and REALDATA.is_dir():
+            shutil.rmtree(tmp / "real-channel", ignore_errors=True)  # made anew (links into ../shared)
             chan = make_real_channel(REALDATA, tmp / "real-channel")
             server = StaticServer(chan)
             try:
