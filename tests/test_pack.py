@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from pkgbuilder import Symlink, build_package
 
 from oci_conda.conda.fetch import fetch_packages
 from oci_conda.conda.install import install
 from oci_conda.conda.package import extract_package
+from oci_conda.conda.records import PackageRecord
+from oci_conda.errors import InstallError
 from oci_conda.layers.pack import pack_prefix
 from oci_conda.oci.tar import TarEntry
 from oci_conda.options import BuildOptions
@@ -82,17 +85,12 @@ def _shape(packed_entries: list[TarEntry]) -> list[tuple]:
 
 def _install_both(tmp_path: Path, packages: list[tuple[str, dict]]) -> tuple[list[tuple], list[tuple], dict]:
     """Install the same packages with every file written (hardlinks) and with plain files only recorded; pack both."""
-    from pkgbuilder import Symlink, build_package
-
-    from oci_conda.conda.records import PackageRecord
-
     items = []
     for i, (name, files) in enumerate(packages):
         pkg = build_package(tmp_path / "pkgs", name, "1", files=files)
         rec = PackageRecord(name=name, version="1", build="0", build_number=0, subdir="linux-64", channel="c",
                             url=f"c/{pkg.name}", fn=pkg.name, timestamp=i)
         items.append((rec, extract_package(pkg, tmp_path / "x", name, label=pkg.name)))
-    assert Symlink  # imported for callers' file specs
     written, recorded = tmp_path / "written", tmp_path / "recorded"
     install(items, written, PREFIX, history_time=0, hardlink=True, specs_in_records=False)
     report = install(items, recorded, PREFIX, history_time=0, hardlink=True, specs_in_records=False,
@@ -105,8 +103,6 @@ def test_recorded_plain_files_pack_as_written_ones(tmp_path: Path) -> None:
     """install(record_plain=True) writes no plain file, yet the packed entries are those of a written install: the
     same paths, kinds, modes and bytes, also for a path two packages ship, a directory link and a file reached
     through it (conda-pack's walk does not enter a linked directory, so neither install ships that file)."""
-    from pkgbuilder import Symlink
-
     written, recorded, sources = _install_both(tmp_path, [
         ("a", {"lib/liba.so": b"\x7fELF a", "share/a/data": "a data", "bin/tool": "#!/bin/sh\necho a\n"}),
         ("b", {"lib64": Symlink("lib"), "share/b/x": "b", "bin/tool": "#!/bin/sh\necho b wins\n"}),
@@ -119,8 +115,6 @@ def test_recorded_plain_files_pack_as_written_ones(tmp_path: Path) -> None:
 
 def test_a_recorded_file_is_in_the_way_as_a_written_one(tmp_path: Path) -> None:
     """A later package that needs a directory where a recorded file stands fails as it does with the file there."""
-    from oci_conda.errors import InstallError
-
     for later in ({"share/a/data/x": "under a file"},):
         with pytest.raises(InstallError, match="is a file, not a directory"):
             _install_both(tmp_path / "t", [("a", {"share/a/data": "a file"}), ("z", later)])

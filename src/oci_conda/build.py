@@ -378,13 +378,17 @@ def _by_package(entries: list[TarEntry], owner: dict[str, str], dists: Iterable[
 
 
 def _remember_packages(entries: list[TarEntry], owner: dict[str, str], arcroot: str, records: list[PackageRecord],
-                       report: InstallReport, opts: BuildOptions, keys: dict[str, str]) -> None:
-    """Store each installed package's facts (layers/memo.py) from its packed, untrimmed entries.
+                       report: InstallReport, opts: BuildOptions, keys: dict[str, str]
+                       ) -> tuple[dict[str, layer_memo.PackageFacts], dict[str, list[TarEntry]], list[TarEntry]]:
+    """Store each installed package's facts (layers/memo.py) from its packed, untrimmed entries; return them, each
+    package's trimmed entries and the environment-wide (untrimmed) entries.
 
     A package whose record does not say noarch: python but whose metadata does is not remembered: its key lacks
     the python it was laid out for."""
     root = arcroot + "/"
-    by, _ = _by_package(entries, owner, (r.dist_name for r in records))
+    by, rest = _by_package(entries, owner, (r.dist_name for r in records))
+    facts: dict[str, layer_memo.PackageFacts] = {}
+    kept_by: dict[str, list[TarEntry]] = {}
     post: dict[str, list[str]] = {}
     for path in report.post_link_scripts:
         d = owner.get(root + path)
@@ -395,17 +399,20 @@ def _remember_packages(entries: list[TarEntry], owner: dict[str, str], arcroot: 
         if d not in keys or (d in report.noarch_python and r.noarch != "python"):
             continue
         kept, trimmed = trim_entries(by[d], arcroot, opts.trim)
+        kept_by[d] = kept
         scripts = {}
         for e in kept:
             rel = e.path[len(root):]
             if e.kind == "file" and rel.startswith(ACTIVATE_DIR):
                 scripts[rel] = e.data if e.data is not None else Path(e.source).read_bytes() if e.source else b""
-        layer_memo.store_package(keys[d], layer_memo.PackageFacts(
+        facts[d] = layer_memo.PackageFacts(
             size=sum(e.size for e in kept if e.kind == "file"),
             paths=tuple(sorted(e.path[len(root):] for e in by[d] if e.kind != "dir")),
             scripts=scripts, post_link=tuple(sorted(post.get(d, ()))),
             trimmed={rule: (n, b) for rule, (n, b) in trimmed.removed.items()},
-            site_packages=report.site_packages if r.name == "python" else None))
+            site_packages=report.site_packages if r.name == "python" else None)
+        layer_memo.store_package(keys[d], facts[d])
+    return facts, kept_by, rest
 
 
 def _env_layers_by_package(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts: BuildOptions,
@@ -513,15 +520,13 @@ def _install_subset(spec: BuildSpec, records: list[PackageRecord], subset: list[
         if any(e.kind != "dir" and packed.owner.get(e.path) in names and e.path[len(root):] in others
                for e in packed.entries):
             return None
-        _remember_packages(packed.entries, packed.owner, arcroot, subset, report, opts, keys)
-        new = {r.dist_name: layer_memo.lookup_package(keys[r.dist_name]) for r in subset}
-        if any(f is None for f in new.values()):
+        new, kept, rest = _remember_packages(packed.entries, packed.owner, arcroot, subset, report, opts, keys)
+        if len(new) != len(subset):
             return None
-        by, rest = _by_package(packed.entries, packed.owner, names)
         top, top_trimmed = trim_entries(rest, arcroot, opts.trim)
-        entries = [e for d in sorted(by) for e in trim_entries(by[d], arcroot, opts.trim)[0]]
+        entries = [e for d in sorted(kept) for e in kept[d]]
         entries = dated_entries(entries, packed.owner, subset, given_epoch(opts.lock))
-    return _Staged(entries=entries, owner=packed.owner, facts={d: f for d, f in new.items() if f is not None},
+    return _Staged(entries=entries, owner=packed.owner, facts=new,
                    top=top, top_trimmed=top_trimmed.removed, warnings=list(packed.warnings))
 
 

@@ -69,17 +69,11 @@ def checked_epoch(value: object, source: str) -> int:
 
 def source_date_epoch(records: Sequence[PackageRecord]) -> int:
     """SOURCE_DATE_EPOCH, else the newest package timestamp: the same lock gives the same image, any day."""
-    env = os.environ.get("SOURCE_DATE_EPOCH")
-    if env is not None and env.strip():
-        return checked_epoch(env, f"SOURCE_DATE_EPOCH {env.strip()[:40]!r}")
+    given = given_epoch(None)
+    if given is not None:
+        return given
     newest = max(records, key=lambda r: r.timestamp or 0, default=None)
-    if newest is None or not newest.timestamp:
-        return DEFAULT_EPOCH
-    ts = newest.timestamp
-    seconds = ts // 1000 if isinstance(ts, int) else ts
-    if isinstance(seconds, float):
-        seconds = seconds // 1000 if math.isfinite(seconds) else None
-    return checked_epoch(seconds, f"the timestamp of package {newest.fn} ({newest.channel})")
+    return DEFAULT_EPOCH if newest is None else _package_seconds(newest)
 
 
 def given_epoch(lock: Lock | None) -> int | None:
@@ -98,13 +92,19 @@ def package_epoch(record: PackageRecord, clamp: int | None) -> int:
 
     A package's layer then depends on that package alone: bumping another package, even to a newer build,
     leaves its bytes (and digest) as they were."""
+    own = _package_seconds(record)
+    return own if clamp is None else min(own, clamp)
+
+
+def _package_seconds(record: PackageRecord) -> int:
+    """A package's build time in seconds (repodata gives milliseconds), checked; DEFAULT_EPOCH without one."""
     ts = record.timestamp
+    if not ts:
+        return DEFAULT_EPOCH
     seconds = ts // 1000 if isinstance(ts, int) else ts
     if isinstance(seconds, float):
         seconds = seconds // 1000 if math.isfinite(seconds) else None
-    own = checked_epoch(seconds, f"the timestamp of package {record.fn} ({record.channel})") if seconds else \
-        DEFAULT_EPOCH
-    return own if clamp is None else min(own, clamp)
+    return checked_epoch(seconds, f"the timestamp of package {record.fn} ({record.channel})")
 
 
 def lock_mtime(lock: Lock, records: Sequence[PackageRecord]) -> int:
