@@ -19,7 +19,7 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..credentials import strip_credentials
 from ..errors import InstallError, PackageError
@@ -119,13 +119,13 @@ def install(
     os.chmod(staging, 0o755)
     linker = _Linker(staging, target_prefix, hardlink, record_plain)
     every = [(r, Path()) for r in environment] if environment is not None else items
-    python_version = _python_version(every)
+    python_version = python_version_of(r for r, _ in every)
     report = InstallReport()
     owner: dict[str, str] = {}  # prefix path -> dist name
     metas: list[tuple[PackageRecord, Path, dict[str, Any], list[dict[str, Any]]]] = []
 
     for record, _ in items:
-        _check_record_names(record)
+        check_record_names(record)
     if site_packages is None or any(r.name == "python" for r, _ in items):
         site_packages = _site_packages(items, python_version)
     report.site_packages = site_packages
@@ -135,13 +135,7 @@ def install(
         index = read_index(pkg_dir)
         link_json = read_link_json(pkg_dir) or {}
         noarch_section = link_json.get("noarch") if isinstance(link_json.get("noarch"), dict) else {}
-        noarch = record.noarch or index.get("noarch") or noarch_section.get("type")
-        if noarch is True:
-            noarch = "generic"
-        if noarch not in (None, "generic", "python"):
-            raise InstallError(f"{dist}: unsupported noarch type {noarch!r}")
-        if noarch == "python" and python_version is None:
-            raise InstallError(f"{dist}: noarch: python package but the solution has no 'python' package")
+        noarch = noarch_type(record, index, noarch_section, python_version)
         if noarch == "python":
             report.noarch_python.add(dist)
 
@@ -157,13 +151,13 @@ def install(
 
         paths_data: list[dict[str, Any]] = []
         for entry in read_paths(pkg_dir):
-            target = _target_path(entry.path, noarch, python_version, site_packages)
+            target = target_path(entry.path, noarch, python_version, site_packages)
             claim(target, entry.path_type == "directory")
             try:
                 paths_data.append(linker.link(dist, pkg_dir, entry, target))
             except OSError as e:  # e.g. a parent that is a dangling link, a read-only staging dir
                 raise InstallError(f"{dist}: {target}: cannot be written: {e.strerror or e}") from None
-            if _is_link_script(target):
+            if is_link_script(target):
                 report.post_link_scripts.append(target)
 
         if noarch == "python":
@@ -190,8 +184,8 @@ def install(
         files = sorted(p["_path"] for p in paths_data)
         report.files_by_package[record.dist_name] = files
         requested = (requested_specs or {}).get(record.name) if specs_in_records else None
-        doc = _prefix_record(record, pkg_dir, index, files, paths_data, requested)
-        _write_file(meta_dir / f"{record.dist_name}.json", _dump_json(doc), 0o644)
+        doc = prefix_record(record, pkg_dir, index, files, paths_data, requested)
+        _write_file(meta_dir / f"{record.dist_name}.json", conda_meta_json(doc), 0o644)
 
     when = history_time if history_time is not None else max((r.timestamp for r, _ in every), default=0) // 1000
     _write_file(meta_dir / "history", _history(every, requested_specs, when).encode(), 0o644)
@@ -203,9 +197,9 @@ def install(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _python_version(items: Sequence[tuple[PackageRecord, Path]]) -> str | None:
+def python_version_of(records: Iterable[PackageRecord]) -> str | None:
     """``X.Y`` of the ``python`` package in the solution (it decides where noarch: python files go)."""
-    for record, _ in items:
+    for record in records:
         if record.name == "python":
             m = re.match(r"^(\d+)\.(\d+)", record.version)
             if not m:
@@ -214,7 +208,7 @@ def _python_version(items: Sequence[tuple[PackageRecord, Path]]) -> str | None:
     return None
 
 
-def _check_record_names(record: PackageRecord) -> None:
+def check_record_names(record: PackageRecord) -> None:
     """The record's name, version and build make a file name (``conda-meta/<dist>.json``): refuse what cannot."""
     for what, value in (("name", record.name), ("version", record.version), ("build", record.build)):
         if not value or "/" in value or "\0" in value or value.startswith(".") or any(c in value for c in "\n\r"):
@@ -224,34 +218,51 @@ def _check_record_names(record: PackageRecord) -> None:
 
 
 def _site_packages(items: Sequence[tuple[PackageRecord, Path]], python_version: str | None) -> str | None:
+    """Where noarch: python ``site-packages/`` goes (:func:`site_packages_of` the python package's index)."""
+    if python_version is None:
+        return None
+    for record, pkg_dir in items:
+        if record.name == "python":
+            return site_packages_of(record, read_index(Path(pkg_dir)), python_version)
+    return f"lib/python{python_version}/site-packages"
+
+
+def noarch_type(record: PackageRecord, index: Mapping[str, Any], noarch_section: Mapping[str, Any],
+                python_version: str | None) -> str | None:
+    """The package's noarch type as conda reads it (record, index.json, link.json): None, generic or python."""
+    dist = record.dist_name
+    noarch = record.noarch or index.get("noarch") or noarch_section.get("type")
+    if noarch is True:
+        noarch = "generic"
+    if noarch not in (None, "generic", "python"):
+        raise InstallError(f"{dist}: unsupported noarch type {noarch!r}")
+    if noarch == "python" and python_version is None:
+        raise InstallError(f"{dist}: noarch: python package but the solution has no 'python' package")
+    return noarch
+
+
+def site_packages_of(record: PackageRecord, index: Mapping[str, Any], python_version: str) -> str:
     """Where noarch: python ``site-packages/`` goes: CEP-17 ``python_site_packages_path`` of the python package
     (e.g. ``lib/python3.13t/site-packages`` for a free-threading build), else ``lib/pythonX.Y/site-packages``.
     The path must stay inside the prefix and be an ordinary relative path."""
-    if python_version is None:
-        return None
-    default = f"lib/python{python_version}/site-packages"
-    for record, pkg_dir in items:
-        if record.name != "python":
-            continue
-        value = read_index(Path(pkg_dir)).get("python_site_packages_path")
-        if value is None:
-            return default
-        if not isinstance(value, str) or not value or value.startswith("/") or "\\" in value \
-                or any(ord(c) < 32 for c in value):
-            raise InstallError(f"{record.dist_name}: python_site_packages_path {value!r} must be a relative path "
-                               "inside the prefix")
-        parts = value.split("/")
-        if any(p in ("", ".", "..") for p in parts):
-            raise InstallError(f"{record.dist_name}: python_site_packages_path {value!r} leaves the prefix or is not "
-                               "normalised (no '.', '..' or empty components)")
-        why = refused_payload_path(value)
-        if why is not None:
-            raise InstallError(f"{record.dist_name}: python_site_packages_path {value!r} {why}")
-        return value
-    return default
+    value = index.get("python_site_packages_path")
+    if value is None:
+        return f"lib/python{python_version}/site-packages"
+    if not isinstance(value, str) or not value or value.startswith("/") or "\\" in value \
+            or any(ord(c) < 32 for c in value):
+        raise InstallError(f"{record.dist_name}: python_site_packages_path {value!r} must be a relative path "
+                           "inside the prefix")
+    parts = value.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise InstallError(f"{record.dist_name}: python_site_packages_path {value!r} leaves the prefix or is not "
+                           "normalised (no '.', '..' or empty components)")
+    why = refused_payload_path(value)
+    if why is not None:
+        raise InstallError(f"{record.dist_name}: python_site_packages_path {value!r} {why}")
+    return value
 
 
-def _target_path(path: str, noarch: str | None, python_version: str | None, site_packages: str | None = None) -> str:
+def target_path(path: str, noarch: str | None, python_version: str | None, site_packages: str | None = None) -> str:
     if noarch == "python":
         if path.startswith("site-packages/"):
             return f"{site_packages or f'lib/python{python_version}/site-packages'}/{path[len('site-packages/'):]}"
@@ -260,7 +271,8 @@ def _target_path(path: str, noarch: str | None, python_version: str | None, site
     return path
 
 
-def _is_link_script(target: str) -> bool:
+def is_link_script(target: str) -> bool:
+    """A post-link / pre-unlink / pre-link script: conda would run it; an image build never does."""
     return bool(re.match(r"^bin/\.[^/]+-(post-link|pre-unlink|pre-link)\.sh$", target))
 
 
@@ -283,7 +295,8 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def _dump_json(doc: Any) -> bytes:
+def conda_meta_json(doc: Any) -> bytes:
+    """A conda-meta record's bytes as conda writes them (indent 2, sorted keys, UTF-8)."""
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
@@ -481,40 +494,46 @@ class _Linker:
     # -- noarch: python entry points ----------------------------------------------------------------------------
 
     def entry_point(self, dist: str, ep: str, python_version: str | None) -> tuple[str, dict[str, Any]]:
-        m = _ENTRY_POINT_RE.match(ep) if isinstance(ep, str) else None
-        if not m:
-            raise PackageError(f"{dist}: info/link.json: cannot parse entry point {repr(ep)[:120]}")
-        command, module, func = m.groups()
-        if "/" in command or command in (".", "..") or any(ord(c) < 32 or c == "\x7f" for c in command) \
-                or len(command.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-            raise PackageError(f"{dist}: info/link.json: entry point name {command[:80]!r} is not a plain file name "
-                               f"(at most {MAX_NAME_BYTES} bytes, no '/' or control characters)")
-        why = refused_payload_path(f"bin/{command}")
-        if why is not None:
-            raise PackageError(f"{dist}: info/link.json: entry point bin/{command} {why}")
-        target = f"bin/{command}"
-        python = f"{self.target_prefix}/bin/python{python_version}"
-        shebang = f"#!{python}\n"
-        if len(shebang) > MAX_SHEBANG_LENGTH or " " in python:
-            # conda's fallback: a line that is valid shell and python at once
-            shebang = f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\" #'''\n"
-        text = shebang + _ENTRY_POINT_TEMPLATE.format(module=module, import_name=func.split(".")[0], func=func)
-        data = text.encode()
+        target, data = entry_point_script(dist, ep, self.target_prefix, python_version)
         dest = self._prepare(dist, target)
         _write_file(dest, data, 0o755)
-        return target, {
-            "_path": target,
-            "path_type": "unix_python_entry_point",
-            "sha256": _sha256(data),
-            "size_in_bytes": len(data),
-        }
+        return target, entry_point_record(target, data)
+
+
+def entry_point_script(dist: str, ep: object, target_prefix: str, python_version: str | None) -> tuple[str, bytes]:
+    """A noarch: python entry point (``name = module:func`` in link.json) as conda writes it: ``bin/<name>``
+    and its bytes (mode 0755). PackageError for an entry point that is not one or names no plain file."""
+    m = _ENTRY_POINT_RE.match(ep) if isinstance(ep, str) else None
+    if not m:
+        raise PackageError(f"{dist}: info/link.json: cannot parse entry point {repr(ep)[:120]}")
+    command, module, func = m.groups()
+    if "/" in command or command in (".", "..") or any(ord(c) < 32 or c == "\x7f" for c in command) \
+            or len(command.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise PackageError(f"{dist}: info/link.json: entry point name {command[:80]!r} is not a plain file name "
+                           f"(at most {MAX_NAME_BYTES} bytes, no '/' or control characters)")
+    why = refused_payload_path(f"bin/{command}")
+    if why is not None:
+        raise PackageError(f"{dist}: info/link.json: entry point bin/{command} {why}")
+    python = f"{target_prefix}/bin/python{python_version}"
+    shebang = f"#!{python}\n"
+    if len(shebang) > MAX_SHEBANG_LENGTH or " " in python:
+        # conda's fallback: a line that is valid shell and python at once
+        shebang = f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\" #'''\n"
+    text = shebang + _ENTRY_POINT_TEMPLATE.format(module=module, import_name=func.split(".")[0], func=func)
+    return f"bin/{command}", text.encode()
+
+
+def entry_point_record(target: str, data: bytes) -> dict[str, Any]:
+    """The entry point's ``paths_data`` entry in conda-meta."""
+    return {"_path": target, "path_type": "unix_python_entry_point", "sha256": _sha256(data),
+            "size_in_bytes": len(data)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # conda-meta
 
 
-def _prefix_record(
+def prefix_record(
     record: PackageRecord,
     pkg_dir: Path,
     index: Mapping[str, Any],

@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..cache import file_lock, hold
 from ..cache_verify import file_digests, tree_manifest, verify_tree
@@ -251,18 +251,23 @@ def _tar_streams(pkg_file: Path, name: str,
             yield where, package_streaming.tar_generator(reader, closefd=True)
 
 
-def _extract_all(pkg_file: Path, root: Path, name: str) -> None:
+def package_members(pkg_file: Path, name: str) -> Iterator[tuple[str, tarfile.TarFile, tarfile.TarInfo]]:
+    """Every member of every tarball inside the package as ``(where, tar, member)``, in archive order (``info/``
+    first for ``.conda``), charged to the package's decompression-bomb budget; a corrupt archive is a PackageError.
+
+    Member names are not checked here: a reader checks each as extraction does (:func:`checked_member_name`)."""
     where = name
     try:
         size = os.stat(pkg_file).st_size
     except OSError as e:
         raise PackageError(f"{name}: cannot read package file: {e.strerror}") from None
     budget = _Budget(unpack_limit(size))
-    ex = _Extractor(root, budget)
     try:
         for where, stream in _tar_streams(pkg_file, name, budget):
             for tar, member in stream:
-                ex.member(tar, member, where)
+                if member.isreg() and budget.used + member.size > budget.limit:
+                    raise budget.refuse(f"{where}: member {member.name!r} ({member.size} bytes)")
+                yield where, tar, member
     except PackageError:
         raise
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, UnicodeDecodeError) as e:
@@ -276,6 +281,22 @@ def _extract_all(pkg_file: Path, root: Path, name: str) -> None:
         if type(e).__name__ == "ZstdError":  # not an OSError in every zstd backend
             raise PackageError(f"{where}: corrupt package archive ({e})") from None
         raise
+
+
+def checked_member_name(member: tarfile.TarInfo, where: str) -> str:
+    """The member's name as a clean relative path, or PackageError: absolute, outside the package, not UTF-8,
+    or a name no package may write (see payload_names)."""
+    rel = _safe_name(member.name, where)
+    why = refused_payload_path(rel)
+    if why is not None:
+        raise PackageError(f"{where}: member {member.name!r} {why}")
+    return rel
+
+
+def _extract_all(pkg_file: Path, root: Path, name: str) -> None:
+    ex = _Extractor(root)
+    for where, tar, member in package_members(pkg_file, name):
+        ex.member(tar, member, where)
 
 
 def _verify_manifest(root: Path, manifest: dict, name: str) -> None:
@@ -338,11 +359,10 @@ def _inside(path: str, root: str) -> bool:
 class _Extractor:
     """Writes members under ``root``; remembers parent dirs already proven to lie inside it."""
 
-    def __init__(self, root: Path, budget: _Budget | None = None):
+    def __init__(self, root: Path):
         self.root = root
         self.real_root = os.path.realpath(root)
         self.good_dirs: set[str] = {""}
-        self.budget = budget
 
     def _parent(self, rel: str, where: str, member: str) -> Path:
         parent_rel = rel.rpartition("/")[0]
@@ -380,13 +400,8 @@ class _Extractor:
             raise PackageError(f"{where}: member {member!r} would replace a directory")
 
     def member(self, tar: tarfile.TarFile, m: tarfile.TarInfo, where: str) -> None:
-        rel = _safe_name(m.name, where)
-        why = refused_payload_path(rel)
-        if why is not None:
-            raise PackageError(f"{where}: member {m.name!r} {why}")
+        rel = checked_member_name(m, where)
         if m.isreg():
-            if self.budget is not None and self.budget.used + m.size > self.budget.limit:
-                raise self.budget.refuse(f"{where}: member {m.name!r} ({m.size} bytes)")
             dest = self._parent(rel, where, m.name)
             self._clear(dest, where, m.name)
             src = tar.extractfile(m)
@@ -488,20 +503,33 @@ def _load_json(pkg_dir: Path, rel: str) -> Any:
 
 def read_index(pkg_dir: Path) -> dict:
     """``info/index.json``: the package's own idea of its name, version, build, depends ..."""
-    d = _load_json(pkg_dir, "info/index.json")
+    return parse_index(_load_json(pkg_dir, "info/index.json"), package_label(pkg_dir))
+
+
+def parse_index(d: object, pkg: str) -> dict:
+    """``info/index.json`` (already decoded, None when absent) checked to be an object."""
     if not isinstance(d, dict):
-        raise PackageError(f"{package_label(pkg_dir)}: info/index.json is missing or not an object")
+        raise PackageError(f"{pkg}: info/index.json is missing or not an object")
     return d
 
 
 def read_link_json(pkg_dir: Path) -> dict | None:
     """``info/link.json`` (noarch type and entry points), falling back to the older names of the same file."""
-    for rel in ("info/link.json", "info/package_metadata.json", "info/noarch.json"):
-        d = _load_json(pkg_dir, rel)
+    return parse_link_json(lambda rel: _load_json(pkg_dir, rel), package_label(pkg_dir))
+
+
+#: Where a package keeps its noarch type and entry points, newest name first.
+LINK_JSON_NAMES = ("info/link.json", "info/package_metadata.json", "info/noarch.json")
+
+
+def parse_link_json(load: Callable[[str], object], pkg: str) -> dict | None:
+    """The first of :data:`LINK_JSON_NAMES` that ``load`` finds (decoded; None when absent), as ``link.json``."""
+    for rel in LINK_JSON_NAMES:
+        d = load(rel)
         if d is None:
             continue
         if not isinstance(d, dict):
-            raise PackageError(f"{package_label(pkg_dir)}: {rel} is not an object")
+            raise PackageError(f"{pkg}: {rel} is not an object")
         if rel == "info/noarch.json":  # very old: the noarch section itself
             return {"noarch": d, "package_metadata_version": 1}
         return d
@@ -527,39 +555,7 @@ def read_paths(pkg_dir: Path) -> list[PathEntry]:
     pkg = package_label(pkg_dir)
     pj = _load_json(pkg_dir, "info/paths.json")
     if pj is not None:
-        if not isinstance(pj, dict) or not isinstance(pj.get("paths"), list):
-            raise PackageError(f"{pkg}: info/paths.json has no 'paths' list")
-        out = []
-        for raw in pj["paths"]:
-            if not isinstance(raw, dict):
-                raise PackageError(f"{pkg}: info/paths.json has a non-object entry")
-            path = _check_rel(raw.get("_path"), pkg, "info/paths.json")
-            path_type = raw.get("path_type") or "hardlink"
-            if path_type not in ("hardlink", "softlink", "directory"):
-                raise PackageError(f"{pkg}: info/paths.json: {path} has unsupported path_type {path_type!r}")
-            placeholder, mode = raw.get("prefix_placeholder"), raw.get("file_mode")
-            if mode is not None and mode not in ("text", "binary"):
-                raise PackageError(f"{pkg}: info/paths.json: {path} has unknown file_mode {mode!r}")
-            if (placeholder is None) != (mode is None):
-                raise PackageError(f"{pkg}: info/paths.json: {path} has "
-                                   + ("a file_mode but no prefix_placeholder" if placeholder is None
-                                      else "a prefix_placeholder but no file_mode"))
-            if placeholder is not None:
-                if path_type != "hardlink":
-                    raise PackageError(f"{pkg}: info/paths.json: {path} is a {path_type} with a prefix placeholder")
-                check_placeholder(placeholder, pkg, f"info/paths.json: {path}")
-            out.append(
-                PathEntry(
-                    path=path,
-                    path_type=path_type,
-                    file_mode=mode if placeholder else None,
-                    prefix_placeholder=placeholder,
-                    sha256=raw.get("sha256"),
-                    size=raw.get("size_in_bytes"),
-                    no_link=bool(raw.get("no_link")),
-                )
-            )
-        return out
+        return parse_paths(pj, pkg)
 
     files_txt = pkg_dir / "info" / "files"
     if not files_txt.is_file():
@@ -576,6 +572,43 @@ def read_paths(pkg_dir: Path) -> list[PathEntry]:
         path_type = "softlink" if p.is_symlink() else ("directory" if p.is_dir() else "hardlink")
         placeholder, mode = prefixes.get(f, (None, None))
         out.append(PathEntry(path=f, path_type=path_type, file_mode=mode, prefix_placeholder=placeholder, no_link=f in no_link))
+    return out
+
+
+def parse_paths(pj: object, pkg: str) -> list[PathEntry]:
+    """``info/paths.json`` (already decoded) as checked entries; ``pkg`` names the package in errors."""
+    if not isinstance(pj, dict) or not isinstance(pj.get("paths"), list):
+        raise PackageError(f"{pkg}: info/paths.json has no 'paths' list")
+    out = []
+    for raw in pj["paths"]:
+        if not isinstance(raw, dict):
+            raise PackageError(f"{pkg}: info/paths.json has a non-object entry")
+        path = _check_rel(raw.get("_path"), pkg, "info/paths.json")
+        path_type = raw.get("path_type") or "hardlink"
+        if path_type not in ("hardlink", "softlink", "directory"):
+            raise PackageError(f"{pkg}: info/paths.json: {path} has unsupported path_type {path_type!r}")
+        placeholder, mode = raw.get("prefix_placeholder"), raw.get("file_mode")
+        if mode is not None and mode not in ("text", "binary"):
+            raise PackageError(f"{pkg}: info/paths.json: {path} has unknown file_mode {mode!r}")
+        if (placeholder is None) != (mode is None):
+            raise PackageError(f"{pkg}: info/paths.json: {path} has "
+                               + ("a file_mode but no prefix_placeholder" if placeholder is None
+                                  else "a prefix_placeholder but no file_mode"))
+        if placeholder is not None:
+            if path_type != "hardlink":
+                raise PackageError(f"{pkg}: info/paths.json: {path} is a {path_type} with a prefix placeholder")
+            check_placeholder(placeholder, pkg, f"info/paths.json: {path}")
+        out.append(
+            PathEntry(
+                path=path,
+                path_type=path_type,
+                file_mode=mode if placeholder else None,
+                prefix_placeholder=placeholder,
+                sha256=raw.get("sha256"),
+                size=raw.get("size_in_bytes"),
+                no_link=bool(raw.get("no_link")),
+            )
+        )
     return out
 
 
