@@ -77,14 +77,19 @@ def _digest(archive: Path) -> str:
         return json.loads(t.extractfile("index.json").read())["manifests"][0]["digest"]  # type: ignore[union-attr]
 
 
-def _build(work: Path, env_yml: str, out: str, cache: Path, check: bool = True) -> subprocess.CompletedProcess:
+#: Builds that read packages from the extraction cache (the per-package path streams them from their archives).
+EXTRACTING = ("--layering", "single")
+
+
+def _build(work: Path, env_yml: str, out: str, cache: Path, check: bool = True, extra: tuple[str, ...] = ()
+           ) -> subprocess.CompletedProcess:
     (work / "env.yml").write_text(env_yml)
     # without the layer memos (tests/test_layer_memo.py, tests/test_package_memo.py): these tests damage entries the
     # full path reads
     for memo in ("env", "pkg", "members"):
         shutil.rmtree(cache / "layers" / memo, ignore_errors=True)
     env = dict(os.environ, OCI_CONDA_CACHE=str(cache), SOURCE_DATE_EPOCH="1700000000")
-    return oci_conda("build", "env.yml", "-o", str(work / out), "-q", cwd=work, env=env, check=check,
+    return oci_conda("build", "env.yml", "-o", str(work / out), "-q", *extra, cwd=work, env=env, check=check,
                      timeout=TIMEOUT)
 
 
@@ -100,7 +105,7 @@ def chan(tmp_path: Path) -> Path:
 def test_flipped_byte_in_extracted_file_is_replaced(chan: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     env_yml = f"channels: [{chan}]\ndependencies: [tool]\n"
-    _build(tmp_path, env_yml, "a.tar", cache)
+    _build(tmp_path, env_yml, "a.tar", cache, extra=EXTRACTING)
     (entry,) = [d for d in (cache / "extracted").iterdir() if d.is_dir() and not d.name.startswith(".")]
     f = entry / "share/tool/data.txt"
     st = os.stat(f)
@@ -108,23 +113,28 @@ def test_flipped_byte_in_extracted_file_is_replaced(chan: Path, tmp_path: Path) 
         fh.write(b"G" if fh.read(1) != b"G" else b"g")
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.chmod(f, 0o644)
-    _build(tmp_path, env_yml, "b.tar", cache)
+    _build(tmp_path, env_yml, "b.tar", cache, extra=EXTRACTING)
     assert _digest(tmp_path / "b.tar") == _digest(tmp_path / "a.tar")
     assert any(layer.get("opt/conda/share/tool/data.txt") == b"genuine data\n" for layer in _layers(tmp_path / "b.tar"))
 
 
-def test_damaged_package_file_and_old_marker_are_replaced(chan: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("extracting", [True, False], ids=["extracted", "streamed"])
+def test_damaged_package_file_and_old_marker_are_replaced(chan: Path, tmp_path: Path, extracting: bool) -> None:
     cache = tmp_path / "cache"
     env_yml = f"channels: [{chan}]\ndependencies: [tool]\n"
-    _build(tmp_path, env_yml, "a.tar", cache)
+    extra = EXTRACTING if extracting else ()
+    _build(tmp_path, env_yml, "a.tar", cache, extra=extra)
     (pkg,) = [p for p in (cache / "pkgs").iterdir() if p.is_file()]
     data = bytearray(pkg.read_bytes())
     data[len(data) // 2] ^= 0xFF
     pkg.write_bytes(bytes(data))  # same size: a size check alone would trust it
-    (entry,) = [d for d in (cache / "extracted").iterdir() if d.is_dir() and not d.name.startswith(".")]
-    (entry / ".oci-conda-extracted").write_bytes(b"")  # the marker of an older version: no manifest
+    if extracting:
+        (entry,) = [d for d in (cache / "extracted").iterdir() if d.is_dir() and not d.name.startswith(".")]
+        (entry / ".oci-conda-extracted").write_bytes(b"")  # the marker of an older version: no manifest
+    else:
+        assert not (cache / "extracted").exists() or not any((cache / "extracted").iterdir())
     for attempt in ("b.tar", "c.tar"):  # replaced once, then used: never failing forever
-        _build(tmp_path, env_yml, attempt, cache)
+        _build(tmp_path, env_yml, attempt, cache, extra=extra)
         assert _digest(tmp_path / attempt) == _digest(tmp_path / "a.tar")
     assert hashlib.sha256(pkg.read_bytes()).hexdigest() == pkg.name.split(".")[0]
 

@@ -49,7 +49,9 @@ def world(realdata: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _env(cache: Path) -> dict:
-    return dict(os.environ, OCI_CONDA_CACHE=str(cache))
+    tmp = Path(f"{cache}-tmp")  # the build's own temp dir: its spool files are looked for there
+    tmp.mkdir(parents=True, exist_ok=True)
+    return dict(os.environ, OCI_CONDA_CACHE=str(cache), TMPDIR=str(tmp))
 
 
 def _build(root: Path, env_name: str, out: Path, cache: Path) -> tuple[str, str, float]:
@@ -76,8 +78,9 @@ def baseline(world: dict) -> dict:
     return out
 
 
-def _start(root: Path, out: Path, cache: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "oci_conda", "build", "all.yml", "-o", str(out), "-q"], cwd=root,
+def _start(root: Path, out: Path, cache: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "oci_conda", "build", "all.yml", "-o", str(out), "-q", *extra],
+                            cwd=root,
                             env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -122,10 +125,19 @@ def test_kill_at_random_moments(world: dict, baseline: dict) -> None:
     assert killed >= KILLS // 2, f"only {killed} of {KILLS} builds were still running when killed"
 
 
-TARGETS = {
-    "package download": ("pkgs", lambda n: n.endswith(".part")),
-    "extraction": ("extracted", lambda n: n.startswith(".") and n.endswith(".tmp")),
-    "layer blob": ("blobs/sha256", lambda n: n.startswith(".blob.")),
+def _spooling(tmp: Path) -> list[str]:
+    """Spool files of packages being streamed (layers/stream.py) in the build's temp dir."""
+    return [p.name for p in tmp.glob("oci-conda-held-stage-*/spool/*")]
+
+
+#: kind of write -> (where to look, relative to the cache or the build's temp dir, what it is named), extra args
+TARGETS: dict = {
+    "package download": (lambda c: os.listdir(c / "pkgs"), lambda n: n.endswith(".part"), ()),
+    # the per-package path streams packages; a single layer is made from the extraction cache
+    "extraction": (lambda c: os.listdir(c / "extracted"), lambda n: n.startswith(".") and n.endswith(".tmp"),
+                   ("--layering", "single")),
+    "stream spool": (lambda c: _spooling(Path(f"{c}-tmp")), lambda n: True, ()),
+    "layer blob": (lambda c: os.listdir(c / "blobs" / "sha256"), lambda n: n.startswith(".blob."), ()),
 }
 
 
@@ -137,16 +149,16 @@ def test_kill_when_temp_file_appears(world: dict, baseline: dict, target: str) -
     cache, outdir = root / f"cache-t-{slug}", root / f"out-t-{slug}"
     outdir.mkdir()
     if target == "output archive":
-        where, match = outdir, (lambda n: n.startswith(".image.tar.") and n.endswith(".tmp"))
+        names, match, extra = (lambda _c: os.listdir(outdir)), (lambda n: n.startswith(".image.tar.")
+                                                                 and n.endswith(".tmp")), ()
     else:
-        sub, match = TARGETS[target]
-        where = cache / sub
-    p = _start(root, outdir / "image.tar", cache)
+        names, match, extra = TARGETS[target]
+    p = _start(root, outdir / "image.tar", cache, *extra)
     deadline = time.monotonic() + 120
     hit = False
     while time.monotonic() < deadline and p.poll() is None:
         try:
-            if any(match(n) for n in os.listdir(where)):
+            if any(match(n) for n in names(cache)):
                 hit = _kill(p)
                 break
         except FileNotFoundError:

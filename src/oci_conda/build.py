@@ -11,11 +11,12 @@ import hashlib
 import json
 import os
 import tarfile
+import threading
 import time
-from concurrent.futures import as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from . import __version__
 from .activation import ACTIVATE_DIR, STATE_FILE, WRAPPER_PATH, Activation, evaluate, wrapper_script
@@ -23,7 +24,7 @@ from .cache import atomic_path, atomic_write, cache_dir, held_temp_dir
 from .cache_verify import drop_file, verify_file
 from .conda.channel import resolve_channels
 from .conda.fetch import fetch_packages
-from .conda.install import InstallReport, install
+from .conda.install import InstallReport, install, python_version_of
 from .conda.matchspec import MatchSpec
 from .conda.package import extract_package
 from .conda.records import PackageRecord
@@ -31,6 +32,7 @@ from .credentials import redact_url
 from .errors import OutputError
 from .layers import memo as layer_memo
 from .layers.pack import pack_prefix
+from .layers.stream import StreamedPackage, stream_package
 from .layers.plan import LayerPlan, assign_layers, check_hardlinks, plan_layers
 from .layers.pyc import compile_pyc
 from .layers.trim import TrimReport, trim_entries
@@ -42,7 +44,7 @@ from .oci.image import Image, canonical_json
 from .oci.output import write_output
 from .oci.registry.push import push_images
 from .oci.source import open_image
-from .oci.tar import GZIP_WORKERS, LayerInfo, TarEntry, write_layer
+from .oci.tar import GZIP_WORKERS, LayerInfo, TarEntry, entry_bytes, write_layer
 from .options import BuildOptions, compressor_warning
 from .parallel import process_pool, thread_pool, workers
 from .platforms import platform_for_subdir
@@ -269,8 +271,9 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
             entries, trimmed = trim_entries(packed.entries, arcroot, opts.trim)
             if trimmed.removed:
                 report_trim.update(trimmed.to_json())
+            learnt: dict[str, layer_memo.PackageFacts] = {}
             if keys is not None and not report.clobbered:
-                _remember_packages(packed.entries, packed.owner, arcroot, records, report, opts, keys)
+                learnt = _package_facts(packed.entries, packed.owner, arcroot, records, report, opts, keys)[0]
             if opts.compile_pyc:
                 entries, _ = compile_pyc(entries, packed.owner, arcroot, records, Path(tmp) / "pyc", warnings,
                                          jobs=opts.jobs)
@@ -291,20 +294,35 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
                 plans = merge_wheel_plans(plans, wheel_plans, opts.layering, opts.max_layers, base_layers)
         out = _compress(plans, spec, opts, reporter, mtime)
     if keys is not None and not report.clobbered:
+        _store_facts(keys, learnt)
         for plan, info, _blob in out:
             if plan.packages and all(d in keys for d in plan.packages):
                 layer_memo.store_layer(layer_memo.members_key([keys[d] for d in plan.packages]), info)
     return out
 
 
-def _fetch_extract(records: list[PackageRecord], opts: BuildOptions, reporter: Reporter,
-                   session: requests.Session) -> list[Path]:
-    """Download (or find in the cache, verified) and extract ``records``: their extracted directories, in order."""
+def _store_facts(keys: Mapping[str, str], facts: Mapping[str, layer_memo.PackageFacts]) -> None:
+    """Remember what was learnt of each package, once its layers are written (a refused build stores nothing)."""
+    for d, f in facts.items():
+        layer_memo.store_package(keys[d], f)
+
+
+def _fetch(records: list[PackageRecord], opts: BuildOptions, reporter: Reporter, session: requests.Session,
+           arrived: Callable[[PackageRecord, Path], None] | None = None) -> dict[str, Path]:
+    """Download (or find in the cache, verified) ``records``' package files: url -> file. ``arrived``: called with
+    each file as soon as it is verified."""
     with reporter.phase("fetch", _plural(len(records), "package")):
         download = reporter.task("download", len({r.url for r in records}), "packages",
                                  sizes={r.url: r.size for r in records})
-        files = fetch_packages(records, session, jobs=opts.jobs, offline=opts.offline,
-                               progress=lambda rec, done, total: download.file(rec.url, done, total))
+        return fetch_packages(records, session, jobs=opts.jobs, offline=opts.offline,
+                              progress=lambda rec, done, total: download.file(rec.url, done, total), arrived=arrived)
+
+
+def _fetch_extract(records: list[PackageRecord], opts: BuildOptions, reporter: Reporter,
+                   session: requests.Session, files: Mapping[str, Path] | None = None) -> list[Path]:
+    """Download (or find in the cache, verified) and extract ``records``: their extracted directories, in order.
+    ``files``: package files fetched already."""
+    files = {**(files or {}), **_fetch([r for r in records if r.url not in (files or {})], opts, reporter, session)}
     extract_root = cache_dir("extracted")
     with reporter.phase("extract"):
         unpacked = reporter.task("extract", len(records), "packages")
@@ -318,26 +336,30 @@ def _fetch_extract(records: list[PackageRecord], opts: BuildOptions, reporter: R
             return [f.result() for f in futures]
 
 
-def _compress(plans: list[LayerPlan], spec: BuildSpec, opts: BuildOptions, reporter: Reporter, mtime: int
-              ) -> list[tuple[LayerPlan, LayerInfo, Path]]:
+def _compress(plans: list[LayerPlan], spec: BuildSpec, opts: BuildOptions, reporter: Reporter, mtime: int,
+              keys: Mapping[int, str] | None = None) -> list[tuple[LayerPlan, LayerInfo, Path]]:
     """Write each planned layer as a blob (a layer with the same content as an earlier one is not compressed
-    again), in parallel; the result is in plan order."""
+    again), in parallel; the result is in plan order. ``keys``: id(plan) -> what the plan's content is known to
+    depend on (the per-package memo's members key), for plans whose entries are not named by their content."""
     owner = _owner(spec, opts)
     extract_root = cache_dir("extracted")
     with reporter.phase("compress", opts.compression):
         compressing = reporter.task("compress", len(plans), "layers", bytes_total=sum(p.size for p in plans))
-        # layers in parallel (zlib-ng and zstd release the GIL), each deflating its blocks on the same bound
+        # layers in worker processes (writing tar headers and reading small files hold the GIL), each deflating its
+        # blocks on threads under the same bound
         per_layer = workers(opts.jobs, GZIP_WORKERS, cpu_bound=True)
-
-        def compress(plan: LayerPlan) -> tuple[LayerPlan, LayerInfo, Path]:
-            when = max((e.mtime for e in plan.entries if e.mtime is not None), default=mtime)
-            info, blob = _write_layer_cached(plan, opts.compression, when, extract_root, per_layer, owner,
-                                             spec.image.prefix)
-            compressing.advance(1, plan.size)
-            return plan, info, blob
-
-        with thread_pool(opts.jobs, len(plans), "compress", cpu_bound=True) as pool:
-            out = list(pool.map(compress, sorted(plans, key=lambda p: -p.size)))
+        out = []
+        with process_pool(opts.jobs, len(plans), "compress") as pool:
+            todo = sorted(plans, key=lambda p: -p.size)
+            futures = {pool.submit(_write_layer_cached, plan, opts.compression,
+                                   max((e.mtime for e in plan.entries if e.mtime is not None), default=mtime),
+                                   extract_root, per_layer, owner, spec.image.prefix, (keys or {}).get(id(plan))): plan
+                       for plan in todo}
+            for fut in as_completed(futures):
+                plan = futures[fut]
+                info, blob = fut.result()
+                compressing.advance(1, plan.size)
+                out.append((plan, info, blob))
     order = {id(p): i for i, p in enumerate(plans)}
     out.sort(key=lambda t: order[id(t[0])])
     return out
@@ -377,11 +399,11 @@ def _by_package(entries: list[TarEntry], owner: dict[str, str], dists: Iterable[
     return by, rest
 
 
-def _remember_packages(entries: list[TarEntry], owner: dict[str, str], arcroot: str, records: list[PackageRecord],
-                       report: InstallReport, opts: BuildOptions, keys: dict[str, str]
-                       ) -> tuple[dict[str, layer_memo.PackageFacts], dict[str, list[TarEntry]], list[TarEntry]]:
-    """Store each installed package's facts (layers/memo.py) from its packed, untrimmed entries; return them, each
-    package's trimmed entries and the environment-wide (untrimmed) entries.
+def _package_facts(entries: list[TarEntry], owner: dict[str, str], arcroot: str, records: list[PackageRecord],
+                   report: InstallReport, opts: BuildOptions, keys: dict[str, str]
+                   ) -> tuple[dict[str, layer_memo.PackageFacts], dict[str, list[TarEntry]], list[TarEntry]]:
+    """Each installed package's facts (layers/memo.py) from its packed, untrimmed entries, each package's trimmed
+    entries and the environment-wide (untrimmed) entries.
 
     A package whose record does not say noarch: python but whose metadata does is not remembered: its key lacks
     the python it was laid out for."""
@@ -404,14 +426,13 @@ def _remember_packages(entries: list[TarEntry], owner: dict[str, str], arcroot: 
         for e in kept:
             rel = e.path[len(root):]
             if e.kind == "file" and rel.startswith(ACTIVATE_DIR):
-                scripts[rel] = e.data if e.data is not None else Path(e.source).read_bytes() if e.source else b""
+                scripts[rel] = entry_bytes(e)
         facts[d] = layer_memo.PackageFacts(
             size=sum(e.size for e in kept if e.kind == "file"),
             paths=tuple(sorted(e.path[len(root):] for e in by[d] if e.kind != "dir")),
             scripts=scripts, post_link=tuple(sorted(post.get(d, ()))),
             trimmed={rule: (n, b) for rule, (n, b) in trimmed.removed.items()},
             site_packages=report.site_packages if r.name == "python" else None)
-        layer_memo.store_package(keys[d], facts[d])
     return facts, kept_by, rest
 
 
@@ -428,30 +449,23 @@ def _env_layers_by_package(spec: BuildSpec, records: list[PackageRecord], subdir
     trim rules, records without requested specs), and the top layer (history, conda-pack's scripts, activation) is
     made from the whole environment as the full path makes it."""
     facts = {d: layer_memo.lookup_package(k) for d, k in keys.items()}
-    if all(f is None for f in facts.values()):
-        return None  # a first build: the full path is the same work, and it remembers every package
     known_paths: dict[str, str] = {}
     for d, f in facts.items():
         for p in f.paths if f is not None else ():
             if known_paths.setdefault(p, d) != d:
                 return None  # two packages ship one path: which copy wins needs the full install
-    by_name = {r.dist_name: r for r in records}
-    python = next((r for r in records if r.name == "python"), None)
-    arcroot = spec.image.prefix.strip("/")
     todo = {d for d, f in facts.items() if f is None}
     for _round in range(3):  # a second round when a changed package joins a group layer whose others are remembered
-        if python is not None and (facts[python.dist_name] is None
-                                   or any(by_name[d].noarch == "python" for d in todo)):
-            todo.add(python.dist_name)  # conda-pack places noarch: python files by the python it finds
         subset = [r for r in records if r.dist_name in todo]
         with held_temp_dir("stage-") as tmp:
-            staged = _install_subset(spec, records, subset, subdir, opts, reporter, session, mtime, keys, facts,
-                                     Path(tmp))
+            staged = _stage_subset(spec, records, subset, subdir, opts, reporter, session, mtime, keys, facts,
+                                   Path(tmp))
             if staged is None:
                 return None
+            todo |= set(staged.facts)
             facts.update(staged.facts)
             sizes = {d: f.size for d, f in facts.items() if f is not None}
-            if len(sizes) != len(records):
+            if len(sizes) != len(records) or not _independent(facts):
                 return None
             plans = assign_layers(records, sizes, opts.layering, opts.max_layers, base_layers)
             by, _ = _by_package(staged.entries, staged.owner, todo)
@@ -470,9 +484,28 @@ def _env_layers_by_package(spec: BuildSpec, records: list[PackageRecord], subdir
             if post:
                 warnings.append("post-link scripts not run: " + ", ".join(post))
             warnings.extend(staged.warnings)
-            return _assemble(spec, opts, reporter, mtime, warnings, report_trim, keys, facts, ready, staged, base,
-                             activated)
+            out = _assemble(spec, opts, reporter, mtime, warnings, report_trim, keys, facts, ready, staged, base,
+                            activated)
+            _store_facts(keys, {d: f for d, f in facts.items() if f is not None and d in todo})
+            return out
     return None
+
+
+def _independent(facts: Mapping[str, layer_memo.PackageFacts | None]) -> bool:
+    """No path is shipped by two packages or lies beneath another package's path (a link to a directory): each
+    package's layer is then what it would be in any environment."""
+    paths = sorted((p, d) for d, f in facts.items() if f is not None for p in f.paths)
+    for (a, da), (b, db) in zip(paths, paths[1:]):
+        if a == b and da != db:
+            return False
+    names = {p for p, _ in paths}
+    return not any(parent in names for p in names for parent in _parent_dirs(p))
+
+
+def _parent_dirs(path: str) -> Iterable[str]:
+    while "/" in path:
+        path = path.rsplit("/", 1)[0]
+        yield path
 
 
 @dataclass
@@ -488,16 +521,106 @@ class _Staged:
     warnings: list[str]
 
 
+def _stage_subset(spec: BuildSpec, records: list[PackageRecord], subset: list[PackageRecord], subdir: str,
+                  opts: BuildOptions, reporter: Reporter, session: requests.Session, mtime: int,
+                  keys: dict[str, str], facts: dict[str, layer_memo.PackageFacts | None], tmp: Path
+                  ) -> _Staged | None:
+    """Lay ``subset`` out for the per-package path: each plain package streamed from its archive
+    (layers/stream.py), the others extracted, installed and packed (:func:`_install_subset`, which also makes the
+    environment-wide files). None when the full path must run instead.
+
+    A noarch: python package that does not stream is installed with its python (the reference path places it by
+    the python it finds), so that python is installed, not streamed."""
+    arcroot = spec.image.prefix.strip("/")
+    portable = dict(zip((r.dist_name for r in records), _portable_records(spec, records, opts)))
+    python = next((r for r in records if r.name == "python"), None)
+    files, streamed = _fetch_stream(subset, portable, spec.image.prefix, python, facts, opts, reporter, session, tmp)
+    rest = [r for r in subset if r.dist_name not in streamed]
+    if python is not None and any(r.noarch == "python" for r in rest) and python not in rest:
+        streamed.pop(python.dist_name, None)
+        rest = [r for r in records if r in rest or r is python]
+    done = [r for r in subset if r.dist_name in streamed]
+    owner = {e.path: s.dist for s in streamed.values() for e in s.entries}
+    if len(owner) != sum(len(s.entries) for s in streamed.values()):
+        return None  # two packages ship one path: which copy wins needs the full install
+    report = InstallReport(post_link_scripts=[p for s in streamed.values() for p in s.post_link],
+                           noarch_python={s.dist for s in streamed.values() if s.noarch_python},
+                           site_packages=next((s.site_packages for s in streamed.values() if s.site_packages), None))
+    new, kept, _ = _package_facts([e for s in streamed.values() for e in s.entries], owner, arcroot, done, report,
+                                      opts, keys)
+    if len(new) != len(done):
+        return None
+    installed = _install_subset(spec, records, rest, subdir, opts, reporter, session, mtime, keys, {**facts, **new},
+                                tmp, files)
+    if installed is None:
+        return None
+    entries = dated_entries([e for d in sorted(kept) for e in kept[d]], owner, done, given_epoch(opts.lock))
+    return dataclasses.replace(installed, entries=installed.entries + entries, owner={**installed.owner, **owner},
+                               facts={**installed.facts, **new})
+
+
+def _fetch_stream(subset: list[PackageRecord], portable: Mapping[str, PackageRecord], prefix: str,
+                  python: PackageRecord | None, facts: Mapping[str, layer_memo.PackageFacts | None],
+                  opts: BuildOptions, reporter: Reporter, session: requests.Session, tmp: Path
+                  ) -> tuple[dict[str, Path], dict[str, StreamedPackage]]:
+    """Fetch ``subset`` and stream its plain packages into layer entries, each as soon as its file is verified, in
+    worker processes (tar parsing, hashing and prefix rewriting hold the GIL): the files (url -> file) and the
+    streamed packages (dist name -> entries and facts). A noarch: python package is placed by the python package's
+    site-packages: remembered, or known once python itself has streamed (if it did not, neither do they)."""
+    if not subset:
+        return {}, {}
+    version = python_version_of(portable.values())
+    spool = tmp / "spool"
+    spool.mkdir()
+    number = {r.dist_name: i for i, r in enumerate(subset)}
+    known = facts.get(python.dist_name) if python is not None and python not in subset else None
+    site = known.site_packages if known is not None else None
+    started: dict[str, Future[StreamedPackage | None]] = {}
+    lock = threading.Lock()
+    out: dict[str, StreamedPackage] = {}
+    with process_pool(opts.jobs, len(subset), "stream") as pool:
+
+        def start(r: PackageRecord, path: Path, where: str | None) -> None:
+            fut = pool.submit(stream_package, path, portable[r.dist_name], prefix, spool / str(number[r.dist_name]),
+                              version, where)
+            with lock:
+                started[r.dist_name] = fut
+
+        def arrived(r: PackageRecord, path: Path) -> None:
+            if r.noarch != "python" or site is not None:
+                start(r, path, site)
+
+        files = _fetch(subset, opts, reporter, session, arrived)
+        with reporter.phase("stream", _plural(len(subset), "package")):
+            streaming = reporter.task("stream", len(subset), "packages")
+            for r in subset:
+                if r.dist_name in started:
+                    got = started[r.dist_name].result()
+                    streaming.advance(1)
+                    if got is not None:
+                        out[r.dist_name] = got
+            late = [r for r in subset if r.dist_name not in started]
+            if late and python is not None and python.dist_name in out:
+                for r in late:
+                    start(r, files[r.url], out[python.dist_name].site_packages)
+                for r in late:
+                    got = started[r.dist_name].result()
+                    streaming.advance(1)
+                    if got is not None:
+                        out[r.dist_name] = got
+    return files, out
+
+
 def _install_subset(spec: BuildSpec, records: list[PackageRecord], subset: list[PackageRecord], subdir: str,
                     opts: BuildOptions, reporter: Reporter, session: requests.Session, mtime: int,
-                    keys: dict[str, str], facts: dict[str, layer_memo.PackageFacts | None], tmp: Path
-                    ) -> _Staged | None:
+                    keys: dict[str, str], facts: dict[str, layer_memo.PackageFacts | None], tmp: Path,
+                    files: Mapping[str, Path] | None = None) -> _Staged | None:
     """Fetch, extract, install and pack ``subset`` as part of the whole environment ``records`` (its history, its
     python and that python's site-packages), in ``tmp``. None when the full path must run instead: a path
     another package also ships, or a package that is noarch: python without its record saying so."""
     prefix = spec.image.prefix
     arcroot = prefix.strip("/")
-    extracted = _fetch_extract(subset, opts, reporter, session) if subset else []
+    extracted = _fetch_extract(subset, opts, reporter, session, files) if subset else []
     portable = dict(zip((r.dist_name for r in records), _portable_records(spec, records, opts)))
     python = next((r for r in records if r.name == "python"), None)
     known_python = facts.get(python.dist_name) if python is not None else None
@@ -520,7 +643,7 @@ def _install_subset(spec: BuildSpec, records: list[PackageRecord], subset: list[
         if any(e.kind != "dir" and packed.owner.get(e.path) in names and e.path[len(root):] in others
                for e in packed.entries):
             return None
-        new, kept, rest = _remember_packages(packed.entries, packed.owner, arcroot, subset, report, opts, keys)
+        new, kept, rest = _package_facts(packed.entries, packed.owner, arcroot, subset, report, opts, keys)
         if len(new) != len(subset):
             return None
         top, top_trimmed = trim_entries(rest, arcroot, opts.trim)
@@ -556,7 +679,8 @@ def _assemble(spec: BuildSpec, opts: BuildOptions, reporter: Reporter, mtime: in
         plans.append(LayerPlan(name="environment files", entries=top))
     todo = [plan for plan, hit in ready if hit is None] + plans[len(ready):]
     check_hardlinks(todo)
-    built = {id(plan): (info, blob) for plan, info, blob in _compress(todo, spec, opts, reporter, mtime)}
+    known = {id(plan): layer_memo.members_key([keys[d] for d in plan.packages]) for plan in todo if plan.packages}
+    built = {id(plan): (info, blob) for plan, info, blob in _compress(todo, spec, opts, reporter, mtime, known)}
     for plan in todo:
         if plan.packages:
             layer_memo.store_layer(layer_memo.members_key([keys[d] for d in plan.packages]), built[id(plan)][0])
@@ -603,6 +727,8 @@ def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path
         elif e.source is not None:
             with open(e.source, "rb") as f:
                 content = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+        elif e.opener is not None:
+            raise ValueError(f"{e.path}: streamed content has no content key")  # the caller passes one
         else:
             content = ""
         items.append([e.path, e.kind, e.mode, e.size, e.linkname, content, e.mtime])
@@ -615,11 +741,12 @@ def _layer_key(plan: LayerPlan, compression: str, mtime: int, extract_root: Path
 
 def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_root: Path,
                         gzip_workers: int | None = None, owner: tuple[int, int] = (0, 0),
-                        prefix: str = "") -> tuple[LayerInfo, Path]:
+                        prefix: str = "", known: str | None = None) -> tuple[LayerInfo, Path]:
     """An unchanged layer is never rebuilt or recompressed: its descriptor is remembered under its content key
-    (which includes the owner of the prefix's files)."""
+    (which includes the owner of the prefix's files), or under ``known``, a key the caller knows covers it."""
     blobs = cache_dir("blobs", "sha256")
-    key = _layer_key(plan, compression, mtime, extract_root, owner)
+    key = _layer_key(plan, compression, mtime, extract_root, owner) if known is None else \
+        hashlib.sha256(f"known:{LAYER_FORMAT}:{known}".encode()).hexdigest()
     memo = cache_dir("layers") / f"{key}.json"
     try:
         info = LayerInfo(**json.loads(memo.read_bytes()))
@@ -806,7 +933,7 @@ def activate_environment(entries: list[TarEntry], spec: BuildSpec, base: Image, 
             continue
         rel = e.path[len(arcroot):]
         if rel.startswith(ACTIVATE_DIR) or rel == STATE_FILE:
-            data = e.data if e.data is not None else Path(e.source).read_bytes() if e.source else b""
+            data = entry_bytes(e)
             if rel == STATE_FILE:
                 state = data
             else:

@@ -245,12 +245,15 @@ def _fetch_one(rec: PackageRecord, session: requests.Session, pkgs: Path, offlin
 
 def fetch_packages(records: Sequence[PackageRecord], session: requests.Session, *, jobs: int = 8,
                    offline: bool = False, progress: Progress | None = None,
-                   mirrors: Mirrors | None = None) -> dict[str, Path]:
+                   mirrors: Mirrors | None = None,
+                   arrived: Callable[[PackageRecord, Path], None] | None = None) -> dict[str, Path]:
     """``{record.url: verified file in the package cache}``; downloads what is missing with ``jobs`` threads,
     from the channel's mirrors first (``mirrors``, default ``$OCI_CONDA_MIRRORS``; none offline).
 
     ``progress(record, bytes_done, total_or_None)`` is called from worker threads as bytes arrive (and once for a
     cache hit). Offline, anything not cached and not a ``file://`` URL is a :class:`FetchError`.
+    ``arrived(record, file)`` is called (from worker threads) as soon as each file is verified, so that a caller can
+    start on it at once.
     """
     offline = offline or is_offline(session)
     mirrors = Mirrors() if offline else (mirrors if mirrors is not None else mirrors_from_env())
@@ -261,11 +264,18 @@ def fetch_packages(records: Sequence[PackageRecord], session: requests.Session, 
     todo = list(unique.values())
     if not todo:
         return {}
+
+    def one(rec: PackageRecord) -> Path:
+        path = _fetch_one(rec, session, pkgs, offline, progress, mirrors)
+        if arrived is not None:
+            arrived(rec, path)
+        return path
+
     if jobs <= 1 or len(todo) == 1:
-        return {rec.url: _fetch_one(rec, session, pkgs, offline, progress, mirrors) for rec in todo}
+        return {rec.url: one(rec) for rec in todo}
     out: dict[str, Path] = {}
     with thread_pool(jobs, len(todo), "fetch") as pool:
-        futures = [pool.submit(_fetch_one, rec, session, pkgs, offline, progress, mirrors) for rec in todo]
+        futures = [pool.submit(one, rec) for rec in todo]
         try:
             for rec, fut in zip(todo, futures):  # the first failure in record order wins
                 out[rec.url] = fut.result()

@@ -14,7 +14,7 @@ import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from ..errors import InstallError
 from ..oci.tar import TarEntry
@@ -93,14 +93,15 @@ def _walked(staging: Path, standing: Mapping[str, str]) -> set[str]:
     from conda_pack.core import load_files
 
     found = set(load_files(str(staging)))
-    recorded = {t for t in standing if not _walk_skips(t.split("/", 1)[0])}
+    recorded = {t for t in standing if not walk_skips(t.split("/", 1)[0])}
     if recorded:
         holding = {parent for t in recorded for parent in _parents(t)}
         found = {f for f in found if f not in holding} | recorded  # a directory of recorded files is not empty
     return found
 
 
-def _walk_skips(top: str) -> bool:
+def walk_skips(top: str) -> bool:
+    """conda-pack's walk leaves this top-level name of the prefix out of the environment."""
     return top in _WALK_IGNORED or top.endswith(("~", ".DS_STORE"))
 
 
@@ -159,6 +160,19 @@ def pack_prefix(staging: Path, dest_prefix: str, sources: Mapping[str, str] | No
         raise InstallError(f"conda-pack refused the environment: {str(e).strip().splitlines()[0][:300]}") from None
     entries = sink.finish()
     return PackedEnv(entries=entries, owner=_owners(staging, arcroot), warnings=caught)
+
+
+def packed_record(doc: dict[str, Any]) -> bytes:
+    """A conda-meta record (as written by conda.install.conda_meta_json) as conda-pack packs it: the paths of the
+    machine that installed it blanked, written again with one-space indents and sorted keys (the bytes
+    ``Packer`` adds for ``conda-meta/*.json``)."""
+    doc = dict(doc)
+    for key in ("extracted_package_dir", "package_tarball_full_path"):
+        if key in doc:
+            doc[key] = ""
+    if doc.get("link") and "source" in doc["link"]:
+        doc["link"] = {**doc["link"], "source": ""}
+    return json.dumps(doc, indent=True, sort_keys=True).encode()
 
 
 def _owners(staging: Path, arcroot: str) -> dict[str, str]:

@@ -464,6 +464,18 @@ def _content_size(e: TarEntry) -> int:
     return e.size if e.opener is not None else 0
 
 
+def entry_bytes(e: TarEntry) -> bytes:
+    """A file entry's contents, wherever they come from (small files: activation scripts, records)."""
+    if e.data is not None:
+        return e.data
+    if e.source is not None:
+        return Path(e.source).read_bytes()
+    if e.opener is not None:
+        with e.opener() as f:
+            return f.read(e.size)
+    return b""
+
+
 def _write_file(sink: _Sink, e: TarEntry, size: int, mtime: int, owner: tuple[int, int] = (0, 0)) -> None:
     header = entry_header(e.path, "file", e.mode, size, mtime, "", owner)
     pad = b"\0" * (-size % 512)
