@@ -5,9 +5,9 @@ A killed build leaves ``.NAME.*.tmp`` / ``.old`` behind; the next writer removes
 An output file that is still exactly what the last write put there need not be written again (a no-op rebuild,
 issue 16): after each write the cache records the output's path, a key naming every byte written and the file's
 stat stamp (device, inode, size, mtime and ctime; ``ctime`` changes with any write, truncation, ``touch``, rename
-or ``chmod`` and cannot be set back by a user). A later write of the same key finds the record and the same stamp
-and keeps the file; a modified, truncated, replaced or symlinked output, another key, or no record means the
-output is written again.
+or ``chmod`` and cannot be set back by a user; the same trust as the cache's own entries, cache_verify.py). A
+later write of the same key finds the record and the same stamp and keeps the file; a modified, truncated,
+replaced or symlinked output, another key, or no record means the output is written again.
 """
 
 from __future__ import annotations
@@ -69,11 +69,12 @@ def output_unchanged(out: Path, key: str) -> bool:
 def record_output(out: Path, fd: int, key: str) -> None:
     """Remember that ``out`` (absolute) is the file open at ``fd``, just renamed into place, holding ``key``'s bytes.
 
-    Nothing is recorded if ``out`` is no longer that file (another writer replaced it); a cache that cannot be
+    Nothing is recorded if ``out`` is no longer that file (another writer replaced it), or if its file system keeps
+    whole seconds only (an edit within the second of the rename would keep the stamp); a cache that cannot be
     written only means the next build writes the output again."""
     try:
         st = os.fstat(fd)
-        if _stamp(os.lstat(out)) != _stamp(st):
+        if _stamp(os.lstat(out)) != _stamp(st) or st.st_ctime_ns % 1_000_000_000 == 0:
             return
         doc = {"path": str(out), "key": key, "stamp": _stamp(st)}
         with atomic_write(cache_dir(OUTPUTS_DIR) / _record_name(out), fsync=False) as f:
