@@ -88,10 +88,10 @@ def store(cache_env: Path, tmp_path: Path) -> BlobStore:
 class _Count:
     """Wraps an ``os`` function, counting calls (and optionally refusing them with ``refuse``)."""
 
-    def __init__(self, fn, refuse: int | None = None):  # noqa: ANN001
+    def __init__(self, fn, refuse: int | None = None):
         self.fn, self.refuse, self.calls = fn, refuse, 0
 
-    def __call__(self, *args):  # noqa: ANN002, ANN204
+    def __call__(self, *args):
         self.calls += 1
         if self.refuse is not None:
             raise OSError(self.refuse, os.strerror(self.refuse))

@@ -61,8 +61,19 @@ SHARD_INDEX_NAME = "repodata_shards.msgpack.zst"
 RECHECK_SHARDS_AFTER = 24 * 3600
 MAX_SHARD_SIZE = 256 << 20
 
-__all__ = ["SubdirSource", "LocalSubdir", "RemoteSubdir", "ShardedSubdir", "Fetched", "conditional_get",
-           "open_whole", "cache_max_age", "repodata_ttl", "is_fresh", "TTL_ENV"]
+__all__ = [
+    "TTL_ENV",
+    "Fetched",
+    "LocalSubdir",
+    "RemoteSubdir",
+    "ShardedSubdir",
+    "SubdirSource",
+    "cache_max_age",
+    "conditional_get",
+    "is_fresh",
+    "open_whole",
+    "repodata_ttl",
+]
 
 
 class SubdirSource(Protocol):

@@ -22,7 +22,12 @@ from typing import Any, BinaryIO
 
 from oci_conda.errors import ImageError, OutputError
 from oci_conda.limits import open_regular
-from oci_conda.oci.atomic import check_parent, output_unchanged, record_output, remove_stale_temps
+from oci_conda.oci.atomic import (
+    check_parent,
+    output_unchanged,
+    record_output,
+    remove_stale_temps,
+)
 from oci_conda.oci.blobs import (
     CHUNK,
     Opener,

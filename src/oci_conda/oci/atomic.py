@@ -18,9 +18,8 @@ import os
 import stat
 from pathlib import Path
 
-from oci_conda.cache import atomic_write, cache_dir, cache_root
+from oci_conda.cache import atomic_write, cache_dir, cache_root, sweep_stale
 from oci_conda.cache import hold as cache_hold
-from oci_conda.cache import sweep_stale
 from oci_conda.errors import OutputError
 
 
