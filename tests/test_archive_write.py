@@ -5,11 +5,15 @@ still holds exactly what would be written kept as it is (issue 16's no-op rebuil
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from conftest import REPO
+from realenv import oci_conda
 
 from oci_conda.cache_verify import file_digests
 from oci_conda.errors import ImageError
@@ -33,6 +37,7 @@ from oci_conda.oci.tar import TarEntry, write_layer
 AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64", "v8")
 MTIME = 1700000000
+HELLO = REPO / "examples" / "hello"
 
 
 def _store_layer(store: BlobStore, files: dict[str, bytes]) -> tuple[Descriptor, str, Path]:
@@ -231,3 +236,23 @@ def test_nothing_is_kept_without_a_record(store: BlobStore, tmp_path: Path, cach
         rec.unlink()
     write_archive(out, planned, None, MTIME)
     assert os.lstat(out).st_ino != first.st_ino
+
+
+def test_cli_no_op_rebuild_keeps_the_archive_and_a_changed_one_is_rebuilt(tmp_path: Path, cache_env: Path) -> None:
+    """Through the command line: the second build of the same inputs leaves the archive as it is (same inode,
+    same ctime); after the file was damaged the next build writes the same bytes again."""
+    shutil.copytree(HELLO, tmp_path / "hello", ignore=shutil.ignore_patterns("src", "build_channel.py", ".*"))
+    env_file = tmp_path / "hello" / "environment.yml"
+    out = tmp_path / "img.tar"
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    oci_conda("build", str(env_file), "-o", str(out), "-q", env=env)
+    first, want = os.lstat(out), hashlib.sha256(out.read_bytes()).hexdigest()
+    oci_conda("build", str(env_file), "-o", str(out), "-q", env=env)
+    again = os.lstat(out)
+    assert (again.st_ino, again.st_ctime_ns) == (first.st_ino, first.st_ctime_ns)
+    with open(out, "r+b") as f:  # damaged at the end, size kept
+        f.seek(-1024 * 3, os.SEEK_END)
+        f.write(b"\xff" * 16)
+    oci_conda("build", str(env_file), "-o", str(out), "-q", env=env)
+    assert os.lstat(out).st_ino != first.st_ino
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == want
