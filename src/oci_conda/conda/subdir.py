@@ -351,7 +351,8 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
         if outcome == "not-modified":
             got = from_cache()
             assert got is not None
-            _write_state(state_p, new_st)
+            if new_st.get("max_age") or st.get("max_age"):  # only a freshness lifetime makes its start matter
+                _write_state(state_p, new_st)
             return got
         if outcome == "missing":
             _write_state(state_p, new_st)
