@@ -166,6 +166,37 @@ def test_a_changed_recorded_blob_is_hashed_and_refused(store: BlobStore, tmp_pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".o.tar")] == []
 
 
+def test_blob_replaced_or_edited_during_the_copy(store: BlobStore, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another build renaming the same blob over the one being copied (its ctime changes) is no error: the bytes
+    written are checked instead. An edit of the blob while it is copied is refused."""
+    planned = _plan(store)
+    want = _reference(planned, None, MTIME)
+    real = os.copy_file_range
+    state = {"action": "replace", "done": False}
+
+    def racing(src: int, dst: int, count: int, offset_src: int | None = None, offset_dst: int | None = None) -> int:
+        if not state["done"]:
+            state["done"] = True
+            path = os.readlink(f"/proc/self/fd/{src}")
+            if state["action"] == "replace":  # the same bytes renamed over it, as a concurrent ingest does
+                (tmp_path / "same").write_bytes(Path(path).read_bytes())
+                os.replace(tmp_path / "same", path)
+            else:  # changed in place
+                with open(path, "r+b") as f:
+                    f.seek(100)
+                    f.write(b"\0" * 64)
+        return real(src, dst, count, offset_src, offset_dst)
+
+    monkeypatch.setattr(os, "copy_file_range", racing)
+    write_archive(tmp_path / "o.tar", planned, None, MTIME)
+    assert state["done"] and (tmp_path / "o.tar").read_bytes() == want
+    state.update(action="edit", done=False)
+    with pytest.raises(ImageError, match="changed while it was being written"):
+        write_archive(tmp_path / "p.tar", _plan(BlobStore(tmp_path / "s2")), None, MTIME)
+    assert not list(tmp_path.glob("*p.tar*"))
+
+
 def test_interrupted_write_leaves_nothing(store: BlobStore, tmp_path: Path) -> None:
     img = _image(store, AMD64, [{"f": b"f" * 5000}], True)
 

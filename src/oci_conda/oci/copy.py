@@ -10,6 +10,7 @@ set back) and whose stamp has not changed since; any other source is read, hashe
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import stat
@@ -56,15 +57,32 @@ def verified_fd(f: BinaryIO, sha256: str, size: int) -> int | None:
 
 def copy_verified(f: BinaryIO, dst: int, sha256: str, size: int, what: str) -> bool:
     """Append the blob ``f`` (``sha256``, ``size``) at ``dst``'s position kernel-side when :func:`verified_fd`
-    vouches for it; False (nothing written) when it does not. ImageError if it changes while being copied."""
+    vouches for it; False (nothing written) when it does not.
+
+    Should the source's stamp change during the copy (a concurrent build renaming the same blob over it changes
+    its ctime, an edit its content), the bytes just written are read back from ``dst`` and hashed: ImageError
+    unless they are the blob."""
     src = verified_fd(f, sha256, size)
     if src is None:
         return False
     before = _stamp(os.fstat(src))
+    start = os.lseek(dst, 0, os.SEEK_CUR)
     copy_fd(src, dst, size, what)
-    if _stamp(os.fstat(src)) != before:
+    if _stamp(os.fstat(src)) != before and _sha256_range(dst, start, size) != sha256:
         raise ImageError(f"{what} changed while it was being written")
     return True
+
+
+def _sha256_range(fd: int, start: int, size: int) -> str:
+    h = hashlib.sha256()
+    done = 0
+    while done < size:
+        chunk = os.pread(fd, min(_CHUNK, size - done), start + done)
+        if not chunk:
+            break
+        h.update(chunk)
+        done += len(chunk)
+    return h.hexdigest()
 
 
 def copy_fd(src: int, dst: int, size: int, what: str) -> None:
