@@ -237,7 +237,7 @@ def _segments(members: list[_Member], mtime: int) -> list[bytes | Layer]:
     return out
 
 
-def archive_key(segments: list[bytes | Layer]) -> str:
+def _archive_key(segments: list[bytes | Layer]) -> str:
     """A digest of every byte the archive holds, a blob counted by its digest and size (which fix its bytes)."""
     h = hashlib.sha256(b"oci-conda archive segments 1\n")
     for seg in segments:
@@ -285,7 +285,7 @@ def write_archive(out_tar: Path, planned: Plan, index_annotations: dict[str, str
     if out_tar.is_dir():
         raise OutputError(f"cannot write {out_tar}: it is a directory")
     segments = _segments(_members(planned, index_annotations), int(mtime))
-    key = archive_key(segments)
+    key = _archive_key(segments)
     if output_unchanged(out_tar, key):
         return planned.tops
     remove_stale_temps(out_tar)
