@@ -226,6 +226,15 @@ def test_copy_younger_than_max_age_is_not_asked_for_again(realdata: Path, tmp_pa
     _age_states(cache_env, -3600)  # fetched "in the future" (a clock set back): not trusted
     assert subdir_records(http_channel(url), "linux-64", s) == first
     assert log == [("/linux-64/repodata.json.zst", 304)]
+    # a 304 without Cache-Control keeps the lifetime stored with the copy (RFC 9111 4.3.4)
+    httpd.cache_control = None
+    _age_states(cache_env, 601)
+    log.clear()
+    assert subdir_records(http_channel(url), "linux-64", s) == first
+    assert log == [("/linux-64/repodata.json.zst", 304)]
+    log.clear()
+    assert subdir_records(http_channel(url), "linux-64", s) == first
+    assert log == []
 
 
 @pytest.mark.parametrize("cc, ttl, asked", [
@@ -267,7 +276,8 @@ def test_cache_max_age_parsing() -> None:
     assert cache_max_age("s-maxage=100") == 0
     assert cache_max_age("max-age=600, no-cache") == 0
     assert cache_max_age("max-age=-1") == 0
-    assert cache_max_age(None) == 0 and cache_max_age("") == 0
+    assert cache_max_age("") == 0
+    assert cache_max_age(None) is None  # no header: a 304 keeps the stored lifetime
 
 
 def test_shard_index_younger_than_max_age_is_not_asked_for_again(realdata: Path, tmp_path: Path, etag_server,

@@ -103,12 +103,22 @@ class Fetched:
     body: bytes | None
     etag: str | None
     last_modified: str | None
-    max_age: int = 0  # seconds the answer stays fresh (Cache-Control), 0: revalidate next time
+    max_age: int | None = None  # seconds the answer stays fresh (Cache-Control); None: the header was absent
+
+    def lifetime(self, stored: Mapping[str, Any]) -> int:
+        """How long the copy stays fresh after this answer: its own max-age, or for a 304 without Cache-Control
+        the one stored with the copy (a 304 updates only the headers it carries, RFC 9111 4.3.4)."""
+        if self.max_age is not None:
+            return self.max_age
+        old = stored.get("max_age", 0) if self.status == 304 else 0
+        return old if isinstance(old, int) else 0
 
 
-def cache_max_age(cache_control: str | None) -> int:
-    """Seconds a response stays fresh by its ``Cache-Control`` header: ``max-age=N``; 0 without one, or with
-    ``no-cache`` / ``no-store`` (which say "ask every time")."""
+def cache_max_age(cache_control: str | None) -> int | None:
+    """Seconds a response stays fresh by its ``Cache-Control`` header: ``max-age=N``; 0 with ``no-cache`` /
+    ``no-store`` (which say "ask every time") or without a max-age; None without the header."""
+    if cache_control is None:
+        return None
     age = 0
     for part in (cache_control or "").split(","):
         key, _, value = part.strip().partition("=")
@@ -241,7 +251,7 @@ def _get_repodata(channel: Channel, subdir: str, session: requests.Session, st: 
         except OfflineError:
             raise ChannelError(f"offline build: no cached repodata for {canon}") from None
         if r.status == 304 and conditional:
-            return "not-modified", where, None, dict(st, fetched=now, max_age=r.max_age)
+            return "not-modified", where, None, dict(st, fetched=now, max_age=r.lifetime(st))
         if variant == "zst" and r.status in (403, 404):
             if r.status == 404:
                 new_st["zst_missing"] = now
@@ -253,7 +263,7 @@ def _get_repodata(channel: Channel, subdir: str, session: requests.Session, st: 
         if r.status != 200:
             raise ChannelError(f"channel {channel.url}: HTTP {r.status} for {where}")
         assert r.body is not None
-        new_st.update(variant=variant, etag=r.etag, last_modified=r.last_modified, max_age=r.max_age)
+        new_st.update(variant=variant, etag=r.etag, last_modified=r.last_modified, max_age=r.lifetime(st))
         if variant == "zst":
             new_st.pop("zst_missing", None)
         return "fetched", where, decompress(r.body, where), new_st
@@ -553,9 +563,9 @@ def _fetch_shard_index(channel: Channel, subdir: str, session: requests.Session,
         except OfflineError:
             return None
         if r.status == 304 and cached is not None:
-            if r.max_age or st.get("max_age"):  # only a freshness lifetime makes the time of this answer matter
+            if r.lifetime(st):  # only a freshness lifetime makes the time of this answer matter
                 with atomic_write(state_p) as f:
-                    f.write(orjson.dumps(dict(st, fetched=now, max_age=r.max_age)))
+                    f.write(orjson.dumps(dict(st, fetched=now, max_age=r.lifetime(st))))
             return _parse_shard_index(cached, channel, subdir, where)
         if r.status in (403, 404):
             with atomic_write(state_p) as f:
@@ -569,7 +579,7 @@ def _fetch_shard_index(channel: Channel, subdir: str, session: requests.Session,
             f.write(r.body)
         with atomic_write(state_p) as f:
             f.write(orjson.dumps({"sha256": hashlib.sha256(r.body).hexdigest(), "etag": r.etag,
-                                  "last_modified": r.last_modified, "fetched": now, "max_age": r.max_age}))
+                                  "last_modified": r.last_modified, "fetched": now, "max_age": r.lifetime(st)}))
         return idx
 
 
