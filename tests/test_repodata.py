@@ -21,6 +21,7 @@ import zstandard
 import oci_conda
 
 from oci_conda.conda.channel import Channel, resolve_channel
+from oci_conda.conda.subdir import ShardedSubdir, cache_max_age
 from oci_conda.errors import ChannelError, FetchError
 from oci_conda.http import make_session
 from gatewayutil import records_of_channels, subdir_records
@@ -124,7 +125,13 @@ def test_fallback_to_json_is_remembered_and_304_reuses_cache(realdata: Path, tmp
 
 
 class _ETagHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with a content ETag and If-None-Match support (what real CDNs do)."""
+    """Static files with a content ETag and If-None-Match support (what real CDNs do), and the server's
+    ``cache_control`` (if set) as the Cache-Control header of every answer."""
+
+    def _cache_control(self) -> None:
+        cc = getattr(self.server, "cache_control", None)
+        if cc is not None:
+            self.send_header("Cache-Control", cc)
 
     def log_message(self, fmt: str, *args: object) -> None:
         pass
@@ -140,10 +147,12 @@ class _ETagHandler(http.server.SimpleHTTPRequestHandler):
         if self.headers.get("If-None-Match") == etag:
             self.send_response(304)
             self.send_header("ETag", etag)
+            self._cache_control()
             self.end_headers()
             return
         self.send_response(200)
         self.send_header("ETag", etag)
+        self._cache_control()
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -179,6 +188,117 @@ def test_etag_revalidation(realdata: Path, tmp_path: Path, etag_server, cache_en
     assert log == [("/linux-64/repodata.json.zst", 304)]
     assert httpd.requests[-1][1].get("If-None-Match", "").startswith('"')
     assert again == first
+
+
+def _age_states(cache_env: Path, seconds: float) -> None:
+    """Make every cached repodata state ``seconds`` older (as if fetched that long ago)."""
+    for p in [*(cache_env / "repodata").glob("*.state.json"), *(cache_env / "repodata" / "shards").glob("*.state.json")]:
+        st = orjson.loads(p.read_bytes())
+        if "fetched" in st:
+            st["fetched"] -= seconds
+            p.write_bytes(orjson.dumps(st))
+
+
+def test_copy_younger_than_max_age_is_not_asked_for_again(realdata: Path, tmp_path: Path, etag_server, cache_env,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As conda (local_repodata_ttl 1): the server's Cache-Control max-age decides how long a copy is used unasked;
+    $CONDA_LOCAL_REPODATA_TTL=0 revalidates every time."""
+    chan_dir = copy_channel(realdata / PYPI_CHANNEL, tmp_path / "chan")
+    httpd, url = etag_server(chan_dir)
+    httpd.cache_control = "public, max-age=600"
+    s, log = session_with_log()
+    first = subdir_records(http_channel(url), "linux-64", s)
+    assert log == [("/linux-64/repodata.json.zst", 200)]
+    log.clear()
+    assert subdir_records(http_channel(url), "linux-64", s) == first
+    assert log == []  # fresh: not asked
+    monkeypatch.setenv("CONDA_LOCAL_REPODATA_TTL", "0")
+    assert subdir_records(http_channel(url), "linux-64", s) == first
+    assert log == [("/linux-64/repodata.json.zst", 304)]
+    monkeypatch.delenv("CONDA_LOCAL_REPODATA_TTL")
+    log.clear()
+    _age_states(cache_env, 601)  # stale: revalidated, and the 304's max-age makes it fresh again
+    assert subdir_records(http_channel(url), "linux-64", s) == first
+    assert log == [("/linux-64/repodata.json.zst", 304)]
+    log.clear()
+    assert subdir_records(http_channel(url), "linux-64", s) == first
+    assert log == []
+    _age_states(cache_env, -3600)  # fetched "in the future" (a clock set back): not trusted
+    assert subdir_records(http_channel(url), "linux-64", s) == first
+    assert log == [("/linux-64/repodata.json.zst", 304)]
+    # a 304 without Cache-Control keeps the lifetime stored with the copy (RFC 9111 4.3.4)
+    httpd.cache_control = None
+    _age_states(cache_env, 601)
+    log.clear()
+    assert subdir_records(http_channel(url), "linux-64", s) == first
+    assert log == [("/linux-64/repodata.json.zst", 304)]
+    log.clear()
+    assert subdir_records(http_channel(url), "linux-64", s) == first
+    assert log == []
+
+
+@pytest.mark.parametrize("cc, ttl, asked", [
+    (None, None, True),  # no Cache-Control: revalidate every time
+    ("no-cache, max-age=600", None, True),
+    ("max-age=0", None, True),
+    (None, "300", False),  # a TTL of N > 1 seconds: trusted that long whatever the server says
+    ("no-store", "300", False),
+])
+def test_freshness_rules(realdata: Path, tmp_path: Path, etag_server, cache_env, monkeypatch: pytest.MonkeyPatch,
+                         cc: str | None, ttl: str | None, asked: bool) -> None:
+    chan_dir = copy_channel(realdata / PYPI_CHANNEL, tmp_path / "chan")
+    httpd, url = etag_server(chan_dir)
+    httpd.cache_control = cc
+    if ttl is not None:
+        monkeypatch.setenv("CONDA_LOCAL_REPODATA_TTL", ttl)
+    s, log = session_with_log()
+    subdir_records(http_channel(url), "linux-64", s)
+    log.clear()
+    subdir_records(http_channel(url), "linux-64", s)
+    assert log == ([("/linux-64/repodata.json.zst", 304)] if asked else [])
+
+
+def test_bad_ttl_is_one_line(realdata: Path, tmp_path: Path, etag_server, cache_env,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    chan_dir = copy_channel(realdata / PYPI_CHANNEL, tmp_path / "chan")
+    _httpd, url = etag_server(chan_dir)
+    s, _log = session_with_log()
+    subdir_records(http_channel(url), "linux-64", s)
+    monkeypatch.setenv("CONDA_LOCAL_REPODATA_TTL", "soon")
+    with pytest.raises(ChannelError, match=r"CONDA_LOCAL_REPODATA_TTL='soon': expected a number of seconds"):
+        subdir_records(http_channel(url), "linux-64", s)
+
+
+def test_cache_max_age_parsing() -> None:
+    assert cache_max_age("public, max-age=1200") == 1200
+    assert cache_max_age('max-age="30"') == 30
+    assert cache_max_age("MAX-AGE=5, must-revalidate") == 5
+    assert cache_max_age("s-maxage=100") == 0
+    assert cache_max_age("max-age=600, no-cache") == 0
+    assert cache_max_age("max-age=-1") == 0
+    assert cache_max_age("") == 0
+    assert cache_max_age(None) is None  # no header: a 304 keeps the stored lifetime
+
+
+def test_shard_index_younger_than_max_age_is_not_asked_for_again(realdata: Path, tmp_path: Path, etag_server,
+                                                                 cache_env) -> None:
+    src = realdata / "repodata" / "conda-tests" / "conda_format_repo"
+    chan = tmp_path / "chan"
+    shutil.copytree(src, chan)
+    for p in [chan, *chan.rglob("*")]:  # the shared data is read-only; the copy must be removable
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    httpd, url = etag_server(chan)
+    httpd.cache_control = "max-age=600"
+    s, log = session_with_log()
+    first = ShardedSubdir.open(http_channel(url), "linux-64", s, False)
+    assert first is not None and log == [("/linux-64/repodata_shards.msgpack.zst", 200)]
+    log.clear()
+    again = ShardedSubdir.open(http_channel(url), "linux-64", s, False)
+    assert again is not None and sorted(again.names()) == sorted(first.names())
+    assert log == []
+    _age_states(cache_env, 601)
+    assert ShardedSubdir.open(http_channel(url), "linux-64", s, False) is not None
+    assert log == [("/linux-64/repodata_shards.msgpack.zst", 304)]
 
 
 def test_corrupted_cache_entry_is_refetched(realdata: Path, tmp_path: Path, serve_dir, cache_env) -> None:

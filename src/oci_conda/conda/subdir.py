@@ -5,7 +5,10 @@ Three implementations: :class:`LocalSubdir` (a ``file://`` channel, read in plac
 ``repodata.json[.zst]`` over HTTP, cached) and :class:`ShardedSubdir` (CEP-16 sharded repodata: only the shards of
 the names asked for are fetched). The first two cut the document into a per-name index (``repodata.py``), so a
 name's records are made on first use. HTTP revalidation (ETag / Last-Modified) goes through the one
-:func:`conditional_get`.
+:func:`conditional_get`. As conda does (its ``local_repodata_ttl`` setting, read here from
+``$CONDA_LOCAL_REPODATA_TTL``), a cached copy younger than the server's ``Cache-Control: max-age`` is used without
+asking again: ``1`` (the default) follows the server, ``0`` revalidates on every build, ``N`` > 1 trusts a copy for
+``N`` seconds whatever the server said.
 
 Caches under ``cache_dir("repodata")``: per subdir URL a ``<key>.json`` (the decompressed index), a
 ``<key>.index`` and a ``<key>.state.json`` (url, etag, last_modified, variant, sha256, fetched, ...), so an
@@ -48,6 +51,8 @@ from .repodata import (
 if TYPE_CHECKING:
     import requests
 
+#: conda's setting (``local_repodata_ttl``) as the environment spells it; see :func:`repodata_ttl`.
+TTL_ENV = "CONDA_LOCAL_REPODATA_TTL"
 #: How long we believe a channel has no ``repodata.json.zst`` before asking again.
 RECHECK_ZST_AFTER = 7 * 24 * 3600
 STATE_VERSION = 1
@@ -56,8 +61,19 @@ SHARD_INDEX_NAME = "repodata_shards.msgpack.zst"
 RECHECK_SHARDS_AFTER = 24 * 3600
 MAX_SHARD_SIZE = 256 << 20
 
-__all__ = ["SubdirSource", "LocalSubdir", "RemoteSubdir", "ShardedSubdir", "Fetched", "conditional_get",
-           "open_whole"]
+__all__ = [
+    "TTL_ENV",
+    "Fetched",
+    "LocalSubdir",
+    "RemoteSubdir",
+    "ShardedSubdir",
+    "SubdirSource",
+    "cache_max_age",
+    "conditional_get",
+    "is_fresh",
+    "open_whole",
+    "repodata_ttl",
+]
 
 
 class SubdirSource(Protocol):
@@ -87,6 +103,57 @@ class Fetched:
     body: bytes | None
     etag: str | None
     last_modified: str | None
+    max_age: int | None = None  # seconds the answer stays fresh (Cache-Control); None: the header was absent
+
+    def lifetime(self, stored: Mapping[str, Any]) -> int:
+        """How long the copy stays fresh after this answer: its own max-age, or for a 304 without Cache-Control
+        the one stored with the copy (a 304 updates only the headers it carries, RFC 9111 4.3.4)."""
+        if self.max_age is not None:
+            return self.max_age
+        old = stored.get("max_age", 0) if self.status == 304 else 0
+        return old if isinstance(old, int) else 0
+
+
+def cache_max_age(cache_control: str | None) -> int | None:
+    """Seconds a response stays fresh by its ``Cache-Control`` header: ``max-age=N``; 0 with ``no-cache`` /
+    ``no-store`` (which say "ask every time") or without a max-age; None without the header."""
+    if cache_control is None:
+        return None
+    age = 0
+    for part in (cache_control or "").split(","):
+        key, _, value = part.strip().partition("=")
+        key = key.strip().lower()
+        if key in ("no-cache", "no-store"):
+            return 0
+        if key == "max-age":
+            value = value.strip().strip('"')
+            age = int(value) if value.isdigit() else 0
+    return age
+
+
+def repodata_ttl(env: Mapping[str, str] | None = None) -> int:
+    """conda's ``local_repodata_ttl``: 1 (default) follow the server's max-age, 0 always revalidate, N > 1 trust a
+    cached copy for N seconds. A value that is not a whole number is a ChannelError naming the variable."""
+    raw = (os.environ if env is None else env).get(TTL_ENV, "").strip().lower()
+    if not raw:
+        return 1
+    if raw in ("true", "yes", "false", "no"):
+        return 1 if raw in ("true", "yes") else 0
+    if not raw.isdigit():
+        raise ChannelError(f"${TTL_ENV}={raw!r}: expected a number of seconds (0: always revalidate repodata, "
+                           "1: follow the server's Cache-Control max-age)")
+    return int(raw)
+
+
+def is_fresh(st: Mapping[str, Any], now: float, ttl: int) -> bool:
+    """Whether a cached copy fetched (or revalidated) at ``st["fetched"]`` may be used without asking the server."""
+    if ttl == 0:
+        return False
+    limit = ttl if ttl > 1 else st.get("max_age", 0)
+    fetched = st.get("fetched")
+    if not isinstance(limit, int) or not isinstance(fetched, (int, float)):
+        return False
+    return 0 <= now - fetched < limit
 
 
 def conditional_get(session: requests.Session, url: str, where: str, channel: Channel, *,
@@ -117,7 +184,8 @@ def conditional_get(session: requests.Session, url: str, where: str, channel: Ch
                 body = r.content
             except requests.RequestException as e:
                 raise ChannelError(f"cannot read repodata from {where}: {describe_error(e)}") from None
-        return Fetched(r.status_code, body, r.headers.get("ETag"), r.headers.get("Last-Modified"))
+        return Fetched(r.status_code, body, r.headers.get("ETag"), r.headers.get("Last-Modified"),
+                       cache_max_age(r.headers.get("Cache-Control")))
 
 
 # ---------------------------------------------------------------- whole repodata: the HTTP cache
@@ -183,7 +251,7 @@ def _get_repodata(channel: Channel, subdir: str, session: requests.Session, st: 
         except OfflineError:
             raise ChannelError(f"offline build: no cached repodata for {canon}") from None
         if r.status == 304 and conditional:
-            return "not-modified", where, None, dict(st, fetched=now)
+            return "not-modified", where, None, dict(st, fetched=now, max_age=r.lifetime(st))
         if variant == "zst" and r.status in (403, 404):
             if r.status == 404:
                 new_st["zst_missing"] = now
@@ -195,7 +263,7 @@ def _get_repodata(channel: Channel, subdir: str, session: requests.Session, st: 
         if r.status != 200:
             raise ChannelError(f"channel {channel.url}: HTTP {r.status} for {where}")
         assert r.body is not None
-        new_st.update(variant=variant, etag=r.etag, last_modified=r.last_modified)
+        new_st.update(variant=variant, etag=r.etag, last_modified=r.last_modified, max_age=r.lifetime(st))
         if variant == "zst":
             new_st.pop("zst_missing", None)
         return "fetched", where, decompress(r.body, where), new_st
@@ -284,12 +352,17 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
                     raise ChannelError(f"damaged repodata cache for {canon}: run again online")
                 raise ChannelError(f"offline build: no cached repodata for {canon} (run once online to fill the cache)")
             return got
+        if (idx is not None or cached is not None) and is_fresh(st, time.time(), repodata_ttl()):
+            got = from_cache()  # younger than the server said it stays fresh: not asked again (as conda does)
+            assert got is not None
+            return got
         outcome, where, body, new_st = _get_repodata(channel, subdir, session, st,
                                                         idx is not None or cached is not None)
         if outcome == "not-modified":
             got = from_cache()
             assert got is not None
-            _write_state(state_p, new_st)
+            if new_st.get("max_age") or st.get("max_age"):  # only a freshness lifetime makes its start matter
+                _write_state(state_p, new_st)
             return got
         if outcome == "missing":
             _write_state(state_p, new_st)
@@ -481,6 +554,8 @@ def _fetch_shard_index(channel: Channel, subdir: str, session: requests.Session,
             return _parse_shard_index(cached, channel, subdir, where) if cached is not None else None
         if st.get("missing") and now - float(st["missing"]) < RECHECK_SHARDS_AFTER:
             return None
+        if cached is not None and is_fresh(st, now, repodata_ttl()):
+            return _parse_shard_index(cached, channel, subdir, where)
         try:
             r = conditional_get(session, f"{channel.subdir_url(subdir, auth=True)}/{SHARD_INDEX_NAME}", where,
                                 channel, etag=st.get("etag") if cached is not None else None,
@@ -488,6 +563,9 @@ def _fetch_shard_index(channel: Channel, subdir: str, session: requests.Session,
         except OfflineError:
             return None
         if r.status == 304 and cached is not None:
+            if r.lifetime(st):  # only a freshness lifetime makes the time of this answer matter
+                with atomic_write(state_p) as f:
+                    f.write(orjson.dumps(dict(st, fetched=now, max_age=r.lifetime(st))))
             return _parse_shard_index(cached, channel, subdir, where)
         if r.status in (403, 404):
             with atomic_write(state_p) as f:
@@ -501,7 +579,7 @@ def _fetch_shard_index(channel: Channel, subdir: str, session: requests.Session,
             f.write(r.body)
         with atomic_write(state_p) as f:
             f.write(orjson.dumps({"sha256": hashlib.sha256(r.body).hexdigest(), "etag": r.etag,
-                                  "last_modified": r.last_modified, "fetched": now}))
+                                  "last_modified": r.last_modified, "fetched": now, "max_age": r.lifetime(st)}))
         return idx
 
 

@@ -1,25 +1,33 @@
 """An OCI archive (an uncompressed tar of an OCI layout, plus Docker's ``manifest.json``): a source and a sink.
 
 Reading is a :class:`~oci_conda.oci.walk.BlobSource` over the tar's members, read in place (nothing extracted).
-Writing streams a :class:`~oci_conda.oci.memory.Plan` into a deterministic tar, verifying every blob on the way;
-Docker's ``manifest.json`` and ``repositories`` ride along so ``docker load`` / ``podman load`` take it. The tar
-appears atomically (temp file, rename) or not at all.
+Writing lays a :class:`~oci_conda.oci.memory.Plan` out as a deterministic tar, verifying every blob on the way
+(a blob the cache vouches for is copied kernel-side, see :mod:`~oci_conda.oci.copy`); Docker's ``manifest.json`` and
+``repositories`` ride along so ``docker load`` / ``podman load`` take it. The tar appears atomically (temp file,
+rename) or not at all, and is not written again while it still holds exactly these bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import platform as _host
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from oci_conda.errors import ImageError, OutputError
 from oci_conda.limits import open_regular
-from oci_conda.oci.atomic import check_parent, remove_stale_temps
+from oci_conda.oci.atomic import (
+    check_parent,
+    output_unchanged,
+    record_output,
+    remove_stale_temps,
+)
 from oci_conda.oci.blobs import (
     CHUNK,
     Opener,
@@ -27,9 +35,11 @@ from oci_conda.oci.blobs import (
     check_digest,
     digest_bytes,
 )
+from oci_conda.oci.copy import copy_verified
 from oci_conda.oci.image import (
     Descriptor,
     Image,
+    Layer,
     Platform,
     canonical_json,
     config_bytes,
@@ -37,7 +47,7 @@ from oci_conda.oci.image import (
 )
 from oci_conda.oci.layout import OCI_LAYOUT
 from oci_conda.oci.memory import Plan, plan
-from oci_conda.oci.tar import TarEntry, write_layer
+from oci_conda.oci.tar import entry_header
 from oci_conda.oci.walk import MAX_JSON_BLOB, load_json
 
 
@@ -171,30 +181,113 @@ def docker_manifest(planned: Plan) -> tuple[list[dict[str, Any]], dict[str, dict
     return docker, repositories
 
 
+@dataclass(frozen=True)
+class _Member:
+    """One archive member: a directory, a file with ``data``, or a file with a ``layer`` blob's bytes."""
+
+    path: str
+    data: bytes | None = None
+    layer: Layer | None = None
+
+
+def _members(planned: Plan, index_annotations: dict[str, str] | None) -> list[_Member]:
+    """Every member in tar order: path-sorted, with the parent directories the layout implies."""
+    docker, repositories = docker_manifest(planned)
+    src = planned.source
+    files = {
+        "oci-layout": _Member("oci-layout", OCI_LAYOUT),
+        "index.json": _Member("index.json", index_bytes(planned.index_entries, index_annotations)),
+        "manifest.json": _Member("manifest.json", canonical_json(docker)),
+    }
+    if repositories:
+        files["repositories"] = _Member("repositories", canonical_json(repositories))
+    for digest, data in src.small.items():
+        files[blob_path(digest)] = _Member(blob_path(digest), data)
+    for digest, layer in src.layers.items():
+        if digest not in src.small:
+            files[blob_path(digest)] = _Member(blob_path(digest), layer=layer)
+    dirs = {p.rsplit("/", i)[0] for p in files for i in range(1, p.count("/") + 1)}
+    members = [*files.values(), *(_Member(d) for d in dirs)]
+    return sorted(members, key=lambda m: m.path.encode("utf-8", "surrogateescape"))
+
+
+def _segments(members: list[_Member], mtime: int) -> list[bytes | Layer]:
+    """The archive as runs of bytes (headers, small files, padding) between the layer blobs they frame.
+
+    The same headers as :func:`~oci_conda.oci.tar.write_layer` writes for these entries uncompressed (ustar,
+    owner 0, directories 0755, files 0644, one time), so the bytes did not change when archives stopped being
+    written through it; tests/test_archive_write.py compares the two."""
+    out: list[bytes | Layer] = []
+    buf = bytearray()
+    for m in members:
+        if m.layer is not None:
+            size = m.layer.descriptor.size
+            buf += entry_header(m.path, "file", 0o644, size, mtime, "")
+            out.append(bytes(buf))
+            out.append(m.layer)
+            buf = bytearray(b"\0" * (-size % 512))
+        elif m.data is not None:
+            buf += entry_header(m.path, "file", 0o644, len(m.data), mtime, "")
+            buf += m.data
+            buf += b"\0" * (-len(m.data) % 512)
+        else:
+            buf += entry_header(m.path, "dir", 0o755, 0, mtime, "")
+    buf += b"\0" * 1024  # end-of-archive marker
+    out.append(bytes(buf))
+    return out
+
+
+def _archive_key(segments: list[bytes | Layer]) -> str:
+    """A digest of every byte the archive holds, a blob counted by its digest and size (which fix its bytes)."""
+    h = hashlib.sha256(b"oci-conda archive segments 1\n")
+    for seg in segments:
+        if isinstance(seg, bytes):
+            h.update(b"b%d\n" % len(seg))
+            h.update(seg)
+        else:
+            h.update(f"l{seg.descriptor.digest} {seg.descriptor.size}\n".encode())
+    return h.hexdigest()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _copy_layer(fd: int, layer: Layer) -> None:
+    """Append a layer blob verified: kernel-side when the cache vouches for the file, else read and hashed."""
+    d = layer.descriptor
+    algo, hexpart = check_digest(d.digest)
+    what = f"layer {d.digest}"
+    with layer.open() as f:
+        if algo == "sha256" and copy_verified(f, fd, hexpart, d.size, what):
+            return
+        reader = VerifyingReader(f, d.digest, d.size, what)
+        left = d.size
+        while left:
+            chunk = reader.read(min(CHUNK, left))
+            if not chunk:
+                raise ImageError(f"{what}: size {d.size - left} does not match the descriptor's {d.size}")
+            _write_all(fd, chunk)
+            left -= len(chunk)
+        if d.size == 0:
+            reader.read()
+
+
 def write_archive(out_tar: Path, planned: Plan, index_annotations: dict[str, str] | None = None,
                   mtime: int = 0) -> list[Descriptor]:
     """Write ``planned`` as an OCI archive that ``docker load``/``podman load`` also accept; returns index.json's
-    entries. Blobs are streamed from their openers into the tar and verified on the way."""
+    entries. Blobs are verified as they are copied in; an output still holding exactly these bytes from an earlier
+    write (:func:`~oci_conda.oci.atomic.output_unchanged`) is kept as it is."""
     out_tar = Path(out_tar).absolute()
     check_parent(out_tar)
     if out_tar.is_dir():
         raise OutputError(f"cannot write {out_tar}: it is a directory")
-    docker, repositories = docker_manifest(planned)
-    src = planned.source
-    entries = [
-        TarEntry("oci-layout", "file", data=OCI_LAYOUT),
-        TarEntry("index.json", "file", data=index_bytes(planned.index_entries, index_annotations)),
-        TarEntry("manifest.json", "file", data=canonical_json(docker)),
-    ]
-    if repositories:
-        entries.append(TarEntry("repositories", "file", data=canonical_json(repositories)))
-    for digest, data in src.small.items():
-        entries.append(TarEntry(blob_path(digest), "file", data=data))
-    for digest, layer in src.layers.items():
-        if digest in src.small:
-            continue
-        entries.append(TarEntry(blob_path(digest), "file", size=layer.descriptor.size,
-                                opener=src.opener(layer.descriptor)))
+    segments = _segments(_members(planned, index_annotations), int(mtime))
+    key = _archive_key(segments)
+    if output_unchanged(out_tar, key):
+        return planned.tops
     remove_stale_temps(out_tar)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{out_tar.name}.", suffix=".tmp", dir=out_tar.parent)
@@ -202,12 +295,15 @@ def write_archive(out_tar: Path, planned: Plan, index_annotations: dict[str, str
     except OSError as exc:
         raise OutputError(f"cannot write {out_tar}: {exc.strerror}") from None
     try:
-        with os.fdopen(fd, "wb", buffering=CHUNK) as f:
-            write_layer(entries, f, "none", mtime)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        for seg in segments:
+            if isinstance(seg, bytes):
+                _write_all(fd, seg)
+            else:
+                _copy_layer(fd, seg)
+        os.fsync(fd)
+        os.fchmod(fd, 0o644)
         os.replace(tmp, out_tar)
+        record_output(out_tar, fd, key)
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -216,6 +312,8 @@ def write_archive(out_tar: Path, planned: Plan, index_annotations: dict[str, str
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)
     return planned.tops
 
 
