@@ -71,9 +71,10 @@ PYPI_MAY_USE = {"conda.records", "conda.version"}
 #: start-up goal: a no-op rebuild in 0.4 s, ``--version`` in 0.1 s). requests/urllib3 only when a request is made,
 #: rich only on a terminal, packaging/installer only for pip sections, cryptography/nacl only for signing, zstandard
 #: only for zstd layers and repodata, msgpack for sharded repodata, conda_package_streaming for extraction.
-#: email (stdlib, ~20 ms): only reading wheel/dist-info metadata needs its parser.
+#: email (stdlib, ~20 ms): only reading wheel/dist-info metadata needs its parser. multiprocessing (stdlib, ~10 ms):
+#: only cold work (streaming, extracting, compressing) starts worker processes.
 LOCAL_IMPORT_OK = {"conda_pack", "conda_package_streaming", "cryptography", "email", "installer", "jsonschema",
-                   "msgpack", "nacl", "packaging", "requests", "rich", "urllib3", "zstandard"}
+                   "msgpack", "multiprocessing", "nacl", "packaging", "requests", "rich", "urllib3", "zstandard"}
 #: The console entry point answers ``--version`` before it loads the pipeline (a second of imports), so it alone may
 #: import the CLI inside its function.
 LOCAL_PROJECT_IMPORT_OK = {"entry"}

@@ -84,12 +84,29 @@ def _start(root: Path, out: Path, cache: Path, *extra: str) -> subprocess.Popen:
                             env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for f in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            out |= {int(x) for x in f.read_text().split()}
+        except OSError:
+            pass
+    return out
+
+
 def _kill(p: subprocess.Popen) -> bool:
-    """kill -9; True if it was still running."""
+    """kill -9; True if it was still running. Its worker processes must not outlive it (they would wait forever)."""
     if p.poll() is not None:
         return False
+    workers = _children(p.pid)
     os.kill(p.pid, signal.SIGKILL)
     p.wait(10)
+    deadline = time.monotonic() + 10
+    while workers and time.monotonic() < deadline:
+        workers = {w for w in workers if Path(f"/proc/{w}").exists() and
+                   "zombie" not in Path(f"/proc/{w}/status").read_text(errors="replace").lower()}
+        time.sleep(0.05)
+    assert not workers, f"worker processes {sorted(workers)} outlived their killed build"
     return True
 
 

@@ -6,10 +6,12 @@ they now ask here, so ``--jobs`` bounds them all and a small task list never sta
 
 from __future__ import annotations
 
-import multiprocessing
+import concurrent.futures
 import os
 import signal
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+import threading
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 #: ``--jobs`` when the user gives none: parallel I/O (downloads, registry blobs).
 DEFAULT_JOBS = 8
@@ -40,13 +42,29 @@ def process_pool(jobs: int, tasks: int, name: str) -> Executor:
 
     The workers are forked: no fork server or resource tracker outlives the build (the pool's queues are unnamed
     under fork). They ignore Ctrl-C, which the main process handles (it waits for the tasks they are running, so a
-    package being extracted is finished, never left half-written)."""
+    package being extracted is finished, never left half-written). A worker whose build is gone (``kill -9``) exits
+    within a fraction of a second: otherwise it would wait for work forever, since every worker holds the pool's
+    queues open."""
     n = workers(jobs, tasks, cpu_bound=True)
     if n == 1:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_ignore_interrupts)
+    # imported here: builds the layer memo answers never start a process (multiprocessing takes ~10 ms to import)
+    import multiprocessing
+
+    return concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
+                                                  initializer=_worker_start, initargs=(os.getpid(),))
 
 
-def _ignore_interrupts() -> None:
+#: How often a worker process looks whether its build is still there.
+ORPHAN_CHECK_SECONDS = 0.2
+
+
+def _worker_start(build: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(build,), name="orphan-check", daemon=True).start()
+
+
+def _exit_when_orphaned(build: int) -> None:
+    while os.getppid() == build:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os._exit(1)
