@@ -435,6 +435,7 @@ class Arena:
     that appeared, vanished or changed outside the places a build may write (package cache entries, repodata, locks)."""
 
     ALLOWED = (r"cache/pkgs(/.*)?", r"cache/repodata(/.*)?", r"cache/extracted/\.[^/]+\.lock", r"cache/layers",
+               r"cache/tmp",  # where builds spool package payload (emptied by the build)
                r"cache/blobs(/sha256)?", r"cache/extracted",
                r"cache/extracted/[0-9a-f]{64}-[^/]+(/.*)?")  # complete entries of packages that are not refused
 

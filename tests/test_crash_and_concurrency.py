@@ -49,9 +49,7 @@ def world(realdata: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _env(cache: Path) -> dict:
-    tmp = Path(f"{cache}-tmp")  # the build's own temp dir: its spool files are looked for there
-    tmp.mkdir(parents=True, exist_ok=True)
-    return dict(os.environ, OCI_CONDA_CACHE=str(cache), TMPDIR=str(tmp))
+    return dict(os.environ, OCI_CONDA_CACHE=str(cache))
 
 
 def _build(root: Path, env_name: str, out: Path, cache: Path) -> tuple[str, str, float]:
@@ -142,9 +140,9 @@ def test_kill_at_random_moments(world: dict, baseline: dict) -> None:
     assert killed >= KILLS // 2, f"only {killed} of {KILLS} builds were still running when killed"
 
 
-def _spooling(tmp: Path) -> list[str]:
-    """Spool files of packages being streamed (layers/stream.py) in the build's temp dir."""
-    return [p.name for p in tmp.glob("oci-conda-held-stage-*/spool/*")]
+def _spooling(cache: Path) -> list[str]:
+    """Spool files of packages being streamed (layers/stream.py) in the build's temp dir in the cache."""
+    return [p.name for p in cache.glob("tmp/oci-conda-held-stage-*/spool/*")]
 
 
 #: kind of write -> (where to look, relative to the cache or the build's temp dir, what it is named), extra args
@@ -153,7 +151,7 @@ TARGETS: dict = {
     # the per-package path streams packages; a single layer is made from the extraction cache
     "extraction": (lambda c: os.listdir(c / "extracted"), lambda n: n.startswith(".") and n.endswith(".tmp"),
                    ("--layering", "single")),
-    "stream spool": (lambda c: _spooling(Path(f"{c}-tmp")), lambda n: True, ()),
+    "stream spool": (_spooling, lambda n: True, ()),
     "layer blob": (lambda c: os.listdir(c / "blobs" / "sha256"), lambda n: n.startswith(".blob."), ()),
 }
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from . import __version__
 from .activation import ACTIVATE_DIR, STATE_FILE, WRAPPER_PATH, Activation, evaluate, wrapper_script
-from .cache import atomic_path, atomic_write, cache_dir, held_temp_dir
+from .cache import SPOOL_DIR, atomic_path, atomic_write, cache_dir, held_temp_dir
 from .cache_verify import drop_file, verify_file
 from .conda.channel import resolve_channels
 from .conda.fetch import fetch_packages
@@ -457,7 +457,8 @@ def _env_layers_by_package(spec: BuildSpec, records: list[PackageRecord], subdir
     todo = {d for d, f in facts.items() if f is None}
     for _round in range(3):  # a second round when a changed package joins a group layer whose others are remembered
         subset = [r for r in records if r.dist_name in todo]
-        with held_temp_dir("stage-") as tmp:
+        # in the cache, not $TMPDIR: the packages' payload is spooled there (as large as the environment)
+        with held_temp_dir("stage-", cache_dir(SPOOL_DIR)) as tmp:
             staged = _stage_subset(spec, records, subset, subdir, opts, reporter, session, mtime, keys, facts,
                                    Path(tmp))
             if staged is None:

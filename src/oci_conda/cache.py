@@ -30,6 +30,8 @@ TEMP_SUFFIXES = (".tmp", ".part", ".old")
 HELD_TMPDIR_PREFIX = "oci-conda-held-"
 #: cache subdirectories whose temps are swept at start
 CACHE_SUBDIRS = ("pkgs", "extracted", "layers", "blobs/sha256", "repodata", "repodata/shards")
+#: Where builds keep their held temp dirs that hold package payload (streamed packages): on the cache's disk.
+SPOOL_DIR = "tmp"
 
 
 def cache_root() -> Path:
@@ -121,6 +123,7 @@ def sweep_cache() -> None:
     if root.is_dir():
         for sub in CACHE_SUBDIRS:
             sweep_stale(root / sub, is_temp_name)
+        sweep_stale(root / SPOOL_DIR, lambda n: n.startswith(HELD_TMPDIR_PREFIX))
     sweep_stale(tempfile.gettempdir(), lambda n: n.startswith(HELD_TMPDIR_PREFIX))
 
 
