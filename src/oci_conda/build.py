@@ -1,7 +1,8 @@
 """Run the stages in order for each platform. The only module that knows the whole pipeline.
 
-records (resolve.py: solved, or from a lock) → fetch → extract → install (staging prefix) → conda-pack → trim/pyc →
-layers → image(s) → a sink (OCI archive, layout directory, registry)
+records (resolve.py: solved, or from a lock) → fetch → per package: stream its archive into layer entries
+(layers/stream.py), or extract → install (staging prefix) → conda-pack → trim/pyc → layers → image(s) → a sink (OCI
+archive, layout directory, registry)
 """
 
 from __future__ import annotations
@@ -441,9 +442,10 @@ def _env_layers_by_package(spec: BuildSpec, records: list[PackageRecord], subdir
                            base_layers: int, report_trim: dict[str, Any], keys: dict[str, str],
                            base: Image | None, activated: list[Activation] | None
                            ) -> list[tuple[LayerPlan, LayerInfo, Path]] | None:
-    """The per-package memo path: only the packages whose layers are not remembered are fetched, extracted,
-    installed (with the whole environment's history and python) and packed; every other layer is a remembered
-    blob. None when the full path must run instead (nothing remembered yet, or packages that ship the same path).
+    """The per-package path: only the packages whose layers are not remembered are fetched and laid out (streamed
+    from their archives, or extracted, installed with the whole environment's history and python, and packed);
+    every other layer is a remembered blob. A first build remembers nothing and lays out every package. None when
+    the full path must run instead (packages that ship the same path, or one beneath another's link).
 
     The bytes are those of the full path: a package's layer depends on its key alone (``dated_entries``, per-package
     trim rules, records without requested specs), and the top layer (history, conda-pack's scripts, activation) is
