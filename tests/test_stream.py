@@ -22,8 +22,8 @@ from pkgbuilder import LONG_PLACEHOLDER, Executable, Hardlink, Symlink, build_pa
 
 from oci_conda.conda.install import install
 from oci_conda.conda.package import extract_package, package_members
-from oci_conda.errors import InstallError, PackageError
 from oci_conda.conda.records import PackageRecord
+from oci_conda.errors import InstallError, PackageError
 from oci_conda.layers.pack import pack_prefix
 from oci_conda.layers.stream import stream_package
 from oci_conda.oci.tar import TarEntry

@@ -32,10 +32,10 @@ from .conda.records import PackageRecord
 from .credentials import redact_url
 from .errors import OutputError
 from .layers import memo as layer_memo
-from .layers.pack import pack_prefix
-from .layers.stream import StreamedPackage, stream_package
+from .layers.pack import pack_prefix, path_parents
 from .layers.plan import LayerPlan, assign_layers, check_hardlinks, plan_layers
 from .layers.pyc import compile_pyc
+from .layers.stream import StreamedPackage, stream_package
 from .layers.trim import TrimReport, trim_entries
 from .layers.wheels import extraction_key, merge_wheel_plans, wheel_layers
 from .lockfile import check_base
@@ -47,7 +47,7 @@ from .oci.registry.push import push_images
 from .oci.source import open_image
 from .oci.tar import GZIP_WORKERS, LayerInfo, TarEntry, entry_bytes, write_layer
 from .options import BuildOptions, compressor_warning
-from .parallel import process_pool, thread_pool, workers
+from .parallel import process_pool, workers
 from .platforms import platform_for_subdir
 from .image_labels import CREATED, merge
 from .image_names import image_tags, parse_owner, tag_part
@@ -247,7 +247,6 @@ def _env_layers_built(spec: BuildSpec, records: list[PackageRecord], subdir: str
     With ``keys`` (the per-package memo applies, see :func:`_package_keys`) what each package's layer needs is
     remembered, so that later builds install only the packages whose layers they lack."""
     extracted = _fetch_extract(records, opts, reporter, session)
-    extract_root = cache_dir("extracted")
     fetched_wheels = pip_wheels(spec, subdir, records, extracted, opts, reporter, session)
     if pip_out is not None:
         pip_out.extend(w.record for w in fetched_wheels)
@@ -502,13 +501,7 @@ def _independent(facts: Mapping[str, layer_memo.PackageFacts | None]) -> bool:
         if a == b and da != db:
             return False
     names = {p for p, _ in paths}
-    return not any(parent in names for p in names for parent in _parent_dirs(p))
-
-
-def _parent_dirs(path: str) -> Iterable[str]:
-    while "/" in path:
-        path = path.rsplit("/", 1)[0]
-        yield path
+    return not any(parent in names for p in names for parent in path_parents(p))
 
 
 @dataclass

@@ -415,13 +415,7 @@ class _Linker:
 
     def link(self, dist: str, pkg_dir: Path, entry: PathEntry, target: str) -> dict[str, Any]:
         src = pkg_dir / entry.path
-        pd: dict[str, Any] = {"_path": target, "path_type": entry.path_type}
-        if entry.sha256:
-            pd["sha256"] = entry.sha256
-        if entry.size is not None:
-            pd["size_in_bytes"] = entry.size
-        if entry.no_link:
-            pd["no_link"] = True
+        pd = path_record(entry, target)
 
         if entry.path_type == "directory":
             dest = self.staging / target
@@ -521,6 +515,18 @@ def entry_point_script(dist: str, ep: object, target_prefix: str, python_version
         shebang = f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\" #'''\n"
     text = shebang + _ENTRY_POINT_TEMPLATE.format(module=module, import_name=func.split(".")[0], func=func)
     return f"bin/{command}", text.encode()
+
+
+def path_record(entry: PathEntry, target: str) -> dict[str, Any]:
+    """A manifest entry's ``paths_data`` entry in conda-meta, as linked at ``target`` (prefix rewrites add to it)."""
+    pd: dict[str, Any] = {"_path": target, "path_type": entry.path_type}
+    if entry.sha256:
+        pd["sha256"] = entry.sha256
+    if entry.size is not None:
+        pd["size_in_bytes"] = entry.size
+    if entry.no_link:
+        pd["no_link"] = True
+    return pd
 
 
 def entry_point_record(target: str, data: bytes) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def _walked(staging: Path, standing: Mapping[str, str]) -> set[str]:
     found = set(load_files(str(staging)))
     recorded = {t for t in standing if not walk_skips(t.split("/", 1)[0])}
     if recorded:
-        holding = {parent for t in recorded for parent in _parents(t)}
+        holding = {parent for t in recorded for parent in path_parents(t)}
         found = {f for f in found if f not in holding} | recorded  # a directory of recorded files is not empty
     return found
 
@@ -105,7 +105,8 @@ def walk_skips(top: str) -> bool:
     return top in _WALK_IGNORED or top.endswith(("~", ".DS_STORE"))
 
 
-def _parents(path: str) -> list[str]:
+def path_parents(path: str) -> list[str]:
+    """``a/b/c`` -> ``["a/b", "a"]``."""
     out = []
     while "/" in path:
         path = path.rsplit("/", 1)[0]

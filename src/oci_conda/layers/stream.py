@@ -32,6 +32,7 @@ from ..conda.install import (
     entry_point_script,
     is_link_script,
     noarch_type,
+    path_record,
     prefix_record,
     replace_binary_prefix,
     replace_text_prefix,
@@ -49,7 +50,7 @@ from ..conda.package import (
 from ..conda.records import PackageRecord
 from ..errors import InstallError, PackageError
 from ..oci.tar import TarEntry
-from .pack import packed_record, walk_skips
+from .pack import packed_record, path_parents, walk_skips
 
 _INFO_READ = {"info/index.json", "info/paths.json", *LINK_JSON_NAMES}
 _CHUNK = 1 << 20
@@ -126,7 +127,7 @@ class _Streamer:
             else:
                 raise _NotPlain("a hard link or special file")
         names = set(self.files) | set(self.links)
-        if names & self.dirs or any(p in names for n in names | self.dirs for p in _parents(n)):
+        if names & self.dirs or any(p in names for n in names | self.dirs for p in path_parents(n)):
             raise _NotPlain("a member beneath a file or link")
         if "info/paths.json" not in self.info:
             raise _NotPlain("no info/paths.json")
@@ -170,13 +171,7 @@ class _Streamer:
                     or walk_skips(target.split("/", 1)[0]):
                 raise _NotPlain(f"{target}: not a plain path")
             targets.add(target)
-            pd: dict[str, Any] = {"_path": target, "path_type": entry.path_type}
-            if entry.sha256:
-                pd["sha256"] = entry.sha256
-            if entry.size is not None:
-                pd["size_in_bytes"] = entry.size
-            if entry.no_link:
-                pd["no_link"] = True
+            pd = path_record(entry, target)
             if entry.path_type == "softlink":
                 link = self.links.get(entry.path)
                 lexical = posixpath.normpath(posixpath.join(posixpath.dirname(target), link or ""))
@@ -219,7 +214,7 @@ class _Streamer:
                 targets.add(target)
                 entries.append(TarEntry(root + target, "file", 0o755, len(data), data=data))
                 paths_data.append(entry_point_record(target, data))
-        if any(p in targets for t in targets for p in _parents(t)):
+        if any(p in targets for t in targets for p in path_parents(t)):
             raise _NotPlain("a path beneath another path of the package")
         doc = prefix_record(record, Path(), index, sorted(targets), paths_data, None)
         json.dumps(doc, ensure_ascii=False).encode()  # UnicodeError as writing conda_meta_json's bytes: not plain
@@ -244,11 +239,3 @@ def _relative_link(rel: str, target: str) -> str:
     if any(n in ("", ".", "..") for n in names) or resolved == ".." or resolved.startswith("../"):
         raise _NotPlain(f"{rel}: a link that is not plainly inside the package")
     return target
-
-
-def _parents(path: str) -> list[str]:
-    out = []
-    while "/" in path:
-        path = path.rsplit("/", 1)[0]
-        out.append(path)
-    return out

@@ -15,10 +15,10 @@ import io
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
-from oci_conda.cache_verify import file_digests, record_path
-from oci_conda.errors import ImageError
+from ..cache_verify import file_digests, record_path
+from ..errors import ImageError
 
 #: errors meaning "this kernel or file system cannot do that copy": fall back to the next way
 _UNSUPPORTED = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EPERM}
@@ -109,27 +109,20 @@ def copy_fd(src: int, dst: int, size: int, what: str) -> None:
 def _copy_file_range(src: int, dst: int, size: int) -> int | None:
     """Bytes copied (short only at the source's end), or None when unsupported before anything was copied."""
     fn = getattr(os, "copy_file_range", None)
-    if fn is None:
-        return None
-    done = 0
-    while done < size:
-        try:
-            n = fn(src, dst, size - done, done)
-        except OSError as exc:
-            if exc.errno in _UNSUPPORTED and done == 0:
-                return None
-            raise
-        if n == 0:
-            break
-        done += n
-    return done
+    return None if fn is None else _kernel_copy(lambda n, at: fn(src, dst, n, at), size)
 
 
 def _sendfile(src: int, dst: int, size: int) -> int | None:
+    return _kernel_copy(lambda n, at: os.sendfile(dst, src, at, n), size)
+
+
+def _kernel_copy(step: Callable[[int, int], int], size: int) -> int | None:
+    """Call ``step(count, source offset)`` until ``size`` bytes are copied or the source ends; None when the kernel
+    refuses it before anything was copied."""
     done = 0
     while done < size:
         try:
-            n = os.sendfile(dst, src, done, size - done)
+            n = step(size - done, done)
         except OSError as exc:
             if exc.errno in _UNSUPPORTED and done == 0:
                 return None
