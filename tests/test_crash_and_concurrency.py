@@ -117,6 +117,7 @@ def _recover_and_check(root: Path, outdir: Path, cache: Path, baseline: dict, la
     digest, filehash, _ = _build(root, "all", out, cache)
     assert (digest, filehash) == baseline["all"], f"{label}: the build after the kill gives another image"
     assert sorted(p.name for p in outdir.iterdir()) == ["image.tar"], f"{label}: stray files in the output dir"
+    assert not list(cache.glob("tmp/oci-conda-held-*")), f"{label}: the killed build's spool was not swept"
     # the cache holds no temp files any more that a later build could mistake for entries
     leftovers = [p for p in cache.rglob("*") if p.name.endswith((".part", ".tmp")) and p.exists()]
     for p in leftovers:  # allowed to stay (the next build never trusts them), but never under an entry's name

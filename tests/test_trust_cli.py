@@ -235,8 +235,10 @@ def test_sigterm_mid_build_cleans_up_and_exits_143(world: Path, tmp_path: Path) 
                              "--offline"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:  # wait until it is staging or packing
-        if list(tmp_path.glob("oci-conda-held-stage-*")) or list((tmp_path / "cache").rglob(".*.tmp")):
+    spool = tmp_path / "cache" / "tmp"
+    while time.monotonic() < deadline and proc.poll() is None:  # wait until it is streaming, staging or packing
+        if list(spool.glob("oci-conda-held-stage-*/spool/*")) or list(tmp_path.glob("oci-conda-held-stage-*")) \
+                or list((tmp_path / "cache").rglob(".*.tmp")):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the build ended before it could be interrupted"
@@ -244,7 +246,7 @@ def test_sigterm_mid_build_cleans_up_and_exits_143(world: Path, tmp_path: Path) 
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "oci-conda: terminated" and "Traceback" not in err
-    assert not list(tmp_path.glob("oci-conda-held-stage-*"))
+    assert not list(tmp_path.glob("oci-conda-held-stage-*")) and not list(spool.glob("oci-conda-held-*"))
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.endswith((".tmp", ".part"))]
     assert not (tmp_path / "o.tar").exists() and not list(tmp_path.glob(".o.tar.*"))
 

@@ -7,10 +7,12 @@ they now ask here, so ``--jobs`` bounds them all and a small task list never sta
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 #: ``--jobs`` when the user gives none: parallel I/O (downloads, registry blobs).
@@ -36,23 +38,31 @@ def thread_pool(jobs: int, tasks: int, name: str, *, cpu_bound: bool = False) ->
     return ThreadPoolExecutor(max_workers=workers(jobs, tasks, cpu_bound=cpu_bound), thread_name_prefix=name)
 
 
-def process_pool(jobs: int, tasks: int, name: str) -> Executor:
+@contextlib.contextmanager
+def process_pool(jobs: int, tasks: int, name: str) -> Iterator[Executor]:
     """Worker processes for CPU-bound work that holds the GIL (tar parsing and file creation in Python: on 2 cores
     threads gave 1.0-1.3x, processes 1.7x), sized like a CPU-bound thread pool; one worker is a thread (no process).
 
     The workers are forked: no fork server or resource tracker outlives the build (the pool's queues are unnamed
-    under fork). They ignore Ctrl-C, which the main process handles (it waits for the tasks they are running, so a
-    package being extracted is finished, never left half-written). A worker whose build is gone (``kill -9``) exits
-    within a fraction of a second: otherwise it would wait for work forever, since every worker holds the pool's
-    queues open."""
+    under fork). They ignore Ctrl-C, which the main process handles: it waits for the tasks they are running (a
+    package being extracted is finished, never left half-written) and drops the ones not started. A worker whose
+    build is gone (``kill -9``) exits within a fraction of a second: otherwise it would wait for work forever, since
+    every worker holds the pool's queues open."""
     n = workers(jobs, tasks, cpu_bound=True)
     if n == 1:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-    # imported here: builds the layer memo answers never start a process (multiprocessing takes ~10 ms to import)
-    import multiprocessing
+        pool: Executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    else:
+        # imported here: builds the layer memo answers never start a process (multiprocessing takes ~10 ms)
+        import multiprocessing
 
-    return concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
-                                                  initializer=_worker_start, initargs=(os.getpid(),))
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
+                                                      initializer=_worker_start, initargs=(os.getpid(),))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 #: How often a worker process looks whether its build is still there.
