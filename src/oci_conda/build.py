@@ -54,7 +54,7 @@ from .image_names import image_tags, parse_owner, tag_part
 from .oci.registry.reference import parse_reference
 from .progress import Reporter, human_size
 from .pypi.records import WheelRecord
-from .resolve import default_session, given_epoch, package_epoch, pip_wheels, platform_records
+from .resolve import default_session, given_epoch, has_pip, package_epoch, pip_wheels, platform_records
 from .sbom.attach import Sbom, image_sboms, push_sboms, write_beside
 from .spec import BuildSpec
 
@@ -191,7 +191,7 @@ def _env_layers(spec: BuildSpec, records: list[PackageRecord], subdir: str, opts
 
     The layer memo is consulted first: the same inputs as a previous build reuse its layers without any work. A pip
     section is resolved against an index that changes, so its environments are never taken from the memo."""
-    key = None if spec.pip_for(subdir) else _memo_key(spec, records, subdir, opts, mtime, base_layers, base)
+    key = None if has_pip(spec, subdir, opts) else _memo_key(spec, records, subdir, opts, mtime, base_layers, base)
     if key is not None:
         hit = layer_memo.lookup(key)
         if hit is not None:
@@ -372,7 +372,8 @@ def _package_keys(spec: BuildSpec, records: list[PackageRecord], subdir: str, op
     ``--compile-pyc`` (host interpreter), ``--trim aggressive`` (drops a ``.pyc`` when another package has its
     source), ``--layering single``, a ``conda`` package (conda-pack's top-layer scripts depend on it), or a record
     without a sha256."""
-    if opts.layering != "packages" or opts.compile_pyc or opts.trim not in ("none", "safe") or spec.pip_for(subdir):
+    if opts.layering != "packages" or opts.compile_pyc or opts.trim not in ("none", "safe") \
+            or has_pip(spec, subdir, opts):
         return None
     if any(not r.sha256 for r in records) or any(r.name == "conda" for r in records):
         return None

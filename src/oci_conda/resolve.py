@@ -256,15 +256,21 @@ def create_lock(spec: BuildSpec, opts: BuildOptions, reporter: Reporter) -> Lock
                 environment=LockedEnvironment.from_spec(spec))
 
 
+def has_pip(spec: BuildSpec, subdir: str, opts: BuildOptions) -> bool:
+    """Whether ``subdir``'s image gets wheels: a ``pip:`` section, or a lock that pins wheels (conda-lock and pixi
+    locks carry them without any environment file)."""
+    return bool(spec.pip_for(subdir)) or bool(opts.lock is not None and opts.lock.for_platform(subdir).wheels)
+
+
 def pip_wheels(spec: BuildSpec, subdir: str, records: Sequence[PackageRecord], extracted: Sequence[Path],
                opts: BuildOptions, reporter: Reporter, session: requests.Session) -> list[FetchedWheel]:
     """The wheels of the ``pip:`` section for ``subdir``, fetched and verified: the lock's when building from one
     (pip does not run), else resolved by pip for the target with conda's distributions counted as installed.
     Nothing at all without a pip section or locked wheels."""
+    if not has_pip(spec, subdir, opts):
+        return []
     lines = spec.pip_for(subdir)
     locked = opts.lock.for_platform(subdir).wheels if opts.lock is not None else ()
-    if not lines and not locked:
-        return []
     section = pip_section(lines, spec.base_dir)  # credentials of the indexes (and PIP_INDEX_URL)
     where = str(opts.lock.path or spec.path) if opts.lock is not None else str(spec.path)
     target = target_for(subdir, records, virtual_packages(subdir, dict(spec.image.virtual_packages)), where)
