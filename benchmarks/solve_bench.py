@@ -180,16 +180,59 @@ def worker_rattler(chan: Path, specs: list[str]) -> dict:
             "solution": sorted(f"{r.name.normalized}={r.version}={r.build}" for r in sol)}
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from ``/proc``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def _tree_memory(pid: int) -> tuple[float, float]:
+    """RSS and PSS (MB) summed over ``pid`` and its descendants: forked workers of the cut count too (PSS splits a
+    page shared between processes, such as the mapped repodata, among them)."""
+    rss = pss = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+        except OSError:
+            pass
+    return rss / 1024, pss / 1024
+
+
 def _run_worker(kind: str, chan: Path, specs: list[str], env: dict | None = None) -> dict:
+    """One worker process, its wall time, and its process tree's peak memory sampled every few milliseconds (its
+    own ``ru_maxrss`` covers only itself)."""
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--worker", kind, "--chan", str(chan), "--specs", *specs],
-                         capture_output=True, text=True, check=False, env=env)
+    proc = subprocess.Popen([sys.executable, __file__, "--worker", kind, "--chan", str(chan), "--specs", *specs],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    tree_rss = tree_pss = 0.0
+    while proc.poll() is None:
+        rss, pss = _tree_memory(proc.pid)
+        tree_rss, tree_pss = max(tree_rss, rss), max(tree_pss, pss)
+        time.sleep(0.005)
     wall = time.perf_counter() - t0
-    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    stdout, stderr = proc.communicate()
+    last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
     if last.startswith("{"):
-        return dict(json.loads(last), process_s=wall)
-    if out.returncode != 0:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+        got = json.loads(last)
+        # the peak: the worker's own (exact) or its tree's (sampled), whichever is larger
+        return dict(got, process_s=wall, tree_rss_mb=tree_rss, tree_pss_mb=tree_pss, own_rss_mb=got["peak_rss_mb"],
+                    peak_rss_mb=max(got["peak_rss_mb"], tree_rss))
+    if proc.returncode != 0:
+        return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {proc.returncode}"}
     return {"error": "no output"}
 
 
@@ -242,7 +285,8 @@ def main() -> None:
             extra = f"  records made {r0['records_made']}" if "records_made" in r0 else ""
             print(f"{label:10s} process {_spread([r['process_s'] for r in ok], 's')}  in-process "
                   f"{_spread([r['total_s'] for r in ok], 's')} (open {_spread([r['load_s'] for r in ok], 's')})  "
-                  f"peak RSS {_spread([r['peak_rss_mb'] for r in ok], 'MB', 0)}  {r0['n_solution']} pkgs{extra}",
+                  f"peak RSS {_spread([r['peak_rss_mb'] for r in ok], 'MB', 0)} (own "
+                  f"{_spread([r['own_rss_mb'] for r in ok], 'MB', 0)})  {r0['n_solution']} pkgs{extra}",
                   flush=True)
         if cold and ratt and all("error" not in r for r in (*cold, *warm, *ratt)):
             same = all(r["solution"] == cold[0]["solution"] for r in (*cold, *warm))
@@ -260,7 +304,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for n, cold, warm, ratt in rows:
             for what, key, unit, nd in (("process time", "process_s", "s", 2), ("in-process open+solve", "total_s", "s", 2),
-                                        ("peak RSS", "peak_rss_mb", "MB", 0)):
+                                        ("peak RSS", "peak_rss_mb", "MB", 0), ("peak PSS", "tree_pss_mb", "MB", 0)):
                 c, w, r = ([x[key] for x in runs] for runs in (cold, warm, ratt))
                 rm = statistics.median(r)
                 print(f"| {n // 1000}k | {what} | {_spread(c, unit, nd)} | {_spread(w, unit, nd)} | "
