@@ -17,7 +17,12 @@ from oci_conda import parallel
 from oci_conda.conda import skeleton
 from oci_conda.conda.channel import resolve_channel
 from oci_conda.conda.gateway import load_channel_indexes
-from oci_conda.conda.repodata import decompress, merge_record, parse_document, records_from_repodata
+from oci_conda.conda.repodata import (
+    decompress,
+    merge_record,
+    parse_document,
+    records_from_repodata,
+)
 from oci_conda.conda.skeleton import Skeleton, cut, entries
 from oci_conda.http import make_session
 

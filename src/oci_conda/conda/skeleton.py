@@ -22,12 +22,13 @@ import re
 import signal
 from array import array
 from bisect import bisect_right
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate, chain, compress, islice, repeat
-from operator import attrgetter, lt, ne, sub
-from typing import Any, Callable, Iterator, Mapping, Sequence, Union
+from operator import attrgetter, ne, not_, sub
+from typing import Any
 
 import msgspec
 import orjson
@@ -40,7 +41,7 @@ SECTIONS = ("packages", "packages.conda")
 _AFTER_KEY = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*\{")
 _KEY_BEFORE = frozenset(b"{, \t\r\n")
 
-Buffer = Union[bytes, bytearray, mmap.mmap]
+Buffer = bytes | bytearray | mmap.mmap
 
 
 class _Entry(msgspec.Struct, gc=False):
@@ -374,7 +375,7 @@ def _forked(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
             _, status = os.waitpid(pid, 0)
             try:
                 out.append(pickle.loads(data) if status == 0 and data else None)
-            except Exception:
+            except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
                 out.append(None)
         return out
     finally:
@@ -409,13 +410,22 @@ class NameTable(Mapping[str, Sequence[int]]):
 
     @classmethod
     def from_runs(cls, heads: Sequence[str], lengths: Sequence[int], entries: int) -> NameTable:
-        """The table of ``entries`` entries given as runs: ``lengths[k]`` entries named ``heads[k]``, in order."""
+        """The table of ``entries`` entries given as runs: ``lengths[k]`` entries named ``heads[k]``, in order.
+        A name met in one run (most, in conda-index's order) is placed as it comes; the others are grouped."""
+        starts = list(accumulate(lengths, initial=0))
+        runs_of = Counter(heads)
+        one = list(map((1).__eq__, map(runs_of.__getitem__, heads)))
+        many = list(map(not_, one))
         groups: defaultdict[str, list[Any]] = defaultdict(list)
-        deque(map(list.append, map(groups.__getitem__, heads), zip(accumulate(lengths, initial=0), lengths)),
-              maxlen=0)
+        deque(map(list.append, map(groups.__getitem__, compress(heads, many)),
+                  zip(compress(starts, many), compress(lengths, many))), maxlen=0)
+        singles = list(compress(heads, one))
         counts = list(map(len, groups.values()))
-        index = dict(zip(groups, map(list, zip(accumulate(counts, initial=0), counts))))
-        return cls(index, array("I", chain.from_iterable(chain.from_iterable(groups.values()))), entries)
+        index: dict[str, Any] = dict(zip(singles, zip(range(len(singles)), repeat(1))))
+        index.update(zip(groups, zip(accumulate(counts, initial=len(singles)), counts)))
+        runs = array("I", chain(chain.from_iterable(zip(compress(starts, one), compress(lengths, one))),
+                                chain.from_iterable(chain.from_iterable(groups.values()))))
+        return cls(index, runs, entries)
 
     @classmethod
     def from_region(cls, names: Mapping[str, Any], n: int, region: memoryview, entries: int) -> NameTable:
