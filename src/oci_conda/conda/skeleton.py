@@ -347,7 +347,8 @@ def _labelings(pieces: int) -> list[tuple[str, ...]]:
 
 def _forked(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
     """Each task run in a forked child, its pickled result read back through a pipe; None for a task that failed.
-    Children ignore Ctrl-C (the parent has it) and leave by ``os._exit`` (no handler or buffer of the parent runs)."""
+    Children ignore Ctrl-C (the parent has it), keep no other descriptor (the mapped document needs none) and leave
+    by ``os._exit`` (no handler or buffer of the parent runs)."""
     kids: list[tuple[int, int]] = []
     try:
         for task in tasks:
@@ -356,7 +357,10 @@ def _forked(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
             if pid == 0:  # pragma: no cover - the child
                 code = 1
                 try:
-                    os.close(r)
+                    # only its own pipe's end: a pipe of another worker (forked by another thread) held open here
+                    # would keep that one's reader waiting for this one
+                    os.closerange(3, w)
+                    os.closerange(w + 1, max(w + 2, os.sysconf("SC_OPEN_MAX")))
                     signal.signal(signal.SIGINT, signal.SIG_IGN)
                     data = pickle.dumps(task(), protocol=pickle.HIGHEST_PROTOCOL)
                     with open(w, "wb") as f:
@@ -505,14 +509,19 @@ def entries(buf: Buffer, loc: Mapping[str, Any], ords: Sequence[int],
     fns: list[str] = []
     out: list[dict[str, Any]] = []
     seen: set[tuple[int, str]] = set()
+    last, start, k = -2, -1, -1
     for j in ords:
-        start = -1
-        for k, (first, count, g0) in enumerate(sections):
-            if first <= j < first + count:
-                start = nth_brace(buf, cum, g0 + j - first, base)
-                break
+        if j == last + 1 and sections[k][0] <= j < sections[k][0] + sections[k][1]:
+            start = buf.find(b"{", start + 1)  # the next entry of a run: the next "{"
+        else:
+            start = -1
+            for k, (first, count, g0) in enumerate(sections):
+                if first <= j < first + count:
+                    start = nth_brace(buf, cum, g0 + j - first, base)
+                    break
         if start < 0:
             return None
+        last = j
         try:
             fn = _key_before(buf, start)
         except (UnicodeDecodeError, orjson.JSONDecodeError):
