@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate, chain, compress, islice, repeat
-from operator import attrgetter, ne, not_, sub
+from operator import add, attrgetter, ne, not_, sub
 from typing import Any
 
 import msgspec
@@ -252,18 +252,18 @@ def _split_points(buf: Buffer, pieces: int) -> list[int]:
 
 
 def _part(d: dict[str, _Entry]) -> _Part:
-    names = list(map(_NAME, d.values()))
-    heads, lengths = _runs(names)
-    return len(names), heads, lengths, _named_keys(list(d), names)
+    heads, lengths = _runs(list(map(_NAME, d.values())))
+    return len(d), heads, lengths, _named_keys(list(d), heads, lengths)
 
 
-def _named_keys(keys: Sequence[str], names: Sequence[str]) -> bool:
-    """Whether every key is ``<name>-<version>-<build><ext>`` of its entry's name (no ``-`` after the name but
-    the two): then a key tells its name, so a key met twice is met within one name's entries."""
+def _named_keys(keys: Sequence[str], heads: Sequence[str], lengths: Sequence[int]) -> bool:
+    """Whether every key is ``<name>-<version>-<build><ext>`` of its entry's name (runs of names as
+    :func:`_runs` gives them; no ``-`` after the name but the two): then a key tells its name, so a key met twice is
+    met within one name's entries."""
     n = len(keys)
-    lens = list(map(len, names))
-    return (sum(map(str.startswith, keys, names)) == n and sum(map(str.startswith, keys, repeat("-"), lens)) == n
-            and list(map(str.count, keys, repeat("-"), lens)).count(2) == n)
+    dashed = chain.from_iterable(map(repeat, map(add, heads, repeat("-")), lengths))
+    at = chain.from_iterable(map(repeat, map(len, heads), lengths))
+    return sum(map(str.startswith, keys, dashed)) == n and list(map(str.count, keys, repeat("-"), at)).count(2) == n
 
 
 def _piece(buf: Buffer, lo: int, hi: int, chunks: range) -> _PieceResult:
