@@ -7,9 +7,10 @@ Every measurement is a whole process of its own (its wall time start to exit, im
 is shown too). Peak RSS is that of the whole process tree: the worker's own ``ru_maxrss`` or, when larger, the sum
 over it and its children (the forked workers of a split cut), sampled every few milliseconds from ``/proc``, which
 counts a page two processes share twice; peak PSS (each shared page split among its processes) is shown beside it.
-The channel is local (``linux-64`` + ``noarch`` ``repodata.json``), page cache warm for both sides. Ours goes the product's way (``resolve.solve_environment``): ``load_channel_indexes`` with the
-requested names (a sharded channel would be read through its shards; this one has none, so the whole repodata),
-then ``solve`` on the lazy per-name indexes:
+The channel is local (``linux-64`` + ``noarch`` ``repodata.json``), page cache warm for both sides. Ours goes the
+product's way (``resolve.solve_environment``): ``load_channel_indexes`` with the requested names (a sharded channel
+would be read through its shards; this one has none, so the whole repodata), then ``solve`` on the lazy per-name
+indexes:
 
 - ours cold: an empty ``$OCI_CONDA_CACHE``: the JSON is cut (``conda/skeleton.py``: names and file names only,
   nothing made per entry), the index file written, then ``solve`` makes records only for the names it reaches;
