@@ -120,7 +120,9 @@ def nth_brace(buf: Buffer, cum: Sequence[int], g: int, base: int = 0) -> int:
 
 def pieces_for(size: int, jobs: int) -> int:
     """How many forked workers cut a document of ``size`` bytes under ``--jobs`` (one: no fork)."""
-    return workers(jobs, min(MAX_PIECES, size // SPLIT_MIN), cpu_bound=True) if size >= 2 * SPLIT_MIN else 1
+    if size < 2 * SPLIT_MIN or not hasattr(os, "fork"):
+        return 1
+    return workers(jobs, min(MAX_PIECES, size // SPLIT_MIN), cpu_bound=True)
 
 
 def cut(buf: Buffer, pieces: int = 1) -> Skeleton | None:

@@ -301,10 +301,14 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
             return None
         assert body is not None
         digest = hashlib.sha256(body).hexdigest()
-        got = index_from_body(body, channel, subdir, where, jobs=jobs)  # only usable repodata is cached
         with atomic_write(data_p) as f:
             f.write(body)
-        del body
+            f.flush()
+            del body
+            # cut from the copy just written, mapped copy-on-write (the cut's workers write a few bytes of their
+            # piece in place, nothing is copied); only usable repodata is cached: a failure here leaves the copy
+            # cached before untouched
+            got = index_from_body(_read_local(Path(f.name), "repodata.json"), channel, subdir, where, jobs=jobs)
         write_index(index_p, digest, got)  # self-contained: a warm open does not read the JSON
         new_st.update(sha256=digest, size=data_p.stat().st_size)
         _write_state(state_p, new_st)
