@@ -23,7 +23,7 @@ import signal
 from array import array
 from bisect import bisect_right
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate, chain, compress, islice, repeat
@@ -222,7 +222,8 @@ def _sections(buf: Buffer, info: Any, counts: Sequence[int], cum: Sequence[int],
 # tell its entry's name (``<name>-<version>-<build><ext>``), so both are among that name's entries, and
 # :func:`entries` refuses a name whose entries repeat a key in a section (the exact way then answers).
 
-#: A document is cut in pieces from twice this size, a piece per this many bytes at most (below, a fork costs more than it saves).
+#: A document is cut in pieces from twice this size, a piece per this many bytes at most (below, a fork costs more
+#: than it saves).
 SPLIT_MIN = 8 << 20
 MAX_PIECES = 8
 _SPLIT_AT = re.compile(rb"\}[ \t\r\n]*(,)[ \t\r\n]*\"")
@@ -354,18 +355,20 @@ def _forked(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
     """Each task run in a forked child, its pickled result read back through a pipe; None for a task that failed.
     Children ignore Ctrl-C (the parent has it), keep no other descriptor (the mapped document needs none) and leave
     by ``os._exit`` (no handler or buffer of the parent runs)."""
-    kids: list[tuple[int, int]] = []
+    kids: list[tuple[int, int]] = []  # (pid, read end or -1 once closed)
     try:
         for task in tasks:
             r, w = os.pipe()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(r)
+                os.close(w)
+                raise
             if pid == 0:  # pragma: no cover - the child
                 code = 1
                 try:
-                    # only its own pipe's end: a pipe of another worker (forked by another thread) held open here
-                    # would keep that one's reader waiting for this one
-                    os.closerange(3, w)
-                    os.closerange(w + 1, max(w + 2, os.sysconf("SC_OPEN_MAX")))
+                    _close_all_but(w)
                     signal.signal(signal.SIGINT, signal.SIG_IGN)
                     data = pickle.dumps(task(), protocol=pickle.HIGHEST_PROTOCOL)
                     with open(w, "wb") as f:
@@ -378,6 +381,7 @@ def _forked(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
         out: list[Any] = []
         while kids:
             pid, r = kids[0]
+            kids[0] = (pid, -1)
             with open(r, "rb") as f:
                 data = f.read()
             kids.pop(0)
@@ -387,14 +391,30 @@ def _forked(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
             except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
                 out.append(None)
         return out
+    except OSError:
+        return [None] * len(tasks)  # no fork (no memory, no process left): the caller takes the one pass
     finally:
         for pid, r in kids:  # interrupted: the children still running are ended
-            with contextlib.suppress(OSError):
-                os.close(r)
+            if r >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(r)
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(OSError):
                 os.waitpid(pid, 0)
+
+
+def _close_all_but(keep: int) -> None:
+    """In a forked worker: close every descriptor but stdio and ``keep`` (a pipe of another worker, forked by
+    another thread, held open here would keep that one's reader waiting for this one)."""
+    try:
+        fds: Iterable[int] = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16))
+    for fd in fds:
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _runs(names: Sequence[str]) -> tuple[list[str], list[int]]:
