@@ -6,7 +6,7 @@
 Every measurement is a whole process of its own (its wall time start to exit, imports included; the time inside it
 is shown too). Peak RSS is that of the whole process tree: the worker's own ``ru_maxrss`` or, when larger, the sum
 over it and its children (the forked workers of a split cut), sampled every few milliseconds from ``/proc``, which
-counts a page two processes share twice; peak PSS (each shared page split among its processes) is shown beside it.
+counts a page two processes share (the mapped repodata, the parent's pages a worker inherits) once per process.
 The channel is local (``linux-64`` + ``noarch`` ``repodata.json``), page cache warm for both sides. Ours goes the
 product's way (``resolve.solve_environment``): ``load_channel_indexes`` with the requested names (a sharded channel
 would be read through its shards; this one has none, so the whole repodata), then ``solve`` on the lazy per-name
@@ -198,33 +198,31 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def _tree_memory(pid: int) -> tuple[float, float]:
-    """RSS and PSS (MB) summed over ``pid`` and its descendants: forked workers of the cut count too (PSS splits a
-    page shared between processes, such as the mapped repodata, among them)."""
-    rss = pss = 0
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+def _tree_rss(pid: int) -> float:
+    """RSS (MB) summed over ``pid`` and its descendants, from ``statm`` (a counter: reading ``smaps`` instead would
+    walk the page tables under the process's memory lock and slow the run it measures by a fifth)."""
+    pages = 0
     for p in _tree(pid):
         try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Rss:"):
-                        rss += int(line.split()[1])
-                    elif line.startswith("Pss:"):
-                        pss += int(line.split()[1])
-        except OSError:
+            with open(f"/proc/{p}/statm") as f:
+                pages += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
             pass
-    return rss / 1024, pss / 1024
+    return pages * _PAGE_MB
 
 
 def _run_worker(kind: str, chan: Path, specs: list[str], env: dict | None = None) -> dict:
-    """One worker process, its wall time, and its process tree's peak memory sampled every few milliseconds (its
-    own ``ru_maxrss`` covers only itself)."""
+    """One worker process, its wall time, and its process tree's peak RSS sampled every few milliseconds (its own
+    ``ru_maxrss`` covers only itself)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, __file__, "--worker", kind, "--chan", str(chan), "--specs", *specs],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    tree_rss = tree_pss = 0.0
+    tree_rss = 0.0
     while proc.poll() is None:
-        rss, pss = _tree_memory(proc.pid)
-        tree_rss, tree_pss = max(tree_rss, rss), max(tree_pss, pss)
+        tree_rss = max(tree_rss, _tree_rss(proc.pid))
         time.sleep(0.005)
     wall = time.perf_counter() - t0
     stdout, stderr = proc.communicate()
@@ -232,7 +230,7 @@ def _run_worker(kind: str, chan: Path, specs: list[str], env: dict | None = None
     if last.startswith("{"):
         got = json.loads(last)
         # the peak: the worker's own (exact) or its tree's (sampled), whichever is larger
-        return dict(got, process_s=wall, tree_rss_mb=tree_rss, tree_pss_mb=tree_pss, own_rss_mb=got["peak_rss_mb"],
+        return dict(got, process_s=wall, tree_rss_mb=tree_rss, own_rss_mb=got["peak_rss_mb"],
                     peak_rss_mb=max(got["peak_rss_mb"], tree_rss))
     if proc.returncode != 0:
         return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {proc.returncode}"}
@@ -307,7 +305,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for n, cold, warm, ratt in rows:
             for what, key, unit, nd in (("process time", "process_s", "s", 2), ("in-process open+solve", "total_s", "s", 2),
-                                        ("peak RSS", "peak_rss_mb", "MB", 0), ("peak PSS", "tree_pss_mb", "MB", 0)):
+                                        ("peak RSS", "peak_rss_mb", "MB", 0)):
                 c, w, r = ([x[key] for x in runs] for runs in (cold, warm, ratt))
                 rm = statistics.median(r)
                 print(f"| {n // 1000}k | {what} | {_spread(c, unit, nd)} | {_spread(w, unit, nd)} | "
