@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from oci_conda import parallel
-from oci_conda.conda import skeleton
-from oci_conda.conda.channel import resolve_channel
+from oci_conda.conda import repodata, skeleton
+from oci_conda.conda.channel import Channel, resolve_channel
 from oci_conda.conda.gateway import load_channel_indexes
 from oci_conda.conda.repodata import (
     decompress,
@@ -173,25 +173,40 @@ def test_a_key_met_in_two_pieces_is_refused_when_its_name_is_read() -> None:
         assert cut(other, k) is None
 
 
-def test_the_gateway_cuts_large_documents_in_pieces(tmp_path: Path, cache_env: Path,
+def test_the_gateway_cuts_large_documents_in_pieces(tmp_path: Path, cache_env: Path, serve_dir,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Through ``load_channel_indexes`` (forked workers bounded by ``jobs``), cold and warm: the records are the
-    exact parse's, also for a document with a key repeated across pieces (read back the exact way)."""
+    """Through ``load_channel_indexes`` (forked workers bounded by ``jobs``), a local and an HTTP channel, cold and
+    warm: the records are the exact parse's, also for a document with a key repeated across pieces (read back the
+    exact way); the cold opens were cut in pieces."""
     monkeypatch.setattr(skeleton, "SPLIT_MIN", 1 << 10)
     monkeypatch.setattr(parallel, "cpu_count", lambda: 4)
+    cut_in = []
+    one_cut = repodata.cut
+
+    def counting_cut(buf, pieces=1):
+        got = one_cut(buf, pieces)
+        cut_in.append(0 if got is None else got.pieces)
+        return got
+
+    monkeypatch.setattr(repodata, "cut", counting_cut)
     cd = [(f"a-1-{k}.conda", _entry("a", str(k))) for k in range(60)]
     cd += [(f"z-1-{k}.conda", _entry("z", str(k), depends=["a"])) for k in range(60)]
+    server = serve_dir(tmp_path)
     for case, body in (("plain", _doc({"packages.conda": cd})),
                        ("dup", _doc({"packages.conda": cd + [("a-1-3.conda", _entry("a", "late"))]}))):
         d = tmp_path / case / "linux-64"
         d.mkdir(parents=True)
         (d / "repodata.json").write_bytes(body)
-        chan = resolve_channel(str(tmp_path / case), tmp_path)
-        where = (d / "repodata.json").as_uri()
-        want: dict = {}
-        for r in records_from_repodata(parse_document(decompress(body, where), where), chan, "linux-64", where):
-            merge_record(want, r)
-        for _ in ("cold", "warm"):
-            index = load_channel_indexes([chan], "linux-64", make_session(), jobs=3)[0]
-            for name in ("a", "z"):
-                assert index[name] == [r for r in want.values() if r.name == name], (case, name)
+        local = resolve_channel(str(tmp_path / case), tmp_path)
+        remote = Channel(name=f"{server.url}/{case}", url=f"{server.url}/{case}", auth_url=f"{server.url}/{case}")
+        for chan in (local, remote):
+            where = f"{chan.subdir_url('linux-64')}/repodata.json"
+            want: dict = {}
+            for r in records_from_repodata(parse_document(decompress(body, where), where), chan, "linux-64", where):
+                merge_record(want, r)
+            cut_in.clear()
+            for _ in ("cold", "warm"):
+                index = load_channel_indexes([chan], "linux-64", make_session(), jobs=3)[0]
+                for name in ("a", "z"):
+                    assert index[name] == [r for r in want.values() if r.name == name], (case, chan.url, name)
+            assert cut_in and cut_in[0] == 3, (case, chan.url, cut_in)
