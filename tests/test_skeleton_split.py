@@ -173,6 +173,19 @@ def test_a_key_met_in_two_pieces_is_refused_when_its_name_is_read() -> None:
         assert cut(other, k) is None
 
 
+def test_sorted_keys_prove_there_is_no_duplicate() -> None:
+    """Keys in order across the pieces (conda-index sorts them) need not name their entries; a key met again out of
+    order next to them sends the cut the one-pass way (which declines it)."""
+    cd = [(f"k-{k:03d}.conda", _entry("ab"[k % 2], str(k))) for k in range(240)]  # keys that name no entry
+    body = _doc({"packages.conda": cd}, indent=1)
+    for k in range(2, 6):
+        sk = _check(body, k)
+        assert sk is not None and sk.pieces == k
+    dup = _doc({"packages.conda": cd + [("k-003.conda", _entry("a", "late"))]}, indent=1)
+    for k in range(1, 6):
+        assert cut(dup, k) is None
+
+
 def test_the_gateway_cuts_large_documents_in_pieces(tmp_path: Path, cache_env: Path, serve_dir,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Through ``load_channel_indexes`` (forked workers bounded by ``jobs``), a local and an HTTP channel, cold and

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate, chain, compress, islice, repeat
-from operator import add, attrgetter, methodcaller, ne, not_, sub
+from operator import add, attrgetter, lt, methodcaller, ne, not_, sub
 from typing import Any
 
 import msgspec
@@ -242,8 +242,9 @@ class _TailSkeleton(msgspec.Struct, gc=False):
 
 _TAIL_DECODER = msgspec.json.Decoder(_TailSkeleton)
 
-# per section of a piece: entries, names at the starts of runs, run lengths, whether every key tells its name
-_Part = tuple[int, list[str], list[int], bool]
+# per section of a piece: entries, names at the starts of runs, run lengths, whether its keys are in order, (when
+# not) whether every key tells its name, first and last key
+_Part = tuple[int, list[str], list[int], bool, bool, str, str]
 _PieceResult = tuple[Any, list[_Part], list[int]]
 
 
@@ -261,7 +262,12 @@ def _split_points(buf: Buffer, pieces: int) -> list[int]:
 
 def _part(d: dict[str, _Entry]) -> _Part:
     heads, lengths = _runs(list(map(_NAME, d.values())))
-    return len(d), heads, lengths, _named_keys(list(d), heads, lengths)
+    keys = list(d)
+    # keys in order (conda-index sorts them) prove no key repeats; otherwise each key must name its entry. An
+    # unsorted list fails its first comparisons, so the order check costs nothing there
+    ordered = all(map(lt, keys, islice(keys, 1, None)))
+    named = (not ordered or len(keys) <= 64) and _named_keys(keys, heads, lengths)
+    return len(d), heads, lengths, ordered, named, keys[0] if keys else "", keys[-1] if keys else ""
 
 
 def _named_keys(keys: Sequence[str], heads: Sequence[str], lengths: Sequence[int]) -> bool:
@@ -333,13 +339,23 @@ def _cut_split(buf: Buffer, pieces: int) -> Skeleton | None:
         at = dict(zip(SECTIONS, sections))
         if all(m < at[lab][1] and nth_brace(buf, cum, at[lab][2] + m) == f
                for lab, m, f in zip(labels, before, firsts)):
-            if not all(p[3] for ps in order.values() for p in ps):
-                return None  # a key that does not tell its name: a duplicate could hide in two names
+            if not all(map(_no_hidden_duplicate, order.values())):
+                return None
             parts = [p for s in SECTIONS for p in order[s]]
             return Skeleton(info or {}, {"chunk": CHUNK, "cum": cum, "sections": sections},
                             NameTable.from_runs([h for p in parts for h in p[1]],
                                                 [n for p in parts for n in p[2]], sum(counts)), k)
     return None
+
+
+def _no_hidden_duplicate(parts: Sequence[_Part]) -> bool:
+    """A section's parts hold no key twice (keys in order across all of them), or every key tells its name (a key
+    twice is then refused when that name is read); otherwise a duplicate could hide in two names. (A large part
+    in order is not checked for names: next to parts out of order it makes the cut go the one-pass way.)"""
+    parts = [p for p in parts if p[0]]
+    if all(p[3] for p in parts) and all(map(lt, (p[6] for p in parts), (p[5] for p in parts[1:]))):
+        return True
+    return all(p[4] for p in parts)
 
 
 def _labelings(pieces: int) -> list[tuple[str, ...]]:
