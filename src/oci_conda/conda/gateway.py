@@ -151,7 +151,7 @@ class Gateway:
         if sharded:
             src = ShardedSubdir.open(channel, subdir, self.session, self.offline)
         if src is None:
-            src = open_whole(channel, subdir, self.session, self.offline)
+            src = open_whole(channel, subdir, self.session, self.offline, self.jobs)
         return src
 
     def _open(self, channel: Channel, subdir: str, sharded: bool) -> SubdirSource | None:

@@ -27,7 +27,7 @@ from ..credentials import redact_url
 from ..errors import ChannelError
 from .channel import Channel
 from .records import PackageRecord
-from .skeleton import Buffer, NameTable, cut, entries, locator_entries
+from .skeleton import Buffer, NameTable, cut, entries, locator_entries, pieces_for
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _EXTS = (".conda", ".tar.bz2")
@@ -430,12 +430,14 @@ class Cut:
     own: bool = True  # body is the document itself (False: its entries re-serialised by the exact parse)
 
 
-def index_from_body(body: Buffer, channel: Channel, subdir: str, where: str, *, fast: bool = True) -> Cut:
+def index_from_body(body: Buffer, channel: Channel, subdir: str, where: str, *, fast: bool = True,
+                    jobs: int = 1) -> Cut:
     """The cut of a decompressed repodata body; ChannelError for what is not repodata.
 
     The skeleton cut first (``fast``; off for a rebuild after the skeleton cut could not read an entry back), then
-    the offsets cut, then the whole parse (which gives the exact error for a broken document)."""
-    sk = cut(body) if fast else None
+    the offsets cut, then the whole parse (which gives the exact error for a broken document). ``jobs`` bounds the
+    forked workers of the skeleton cut of a large document."""
+    sk = cut(body, pieces_for(len(body), jobs)) if fast else None
     if sk is not None:
         fixed_base(sk.info, channel, subdir, where)  # a bad base_url fails now, as in records_from_repodata
         return Cut(sk.info.get("base_url"), body, sk.table, sk.locator)

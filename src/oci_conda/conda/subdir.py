@@ -273,14 +273,17 @@ def _get_repodata(channel: Channel, subdir: str, session: requests.Session, st: 
 # -- local channels: the index is cached by the repodata file's identity (path, size, mtime, inode)
 
 def _read_local(p: Path, fname: str) -> bytes | mmap.mmap:
-    """A local repodata file: a plain one mapped (the index points into it; nothing is copied), a ``.zst`` read."""
+    """A local repodata file: a plain one mapped (the index points into it; nothing is copied), a ``.zst`` read.
+    The map is private (copy-on-write): a forked worker of the cut writes a few bytes of its piece in place, in
+    its own copy of a page (nothing here writes to it, and the file is never written)."""
     with open(p, "rb") as f:
         if fname == "repodata.json" and os.fstat(f.fileno()).st_size:
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         return f.read()
 
 
-def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False, fast: bool = True) -> SubdirIndex | None:
+def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False, fast: bool = True,
+                 jobs: int = 1) -> SubdirIndex | None:
     base = channel.path
     assert base is not None
     for fname in ("repodata.json.zst", "repodata.json"):
@@ -310,7 +313,7 @@ def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False, fast: 
                 body = _read_local(p, fname)
             except OSError as e:
                 raise ChannelError(f"cannot read {p}: {e.strerror}") from None
-            got = index_from_body(decompress(body, where), channel, subdir, where, fast=fast)
+            got = index_from_body(decompress(body, where), channel, subdir, where, fast=fast, jobs=jobs)
             with contextlib.suppress(OSError):  # a read-only cache only costs the next build the same scan
                 write_index(index_p, key, got, embed=external is None or not got.own)
         return index_of(got, channel, subdir, where)
@@ -320,7 +323,7 @@ def _local_index(channel: Channel, subdir: str, *, rebuild: bool = False, fast: 
 # -- HTTP channels: the index sits next to the cached JSON, keyed by the JSON's sha256 in the state file
 
 def _http_index(channel: Channel, subdir: str, session: requests.Session, offline: bool, *,
-                rebuild: bool = False, fast: bool = True) -> SubdirIndex | None:
+                rebuild: bool = False, fast: bool = True, jobs: int = 1) -> SubdirIndex | None:
     canon = channel.subdir_url(subdir)
     state_p, data_p, lock_p = _cache_files(canon)
     index_p = data_p.with_suffix(".index")
@@ -338,7 +341,7 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
                 return idx
             if cached is None:
                 return None
-            got = index_from_body(cached, channel, subdir, where, fast=fast)
+            got = index_from_body(cached, channel, subdir, where, fast=fast, jobs=jobs)
             with contextlib.suppress(OSError):
                 write_index(index_p, st["sha256"], got)
             return index_of(got, channel, subdir, where)
@@ -371,10 +374,14 @@ def _http_index(channel: Channel, subdir: str, session: requests.Session, offlin
             return None
         assert body is not None
         digest = hashlib.sha256(body).hexdigest()
-        got = index_from_body(body, channel, subdir, where)  # only usable repodata is cached
         with atomic_write(data_p) as f:
             f.write(body)
-        del body
+            f.flush()
+            del body
+            # cut from the copy just written, mapped copy-on-write (the cut's workers write a few bytes of their
+            # piece in place, nothing is copied); only usable repodata is cached: a failure here leaves the copy
+            # cached before untouched
+            got = index_from_body(_read_local(Path(f.name), "repodata.json"), channel, subdir, where, jobs=jobs)
         write_index(index_p, digest, got)  # self-contained: a warm open does not read the JSON
         new_st.update(sha256=digest, size=data_p.stat().st_size)
         _write_state(state_p, new_st)
@@ -440,8 +447,8 @@ class LocalSubdir(_IndexedSubdir):
     """A ``file://`` channel's subdir, read in place; its index is cached by the file's identity."""
 
     @classmethod
-    def open(cls, channel: Channel, subdir: str) -> LocalSubdir | None:
-        got = _guarded(channel, lambda: _local_index(channel, subdir))
+    def open(cls, channel: Channel, subdir: str, jobs: int = 1) -> LocalSubdir | None:
+        got = _guarded(channel, lambda: _local_index(channel, subdir, jobs=jobs))
         return None if got is None else cls(channel, subdir, got)
 
     def _rebuild(self, fast: bool) -> SubdirIndex | None:
@@ -457,8 +464,9 @@ class RemoteSubdir(_IndexedSubdir):
         self._session, self._offline = session, offline
 
     @classmethod
-    def open(cls, channel: Channel, subdir: str, session: requests.Session, offline: bool) -> RemoteSubdir | None:
-        got = _guarded(channel, lambda: _http_index(channel, subdir, session, offline))
+    def open(cls, channel: Channel, subdir: str, session: requests.Session, offline: bool,
+             jobs: int = 1) -> RemoteSubdir | None:
+        got = _guarded(channel, lambda: _http_index(channel, subdir, session, offline, jobs=jobs))
         return None if got is None else cls(channel, subdir, got, session, offline)
 
     def _rebuild(self, fast: bool) -> SubdirIndex | None:
@@ -467,12 +475,13 @@ class RemoteSubdir(_IndexedSubdir):
 
 
 def open_whole(channel: Channel, subdir: str, session: requests.Session,
-               offline: bool) -> LocalSubdir | RemoteSubdir | None:
-    """The whole-repodata source of one channel subdir, or None when the channel has no such subdir."""
+               offline: bool, jobs: int = 1) -> LocalSubdir | RemoteSubdir | None:
+    """The whole-repodata source of one channel subdir, or None when the channel has no such subdir. ``jobs``
+    bounds the forked workers that cut a large document on a cold open."""
     if channel.is_local:
-        return LocalSubdir.open(channel, subdir)
+        return LocalSubdir.open(channel, subdir, jobs)
     if channel.url.startswith(("http://", "https://")):
-        return RemoteSubdir.open(channel, subdir, session, offline or is_offline(session))
+        return RemoteSubdir.open(channel, subdir, session, offline or is_offline(session), jobs)
     raise ChannelError(f"unsupported channel URL {redact_url(channel.url)}")
 
 
