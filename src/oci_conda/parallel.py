@@ -9,11 +9,13 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import pickle
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
 
 #: ``--jobs`` when the user gives none: parallel I/O (downloads, registry blobs).
 DEFAULT_JOBS = 8
@@ -78,3 +80,71 @@ def _exit_when_orphaned(build: int) -> None:
     while os.getppid() == build:
         time.sleep(ORPHAN_CHECK_SECONDS)
     os._exit(1)
+
+
+def run_forked(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Each task run in a forked child, its pickled result read back through a pipe; None for a task that failed.
+    For one-shot work on memory the parent already holds (a mapped document: the children see it copy-on-write, no
+    pickling of the input); a pool (:func:`process_pool`) is for streams of tasks.
+    Children ignore Ctrl-C (the parent has it), keep no other descriptor (the mapped document needs none) and leave
+    by ``os._exit`` (no handler or buffer of the parent runs)."""
+    kids: list[tuple[int, int]] = []  # (pid, read end or -1 once closed)
+    try:
+        for task in tasks:
+            r, w = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(r)
+                os.close(w)
+                raise
+            if pid == 0:  # pragma: no cover - the child
+                code = 1
+                try:
+                    _close_all_but(w)
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    data = pickle.dumps(task(), protocol=pickle.HIGHEST_PROTOCOL)
+                    with open(w, "wb") as f:
+                        f.write(data)
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(w)
+            kids.append((pid, r))
+        out: list[Any] = []
+        while kids:
+            pid, r = kids[0]
+            kids[0] = (pid, -1)
+            with open(r, "rb") as f:
+                data = f.read()
+            kids.pop(0)
+            _, status = os.waitpid(pid, 0)
+            try:
+                out.append(pickle.loads(data) if status == 0 and data else None)
+            except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
+                out.append(None)
+        return out
+    except OSError:
+        return [None] * len(tasks)  # no fork (no memory, no process left): the caller takes the one pass
+    finally:
+        for pid, r in kids:  # interrupted: the children still running are ended
+            if r >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(r)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+
+
+def _close_all_but(keep: int) -> None:
+    """In a forked worker: close every descriptor but stdio and ``keep`` (a pipe of another worker, forked by
+    another thread, held open here would keep that one's reader waiting for this one)."""
+    try:
+        fds: Iterable[int] = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16))
+    for fd in fds:
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -16,16 +16,13 @@ second); its index file is ~0.5 MB (names, runs of entry numbers, counts per chu
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
-import pickle
 import re
-import signal
 from array import array
 from bisect import bisect_right
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate, chain, compress, islice, repeat
@@ -35,7 +32,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from ..parallel import workers
+from ..parallel import run_forked, workers
 
 #: The ``{`` are counted per this many bytes: a lookup walks over at most the ``{`` of one chunk (~70 entries).
 CHUNK = 1 << 15
@@ -311,7 +308,7 @@ def _cut_split(buf: Buffer, pieces: int) -> Skeleton | None:
     nchunks = -(-len(buf) // CHUNK)
     tasks = [partial(_piece, buf, bounds[i] + (i > 0), bounds[i + 1], range(nchunks * i // k, nchunks * (i + 1) // k))
              for i in range(k)]
-    got = _forked(tasks)
+    got = run_forked(tasks)
     if any(r is None for r in got):
         return None
     res: list[_PieceResult] = got  # type: ignore[assignment]
@@ -367,72 +364,6 @@ def _labelings(pieces: int) -> list[tuple[str, ...]]:
             if v not in out:
                 out.append(v)
     return out
-
-
-def _forked(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Each task run in a forked child, its pickled result read back through a pipe; None for a task that failed.
-    Children ignore Ctrl-C (the parent has it), keep no other descriptor (the mapped document needs none) and leave
-    by ``os._exit`` (no handler or buffer of the parent runs)."""
-    kids: list[tuple[int, int]] = []  # (pid, read end or -1 once closed)
-    try:
-        for task in tasks:
-            r, w = os.pipe()
-            try:
-                pid = os.fork()
-            except OSError:
-                os.close(r)
-                os.close(w)
-                raise
-            if pid == 0:  # pragma: no cover - the child
-                code = 1
-                try:
-                    _close_all_but(w)
-                    signal.signal(signal.SIGINT, signal.SIG_IGN)
-                    data = pickle.dumps(task(), protocol=pickle.HIGHEST_PROTOCOL)
-                    with open(w, "wb") as f:
-                        f.write(data)
-                    code = 0
-                finally:
-                    os._exit(code)
-            os.close(w)
-            kids.append((pid, r))
-        out: list[Any] = []
-        while kids:
-            pid, r = kids[0]
-            kids[0] = (pid, -1)
-            with open(r, "rb") as f:
-                data = f.read()
-            kids.pop(0)
-            _, status = os.waitpid(pid, 0)
-            try:
-                out.append(pickle.loads(data) if status == 0 and data else None)
-            except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError):
-                out.append(None)
-        return out
-    except OSError:
-        return [None] * len(tasks)  # no fork (no memory, no process left): the caller takes the one pass
-    finally:
-        for pid, r in kids:  # interrupted: the children still running are ended
-            if r >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(r)
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.waitpid(pid, 0)
-
-
-def _close_all_but(keep: int) -> None:
-    """In a forked worker: close every descriptor but stdio and ``keep`` (a pipe of another worker, forked by
-    another thread, held open here would keep that one's reader waiting for this one)."""
-    try:
-        fds: Iterable[int] = [int(fd) for fd in os.listdir("/proc/self/fd")]
-    except OSError:
-        fds = range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16))
-    for fd in fds:
-        if fd > 2 and fd != keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 def _runs(names: Sequence[str]) -> tuple[list[str], list[int]]:
