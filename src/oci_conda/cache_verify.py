@@ -45,6 +45,12 @@ def _file_stamp(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
+def identity_stamp(st: os.stat_result) -> list[int]:
+    """Which file this is and whether it changed: device, inode, size, mtime and ctime (ctime moves with any write,
+    truncation, rename or chmod, and no user can set it back)."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
 def _tree_stamp(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 

@@ -35,7 +35,7 @@ from oci_conda.oci.blobs import (
     check_digest,
     digest_bytes,
 )
-from oci_conda.oci.copy import copy_verified
+from oci_conda.oci.copy import copy_verified, write_all
 from oci_conda.oci.image import (
     Descriptor,
     Image,
@@ -249,12 +249,6 @@ def _archive_key(segments: list[bytes | Layer]) -> str:
     return h.hexdigest()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _copy_layer(fd: int, layer: Layer) -> None:
     """Append a layer blob verified: kernel-side when the cache vouches for the file, else read and hashed."""
     d = layer.descriptor
@@ -269,7 +263,7 @@ def _copy_layer(fd: int, layer: Layer) -> None:
             chunk = reader.read(min(CHUNK, left))
             if not chunk:
                 raise ImageError(f"{what}: size {d.size - left} does not match the descriptor's {d.size}")
-            _write_all(fd, chunk)
+            write_all(fd, chunk)
             left -= len(chunk)
         if d.size == 0:
             reader.read()
@@ -297,7 +291,7 @@ def write_archive(out_tar: Path, planned: Plan, index_annotations: dict[str, str
     try:
         for seg in segments:
             if isinstance(seg, bytes):
-                _write_all(fd, seg)
+                write_all(fd, seg)
             else:
                 _copy_layer(fd, seg)
         os.fsync(fd)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from oci_conda.cache import atomic_write, cache_dir, cache_root, sweep_stale
 from oci_conda.cache import hold as cache_hold
+from oci_conda.cache_verify import identity_stamp
 from oci_conda.errors import OutputError
 
 
@@ -46,10 +47,6 @@ def check_parent(out: Path) -> None:
 OUTPUTS_DIR = "outputs"
 
 
-def _stamp(st: os.stat_result) -> list[int]:
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
 def _record_name(out: Path) -> str:
     return hashlib.sha256(os.fsencode(str(out))).hexdigest() + ".json"
 
@@ -62,7 +59,7 @@ def output_unchanged(out: Path, key: str) -> bool:
     except (OSError, ValueError, UnicodeDecodeError):
         return False
     return (isinstance(doc, dict) and doc.get("path") == str(out) and doc.get("key") == key
-            and stat.S_ISREG(st.st_mode) and doc.get("stamp") == _stamp(st))
+            and stat.S_ISREG(st.st_mode) and doc.get("stamp") == identity_stamp(st))
 
 
 def record_output(out: Path, fd: int, key: str) -> None:
@@ -73,9 +70,9 @@ def record_output(out: Path, fd: int, key: str) -> None:
     written only means the next build writes the output again."""
     try:
         st = os.fstat(fd)
-        if _stamp(os.lstat(out)) != _stamp(st) or st.st_ctime_ns % 1_000_000_000 == 0:
+        if identity_stamp(os.lstat(out)) != identity_stamp(st) or st.st_ctime_ns % 1_000_000_000 == 0:
             return
-        doc = {"path": str(out), "key": key, "stamp": _stamp(st)}
+        doc = {"path": str(out), "key": key, "stamp": identity_stamp(st)}
         with atomic_write(cache_dir(OUTPUTS_DIR) / _record_name(out), fsync=False) as f:
             f.write(json.dumps(doc, sort_keys=True).encode())
     except OSError:

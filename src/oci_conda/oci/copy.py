@@ -17,16 +17,12 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from ..cache_verify import file_digests, record_path
+from ..cache_verify import file_digests, identity_stamp, record_path
 from ..errors import ImageError
 
 #: errors meaning "this kernel or file system cannot do that copy": fall back to the next way
 _UNSUPPORTED = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.EPERM}
 _CHUNK = 1 << 20
-
-
-def _stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def verified_fd(f: BinaryIO, sha256: str, size: int) -> int | None:
@@ -48,7 +44,8 @@ def verified_fd(f: BinaryIO, sha256: str, size: int) -> int | None:
         if got.sha256 != sha256 or got.size != size:
             return None
         # the path still names the file we hold, unchanged since before the record was consulted
-        if _stamp(os.stat(path)) != _stamp(before) or _stamp(os.fstat(fd)) != _stamp(before):
+        was = identity_stamp(before)
+        if identity_stamp(os.stat(path)) != was or identity_stamp(os.fstat(fd)) != was:
             return None
     except OSError:
         return None
@@ -65,10 +62,10 @@ def copy_verified(f: BinaryIO, dst: int, sha256: str, size: int, what: str) -> b
     src = verified_fd(f, sha256, size)
     if src is None:
         return False
-    before = _stamp(os.fstat(src))
+    before = identity_stamp(os.fstat(src))
     start = os.lseek(dst, 0, os.SEEK_CUR)
     copy_fd(src, dst, size, what)
-    if _stamp(os.fstat(src)) != before and _sha256_range(dst, start, size) != sha256:
+    if identity_stamp(os.fstat(src)) != before and _sha256_range(dst, start, size) != sha256:
         raise ImageError(f"{what} changed while it was being written")
     return True
 
@@ -98,12 +95,17 @@ def copy_fd(src: int, dst: int, size: int, what: str) -> None:
         chunk = os.pread(src, min(_CHUNK, size - done), done)
         if not chunk:
             break
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(dst, view):]
+        write_all(dst, chunk)
         done += len(chunk)
     if done != size:
         raise ImageError(f"{what} is shorter than its {size} bytes")
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``data`` written at ``fd``'s position, however many calls that takes."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _copy_file_range(src: int, dst: int, size: int) -> int | None:
