@@ -47,7 +47,7 @@ from .oci.registry.push import push_images
 from .oci.source import open_image
 from .oci.tar import GZIP_WORKERS, LayerInfo, TarEntry, entry_bytes, write_layer
 from .options import BuildOptions, compressor_warning
-from .parallel import process_pool, workers
+from .parallel import LargestFirst, process_pool, workers
 from .platforms import platform_for_subdir
 from .image_labels import CREATED, merge
 from .image_names import image_tags, parse_owner, tag_part
@@ -576,10 +576,11 @@ def _fetch_stream(subset: list[PackageRecord], portable: Mapping[str, PackageRec
     lock = threading.Lock()
     out: dict[str, StreamedPackage] = {}
     with process_pool(opts.jobs, len(subset), "stream") as pool:
+        queue = LargestFirst(pool, workers(opts.jobs, len(subset), cpu_bound=True))
 
         def start(r: PackageRecord, path: Path, where: str | None) -> None:
-            fut = pool.submit(stream_package, path, portable[r.dist_name], prefix, spool / str(number[r.dist_name]),
-                              version, where)
+            fut = queue.submit(path.stat().st_size, stream_package, path, portable[r.dist_name], prefix,
+                               spool / str(number[r.dist_name]), version, where)
             with lock:
                 started[r.dist_name] = fut
 
@@ -587,24 +588,27 @@ def _fetch_stream(subset: list[PackageRecord], portable: Mapping[str, PackageRec
             if r.noarch != "python" or site is not None:
                 start(r, path, site)
 
-        files = _fetch(subset, opts, reporter, session, arrived)
-        with reporter.phase("stream", _plural(len(subset), "package")):
-            streaming = reporter.task("stream", len(subset), "packages")
-            for r in subset:
-                if r.dist_name in started:
-                    got = started[r.dist_name].result()
-                    streaming.advance(1)
-                    if got is not None:
-                        out[r.dist_name] = got
-            late = [r for r in subset if r.dist_name not in started]
-            if late and python is not None and python.dist_name in out:
-                for r in late:
-                    start(r, files[r.url], out[python.dist_name].site_packages)
-                for r in late:
-                    got = started[r.dist_name].result()
-                    streaming.advance(1)
-                    if got is not None:
-                        out[r.dist_name] = got
+        try:
+            files = _fetch(subset, opts, reporter, session, arrived)
+            with reporter.phase("stream", _plural(len(subset), "package")):
+                streaming = reporter.task("stream", len(subset), "packages")
+                for r in subset:
+                    if r.dist_name in started:
+                        got = started[r.dist_name].result()
+                        streaming.advance(1)
+                        if got is not None:
+                            out[r.dist_name] = got
+                late = [r for r in subset if r.dist_name not in started]
+                if late and python is not None and python.dist_name in out:
+                    for r in late:
+                        start(r, files[r.url], out[python.dist_name].site_packages)
+                    for r in late:
+                        got = started[r.dist_name].result()
+                        streaming.advance(1)
+                        if got is not None:
+                            out[r.dist_name] = got
+        finally:
+            queue.close(cancel=True)  # nothing is queued after a normal end; after a failure nothing more starts
     return files, out
 
 
