@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 from conftest import REPO
 from realenv import oci_conda
 
-from oci_conda.cache_verify import file_digests
+from oci_conda import cache_verify
+from oci_conda.cache_verify import Digests, file_digests, record_file, verify_file
 from oci_conda.errors import ImageError
 from oci_conda.oci import copy as oci_copy
 from oci_conda.oci.archive import blob_path, docker_manifest, write_archive
@@ -287,3 +289,32 @@ def test_cli_no_op_rebuild_keeps_the_archive_and_a_changed_one_is_rebuilt(tmp_pa
     oci_conda("build", str(env_file), "-o", str(out), "-q", env=env)
     assert os.lstat(out).st_ino != first.st_ino
     assert hashlib.sha256(out.read_bytes()).hexdigest() == want
+
+
+def test_a_cold_build_records_the_layer_blobs_it_writes(tmp_path: Path, cache_env: Path) -> None:
+    """A layer blob's digest is computed as it is written, so the build records it at once (no md5) and the archive
+    copies it kernel-side instead of hashing it again; every record states the blob's true digest and size."""
+    shutil.copytree(HELLO, tmp_path / "hello", ignore=shutil.ignore_patterns("src", "build_channel.py", ".*"))
+    oci_conda("build", str(tmp_path / "hello" / "environment.yml"), "-o", str(tmp_path / "img.tar"), "-q",
+              env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"})
+    blobs = [p for p in (cache_env / "blobs" / "sha256").iterdir() if p.is_file()]
+    assert blobs
+    for blob in blobs:
+        doc = json.loads((blob.parent / ".verified" / f"{blob.name}.json").read_bytes())
+        assert doc["md5"] is None
+        assert (doc["sha256"], doc["size"]) == (hashlib.sha256(blob.read_bytes()).hexdigest(), blob.stat().st_size)
+
+
+def test_a_record_without_md5_is_hashed_when_md5_is_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"layer" * 1000)
+    data = blob.read_bytes()
+    record_file(blob, Digests(hashlib.sha256(data).hexdigest(), None, len(data)))
+    hashed = _Count(cache_verify._hash_fd)
+    monkeypatch.setattr(cache_verify, "_hash_fd", hashed)
+    assert verify_file(blob, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    assert hashed.calls == 0  # the record answers
+    assert verify_file(blob, md5=hashlib.md5(data).hexdigest())
+    assert not verify_file(blob, md5="0" * 32)
+    assert hashed.calls == 1  # hashed once, then the renewed record carries the md5
+    assert json.loads((tmp_path / ".verified" / "blob.json").read_bytes())["md5"] == hashlib.md5(data).hexdigest()

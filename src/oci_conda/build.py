@@ -7,6 +7,7 @@ archive, layout directory, registry)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from . import __version__
 from .activation import ACTIVATE_DIR, STATE_FILE, WRAPPER_PATH, Activation, evaluate, wrapper_script
 from .cache import SPOOL_DIR, atomic_path, atomic_write, cache_dir, held_temp_dir
-from .cache_verify import drop_file, verify_file
+from .cache_verify import Digests, drop_file, record_file, verify_file
 from .conda.channel import resolve_channels
 from .conda.fetch import fetch_packages
 from .conda.install import InstallReport, install, python_version_of
@@ -762,6 +763,8 @@ def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_r
             info = write_layer(plan.entries, f, compression, mtime, workers=gzip_workers, owner=owner,
                                owner_under=prefix)
         blob = staged.target = blobs / info.digest.split(":", 1)[1]
+    with contextlib.suppress(OSError):  # its digest was computed as it was written: the archive need not hash it again
+        record_file(blob, Digests(info.digest.split(":", 1)[1], None, info.size))
     with atomic_write(memo) as f:
         f.write(canonical_json(dataclasses.asdict(info)))
     return info, blob

@@ -34,10 +34,12 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Digests:
-    """What a file's content is: its sha256, md5 (conda records may carry only that) and size."""
+    """What a file's content is: its sha256, md5 (conda records may carry only that) and size. A blob written by
+    this tool is recorded without md5 (None: nothing asks a blob for one, and hashing 140 MiB of layers again cost
+    0.1 s of a cold build); asked for one, it is hashed again."""
 
     sha256: str
-    md5: str
+    md5: str | None
     size: int
 
 
@@ -105,22 +107,24 @@ def _read_record(path: Path) -> dict | None:
         doc = json.loads(record_path(path).read_bytes())
     except (OSError, ValueError, UnicodeDecodeError):
         return None
-    ok = isinstance(doc, dict) and isinstance(doc.get("sha256"), str) and isinstance(doc.get("md5"), str) \
+    ok = isinstance(doc, dict) and isinstance(doc.get("sha256"), str) and (doc.get("md5") is None
+                                                                          or isinstance(doc["md5"], str)) \
         and isinstance(doc.get("size"), int) and isinstance(doc.get("stamp"), list)
     return doc if ok else None
 
 
-def file_digests(path: Path, *, remember: bool = True) -> Digests:
+def file_digests(path: Path, *, remember: bool = True, md5: bool = False) -> Digests:
     """The digests of the file ``path``: from its record when the stamp still matches, else hashed again.
 
     ``remember``: renew the record after hashing (for entries of a cache the caller owns); without it nothing is
-    written next to ``path`` (e.g. a package file in a local channel). OSError if the file cannot be read.
+    written next to ``path`` (e.g. a package file in a local channel). ``md5``: a record without one does not do.
+    OSError if the file cannot be read.
     """
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         raise OSError(f"{path} is not a regular file")
     doc = _read_record(path)
-    if doc is not None and doc["stamp"] == _file_stamp(st):
+    if doc is not None and doc["stamp"] == _file_stamp(st) and (doc["md5"] is not None or not md5):
         return Digests(doc["sha256"], doc["md5"], doc["size"])
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -139,7 +143,7 @@ def file_digests(path: Path, *, remember: bool = True) -> Digests:
 def verify_file(path: Path, *, sha256: str | None = None, md5: str | None = None, size: int | None = None) -> bool:
     """Whether the cache file entry ``path`` exists and has the given digests (each one given is checked)."""
     try:
-        got = file_digests(path)
+        got = file_digests(path, md5=md5 is not None)
     except OSError:
         return False
     return (sha256 is None or got.sha256 == sha256.lower()) and (md5 is None or got.md5 == md5.lower()) \
