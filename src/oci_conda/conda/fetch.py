@@ -67,23 +67,28 @@ def _entry_ok(path: Path, rec: PackageRecord, exp: tuple[str, str]) -> bool:
 
 
 class _Sink:
-    """The temp file plus running digests; can restart from zero when a server ignores our Range request."""
+    """The temp file plus running digests; can restart from zero when a server ignores our Range request.
 
-    def __init__(self, f: IO[bytes]):
+    md5 only when the record has no sha256 to check (a third of the hashing, for a digest nothing else asks of a
+    package whose name in the cache is its sha256)."""
+
+    def __init__(self, f: IO[bytes], md5: bool):
         self.f = f
+        self.want_md5 = md5
         self.reset()
 
     def reset(self) -> None:
         self.f.seek(0)
         self.f.truncate()
         self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5()
+        self.md5 = hashlib.md5() if self.want_md5 else None
         self.done = 0
 
     def write(self, chunk: bytes) -> None:
         self.f.write(chunk)
         self.sha256.update(chunk)
-        self.md5.update(chunk)
+        if self.md5 is not None:
+            self.md5.update(chunk)
         self.done += len(chunk)
 
 
@@ -179,16 +184,16 @@ def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target:
     held = hold(tmp)  # a sweep by another build leaves it alone while we live
     try:
         with os.fdopen(fd, "w+b") as f:
-            sink = _Sink(f)
+            exp = _expected(rec)
+            sink = _Sink(f, md5=exp is not None and exp[0] == "md5")
             _read_into(rec, mirrors, session, sink, progress)
             f.flush()
             os.fsync(f.fileno())
         channel = redact_url(rec.channel)
         if rec.size is not None and sink.done != rec.size:
             raise FetchError(f"size mismatch for {rec.fn} from {channel}: expected {rec.size} bytes, got {sink.done}")
-        exp = _expected(rec)
         if exp is not None:
-            got = sink.sha256.hexdigest() if exp[0] == "sha256" else sink.md5.hexdigest()
+            got = sink.sha256.hexdigest() if sink.md5 is None else sink.md5.hexdigest()
             if got != exp[1]:
                 raise FetchError(f"{exp[0]} mismatch for {rec.fn} from {channel}: expected {exp[1]}, got {got}")
         else:
@@ -196,7 +201,8 @@ def _download(rec: PackageRecord, session: requests.Session, pkgs: Path, target:
         assert target is not None
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-        record_file(target, Digests(sink.sha256.hexdigest(), sink.md5.hexdigest(), sink.done))
+        record_file(target, Digests(sink.sha256.hexdigest(), None if sink.md5 is None else sink.md5.hexdigest(),
+                                    sink.done))
         return target
     except request_errors() as e:  # an OSError subclass: must not read as a disk problem
         raise FetchError(f"cannot download {rec.fn} from {redact_url(rec.url)}: {describe_error(e)}") from None
