@@ -84,6 +84,14 @@ def test_local_paths_relative_absolute_and_file_urls(tmp_path: Path) -> None:
     assert file_url_to_path(expected) == chan.resolve()
 
 
+def test_a_percent_in_a_channel_directory_is_decoded_once(tmp_path: Path) -> None:
+    chan = tmp_path / "chan%41 x"
+    (chan / "noarch").mkdir(parents=True)
+    c = resolve_channel(str(chan), tmp_path)
+    assert c.url.endswith("/chan%2541%20x") and c.path == chan.resolve()
+    assert file_url_to_path(c.url) == chan.resolve()
+
+
 def test_missing_path_is_a_channel_error_naming_it(tmp_path: Path) -> None:
     for spec in ("./nope", str(tmp_path / "gone"), (tmp_path / "gone2").as_uri()):
         with pytest.raises(ChannelError) as ei:

@@ -66,9 +66,9 @@ def file_url_to_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         raise ChannelError(f"file URL with a remote host is not supported: {redact_url(url)}")
-    # decoded twice, as url2pathname(unquote(...)) did: on POSIX url2pathname is unquote (and importing
-    # urllib.request costs ~25 ms of start-up: http.client, email, ssl)
-    return Path(unquote(unquote(parts.path)))
+    # decoded once, as Path.as_uri() encoded it: a directory named ``a%41`` is ``a%2541`` in its URL, and
+    # decoding twice (what url2pathname(unquote(...)) did) made that ``aA``
+    return Path(unquote(parts.path))
 
 
 def _strip_subdir(url: str) -> str:
