@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from itertools import accumulate, compress, repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, KeysView, Mapping, Sequence
+from typing import Any, KeysView, Mapping
 from urllib.parse import urljoin
 
 import orjson
