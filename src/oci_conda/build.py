@@ -3,6 +3,9 @@
 records (resolve.py: solved, or from a lock) → fetch → per package: stream its archive into layer entries
 (layers/stream.py), or extract → install (staging prefix) → conda-pack → trim/pyc → layers → image(s) → a sink (OCI
 archive, layout directory, registry)
+
+The per-package path (only the packages whose layers are not remembered are laid out) is stage.py; both paths write
+their layers through layer_blobs.py.
 """
 
 from __future__ import annotations
