@@ -261,7 +261,8 @@ def _install_subset(spec: BuildSpec, records: list[PackageRecord], subset: list[
     with reporter.phase("install", f"{plural(len(subset), 'package')} of {len(records)} into {prefix}"):
         installing = reporter.task("install", len(subset), "packages")
         report = install(list(zip((portable[r.dist_name] for r in subset), extracted)), staging, prefix,
-                         progress=lambda _r: installing.advance(1), requested_specs=requested_specs(spec, subdir, records),
+                         progress=lambda _r: installing.advance(1),
+                         requested_specs=requested_specs(spec, subdir, records),
                          history_time=mtime, hardlink=True, specs_in_records=False,
                          environment=[portable[r.dist_name] for r in records],
                          site_packages=known_python.site_packages if known_python is not None else None,
@@ -333,7 +334,8 @@ def _by_package(entries: list[TarEntry], owner: dict[str, str], dists: Iterable[
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# shared with build.py's full path (which imports them from here: imports point down, never back up)
+# shared with build.py's full path, which imports them from here (imports point down, never back up): both paths must
+# lay a package out identically (the same records, dates, facts and activation), so they use one copy of each step
 
 
 def package_facts(entries: list[TarEntry], owner: dict[str, str], arcroot: str, records: list[PackageRecord],
