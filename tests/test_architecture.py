@@ -41,6 +41,8 @@ LAYERS: dict[str, int] = {
     "cli": 7,
     "commands": 6,
     "resolve": 5, "build": 5, "bundle": 5, "inspect_image": 5, "pack_prefix": 5, "pip_stage": 5,
+    # build.py's per-package path and the layer blobs both of its paths end in (build -> stage -> layer_blobs)
+    "stage": 5, "layer_blobs": 5,
     # sbom/*, sign/* : 5
     # models and settings the stages share: the lock model sits beside the options that it records
     "options": 4, "spec": 4, "lockfile": 4, "activation": 4, "platforms": 4, "platform_names": 4,

@@ -1,4 +1,4 @@
-"""The per-package layer memo (layers/memo.py, build._env_layers_by_package): a build that lacks some layers
+"""The per-package layer memo (layers/memo.py, stage.layers_by_package): a build that lacks some layers
 installs only the packages of those layers, and its image is byte for byte the image a build with an empty cache
 makes."""
 

@@ -54,6 +54,11 @@ def human_size(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def plural(n: int, word: str) -> str:
+    """``1 package``, ``2 packages``: counts in phase details and summaries, spelled one way everywhere."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-:--:--"

@@ -17,7 +17,7 @@ for, the options. ``pkg`` keeps the :class:`PackageFacts` the build needs withou
 size for the layering rule, its paths to see two packages ship one, its activation scripts); ``members`` maps the
 keys of a layer's packages to the layer's descriptor. A build whose environment changed (a bump, another
 environment sharing packages) then installs, packs and compresses only the packages of the layers it lacks
-(``build._env_layers_by_package``); the environment-wide top layer is made anew each time.
+(``stage.layers_by_package``); the environment-wide top layer is made anew each time.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class MemoInputs:
     mtime: int
     base_layers: int
     options: Mapping[str, Any]  # the layer-affecting options: compression, layering, max_layers, trim, ...
-    layer_format: int  # build.py's LAYER_FORMAT
+    layer_format: int  # layer_blobs.LAYER_FORMAT
 
 
 @dataclass
