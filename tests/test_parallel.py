@@ -99,3 +99,13 @@ def test_runs_on_worker_processes() -> None:
         results = [f.result(timeout=30) for f in futures]
     assert [r[0] for r in results] == [0, 1, 4, 9]
     assert all(pid != os.getpid() for _, pid in results)
+
+
+def test_workers_are_forked_when_the_pool_opens() -> None:
+    """Before any task and before the caller starts a thread: a fork while another thread holds a lock (a download
+    thread's) could leave that lock held forever in the worker."""
+    import multiprocessing
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    with process_pool(2, 4, "test"):
+        assert len({p.pid for p in multiprocessing.active_children()} - before) == 2

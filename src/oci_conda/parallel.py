@@ -62,6 +62,10 @@ def process_pool(jobs: int, tasks: int, name: str) -> Iterator[Executor]:
         pool = concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
                                                       initializer=_worker_start, initargs=(os.getpid(),))
     try:
+        if n > 1:
+            # a forking pool starts all its workers at its first submit: do it now, before the caller starts threads
+            # (downloads, the LargestFirst dispatcher), so no worker is forked while another thread holds a lock
+            pool.submit(os.getpid)
         yield pool
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
