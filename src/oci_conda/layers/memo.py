@@ -23,6 +23,7 @@ environment sharing packages) then installs, packs and compresses only the packa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -68,7 +69,10 @@ class MemoHit:
     activation_wrapper: bool = False  # the layers hold the entrypoint wrapper (the config must name it)
 
 
+@functools.cache
 def _tool_version(dist: str) -> str:
+    """An installed distribution's version, once per process: each lookup walks ``sys.path`` (~2 ms), and every
+    package's key asks (45 lookups were ~0.08 s of one core before a cold build of 45 packages could start)."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
