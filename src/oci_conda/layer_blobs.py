@@ -91,7 +91,7 @@ def _write_layer_cached(plan: LayerPlan, compression: str, mtime: int, extract_r
         blob = staged.target = blobs / info.digest.split(":", 1)[1]
     with contextlib.suppress(OSError):  # its digest was computed as it was written: the archive need not hash it again
         record_file(blob, Digests(info.digest.split(":", 1)[1], None, info.size))
-    with atomic_write(memo) as f:
+    with atomic_write(memo, fsync=False) as f:  # unsynced, as layers/memo.py's entries: a lost one is a miss
         f.write(canonical_json(dataclasses.asdict(info)))
     return info, blob
 

@@ -1,7 +1,9 @@
 """The layer memos: what layers were, looked up right after the solve, before any work.
 
 Two tables, both verified at use (every blob's digest and size, by :mod:`oci_conda.cache_verify`: hashed only when
-its stat stamp changed) and written atomically; a bad or unreadable entry is ignored and rewritten.
+its stat stamp changed) and written atomically; a bad or unreadable entry is ignored and rewritten. Entries are not
+synced to disk (``fsync``) before the build goes on: one that a crash loses or tears reads as a miss, and a blob is
+never trusted without its check; syncing the 61 entries of a 45-package cold build took ~0.1 s of one core at its end.
 
 **Per environment** (``layers/env``): the list of layer descriptors keyed on everything an environment's layers
 depend on: the records as conda-meta states them (each package named by its sha256), the requested specs, the
@@ -152,7 +154,7 @@ def store(key: str, layers: Sequence[tuple[LayerPlan, LayerInfo, Path]], warning
         "activation": dict(activation or {}),
         "activation_wrapper": activation_wrapper,
     }
-    with atomic_write(_entry_path(key, create=True)) as f:
+    with atomic_write(_entry_path(key, create=True), fsync=False) as f:
         f.write(canonical_json(doc))
 
 
@@ -225,7 +227,7 @@ def store_package(key: str, facts: PackageFacts) -> None:
     doc = {"size": facts.size, "paths": list(facts.paths), "scripts": {k: v.hex() for k, v in facts.scripts.items()},
            "post_link": list(facts.post_link), "trimmed": {k: list(v) for k, v in facts.trimmed.items()},
            "site_packages": facts.site_packages}
-    with atomic_write(_package_path(key, create=True)) as f:
+    with atomic_write(_package_path(key, create=True), fsync=False) as f:
         f.write(canonical_json(doc))
 
 
@@ -260,5 +262,5 @@ def lookup_layer(key: str) -> tuple[LayerInfo, Path] | None:
 
 def store_layer(key: str, info: LayerInfo) -> None:
     """Remember that the layer of ``key`` is ``info`` (its blob is in the blob store)."""
-    with atomic_write(_layer_path(key, create=True)) as f:
+    with atomic_write(_layer_path(key, create=True), fsync=False) as f:
         f.write(canonical_json(dataclasses.asdict(info)))
