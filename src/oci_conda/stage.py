@@ -390,7 +390,7 @@ def dated_entries(entries: list[TarEntry], owner: dict[str, str], records: list[
     out = []
     for e in entries:
         dist = owner.get(e.path)
-        out.append(dataclasses.replace(e, mtime=when[dist]) if dist in when else e)
+        out.append(e.with_mtime(when[dist]) if dist in when else e)
     return out
 
 
