@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import multiprocessing
 import os
 import threading
 import time
@@ -104,8 +105,6 @@ def test_runs_on_worker_processes() -> None:
 def test_workers_are_forked_when_the_pool_opens() -> None:
     """Before any task and before the caller starts a thread: a fork while another thread holds a lock (a download
     thread's) could leave that lock held forever in the worker."""
-    import multiprocessing
-
     before = {p.pid for p in multiprocessing.active_children()}
     with process_pool(2, 4, "test"):
         assert len({p.pid for p in multiprocessing.active_children()} - before) == 2

@@ -224,21 +224,20 @@ def _fetch_stream(subset: list[PackageRecord], portable: Mapping[str, PackageRec
             files = _fetch(subset, opts, reporter, session, arrived)
             with reporter.phase("stream", plural(len(subset), "package")):
                 streaming = reporter.task("stream", len(subset), "packages")
-                for r in subset:
-                    if r.dist_name in started:
+
+                def collect(rs: list[PackageRecord]) -> None:
+                    for r in rs:
                         got = started[r.dist_name].result()
                         streaming.advance(1)
                         if got is not None:
                             out[r.dist_name] = got
+
+                collect([r for r in subset if r.dist_name in started])
                 late = [r for r in subset if r.dist_name not in started]
                 if late and python is not None and python.dist_name in out:
                     for r in late:
                         start(r, files[r.url], out[python.dist_name].site_packages)
-                    for r in late:
-                        got = started[r.dist_name].result()
-                        streaming.advance(1)
-                        if got is not None:
-                            out[r.dist_name] = got
+                    collect(late)
         finally:
             queue.close(cancel=True)  # nothing is queued after a normal end; after a failure nothing more starts
     return files, out
